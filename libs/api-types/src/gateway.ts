@@ -1,0 +1,195 @@
+import { z } from 'zod';
+import { ENDPOINT_TYPES, EXPOSE_TYPES, GROUP, GATEWAY_KIND, V1ALPHA1, V1BETA1 } from './constants.ts';
+import { PORT_LIST_PATTERN } from './ports.ts';
+
+/**
+ * Gateway `raven.openyurt.io` v1alpha1 and v1beta1: field-for-field compatible with upstream.
+ * These schemas are the single source of truth: the CRD's OpenAPI schema is generated from them
+ * (see crd.ts), and every process parses Gateways it reads from the API with them.
+ * Validation that the apiserver must enforce is expressed here as constraints or as CEL rules
+ * carried in `.meta({ 'x-kubernetes-validations': [...] })`.
+ */
+
+type CelRule = { rule: string; message: string; fieldPath?: string; reason?: string };
+const cel = (...rules: CelRule[]) => ({ 'x-kubernetes-validations': rules });
+
+export const MAX_ENDPOINTS = 64;
+export const MAX_STATUS_NODES = 10_000;
+
+const port = z.number().int().min(1).max(65535);
+const nodeName = z.string().min(1).max(253);
+const portList = z
+  .string()
+  .max(512)
+  .regex(new RegExp(PORT_LIST_PATTERN))
+  .meta(cel({ rule: "self.split(',').all(p, int(p) >= 1 && int(p) <= 65535)", message: 'every port in the list must be within 1-65535' }));
+const ipAddress = z
+  .string()
+  .max(64)
+  .meta(cel({ rule: "self == '' || isIP(self)", message: 'must be a valid IPv4 or IPv6 address' }));
+
+const labelSelector = z.object({
+  matchLabels: z.record(z.string(), z.string()).optional(),
+  matchExpressions: z
+    .array(
+      z.object({
+        key: z.string(),
+        operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+        values: z.array(z.string()).optional(),
+      }),
+    )
+    .optional(),
+});
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+/** Endpoint fields common to both versions; v1beta1 requires `type`, v1alpha1 leaves it optional (defaulting to tunnel). */
+const endpointFields = {
+  nodeName,
+  port: port.optional(),
+  underNAT: z.boolean().optional(),
+  natType: z.string().max(64).optional(),
+  publicIP: ipAddress.optional(),
+  publicPort: port.optional(),
+  config: z.record(z.string().max(253), z.string().max(4096)).optional().meta({ maxProperties: 64 }),
+};
+
+export const endpointSchema = z.object({ ...endpointFields, type: z.enum(ENDPOINT_TYPES) });
+export type Endpoint = z.infer<typeof endpointSchema>;
+const endpointV1alpha1Schema = z.object({ ...endpointFields, type: z.enum(ENDPOINT_TYPES).optional() });
+export type EndpointV1alpha1 = z.infer<typeof endpointV1alpha1Schema>;
+
+// Upstream gives Replicas no default, so a Gateway that omits them never elects anything; ours default to 1.
+export const proxyConfigSchema = z.object({
+  Replicas: z.number().int().min(0).max(100).default(1),
+  proxyHTTPPort: portList.optional(),
+  proxyHTTPSPort: portList.optional(),
+});
+export type ProxyConfig = z.infer<typeof proxyConfigSchema>;
+
+export const tunnelConfigSchema = z.object({ Replicas: z.number().int().min(0).max(1).default(1) });
+export type TunnelConfig = z.infer<typeof tunnelConfigSchema>;
+
+// `has(e.type) ? e.type : 'tunnel'` makes one rule serve both versions (v1alpha1 endpoints default to tunnel).
+const endpointTypeOf = (v: string) => `(has(${v}.type) ? ${v}.type : 'tunnel')`;
+const isUnderNAT = (v: string) => `(has(${v}.underNAT) && ${v}.underNAT)`;
+const specRules = cel(
+  {
+    rule: `!has(self.endpoints) || self.endpoints.all(e, self.endpoints.exists_one(f, f.nodeName == e.nodeName && ${endpointTypeOf('f')} == ${endpointTypeOf('e')}))`,
+    message: 'each (nodeName, type) pair may appear only once',
+    fieldPath: '.endpoints',
+    reason: 'FieldValueDuplicate',
+  },
+  {
+    rule: `!has(self.exposeType) || self.exposeType == '' || !has(self.endpoints) || self.endpoints.all(e, !${isUnderNAT('e')})`,
+    message: 'an exposed gateway (exposeType set) must not have underNAT endpoints',
+    fieldPath: '.endpoints',
+  },
+  {
+    rule: `!has(self.endpoints) || size(self.endpoints) == 0 || self.endpoints.all(e, ${isUnderNAT('e')} == ${isUnderNAT('self.endpoints[0]')})`,
+    message: 'all endpoints must have the same underNAT value',
+    fieldPath: '.endpoints',
+  },
+  {
+    // Upstream's check, except that a Gateway with no proxy endpoint at all keeps the defaulted Replicas.
+    rule: `!has(self.proxyConfig) || !has(self.endpoints) || !self.endpoints.exists(e, ${endpointTypeOf('e')} == 'proxy') || self.proxyConfig.Replicas <= self.endpoints.filter(e, ${endpointTypeOf('e')} == 'proxy').size()`,
+    message: 'proxyConfig.Replicas must not exceed the number of proxy endpoints',
+    fieldPath: '.proxyConfig.Replicas',
+  },
+);
+
+const specFields = {
+  nodeSelector: labelSelector.optional(),
+  proxyConfig: proxyConfigSchema.default({ Replicas: 1 }),
+  tunnelConfig: tunnelConfigSchema.default({ Replicas: 1 }),
+  exposeType: z.enum(EXPOSE_TYPES).optional(),
+};
+
+export const gatewaySpecSchema = z
+  .object({ ...specFields, endpoints: z.array(endpointSchema).max(MAX_ENDPOINTS).optional() })
+  .meta(specRules);
+export type GatewaySpec = z.infer<typeof gatewaySpecSchema>;
+
+const gatewaySpecV1alpha1Schema = z
+  .object({ ...specFields, endpoints: z.array(endpointV1alpha1Schema).max(MAX_ENDPOINTS).optional() })
+  .meta(specRules);
+
+export const nodeInfoSchema = z.object({
+  nodeName,
+  privateIP: z.string().max(64).optional(),
+  subnets: z.array(z.string().max(64)).max(256).optional(),
+});
+export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+export const conditionSchema = z.object({
+  type: z.string().min(1).max(316),
+  status: z.enum(['True', 'False', 'Unknown']),
+  observedGeneration: z.number().int().min(0).optional(),
+  lastTransitionTime: z.string(),
+  reason: z.string().min(1).max(1024),
+  message: z.string().max(32768),
+});
+export type Condition = z.infer<typeof conditionSchema>;
+
+/** A tunnel endpoint's view of one peer gateway, reported by its agent (like Submariner's connection status). */
+export const connectionSchema = z.object({
+  gateway: z.string().max(253),
+  nodeName,
+  endpoint: z.string().max(128).optional(),
+  status: z.enum(['Connected', 'Connecting', 'Error']),
+  statusMessage: z.string().max(1024).optional(),
+  latencyRTT: z
+    .object({ last: z.string().max(32), min: z.string().max(32), average: z.string().max(32), max: z.string().max(32) })
+    .optional(),
+  relayedVia: z.string().max(253).optional(),
+});
+export type Connection = z.infer<typeof connectionSchema>;
+
+const statusFields = {
+  nodes: z.array(nodeInfoSchema).max(MAX_STATUS_NODES).optional(),
+  activeEndpoints: z.array(endpointSchema).max(MAX_ENDPOINTS).optional(),
+  conditions: z.array(conditionSchema).max(16).optional(),
+  connections: z.array(connectionSchema).max(1024).optional(),
+};
+export const gatewayStatusSchema = z.object(statusFields);
+export type GatewayStatus = z.infer<typeof gatewayStatusSchema>;
+const gatewayStatusV1alpha1Schema = z.object({ ...statusFields, activeEndpoint: endpointV1alpha1Schema.optional() });
+
+export const objectMetaSchema = z.looseObject({
+  name: z.string(),
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  generation: z.number().optional(),
+  creationTimestamp: z.union([z.string(), z.date()]).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type ObjectMeta = z.infer<typeof objectMetaSchema>;
+
+export const gatewayV1beta1Schema = z.object({
+  apiVersion: z.literal(`${GROUP}/${V1BETA1}`),
+  kind: z.literal(GATEWAY_KIND),
+  metadata: objectMetaSchema,
+  spec: gatewaySpecSchema.optional(),
+  status: gatewayStatusSchema.optional(),
+});
+export type Gateway = z.infer<typeof gatewayV1beta1Schema>;
+
+/**
+ * v1alpha1 as upstream defines it (`endpoints[{nodeName, underNAT, publicIP, config}]`, `status.activeEndpoint`),
+ * also accepting every v1beta1 field so that manifests written as v1alpha1 with v1beta1 fields
+ * (as the user walkthrough has them) keep their meaning, and v1beta1 → v1alpha1 → v1beta1 loses nothing.
+ */
+export const gatewayV1alpha1Schema = z.object({
+  apiVersion: z.literal(`${GROUP}/${V1ALPHA1}`),
+  kind: z.literal(GATEWAY_KIND),
+  metadata: objectMetaSchema,
+  spec: gatewaySpecV1alpha1Schema.optional(),
+  status: gatewayStatusV1alpha1Schema.optional(),
+});
+export type GatewayV1alpha1 = z.infer<typeof gatewayV1alpha1Schema>;
+
+/** Schemas of the bodies (spec, status) that the CRD generator turns into each version's OpenAPI schema. */
+export const crdVersionSchemas = {
+  [V1ALPHA1]: { spec: gatewaySpecV1alpha1Schema, status: gatewayStatusV1alpha1Schema },
+  [V1BETA1]: { spec: gatewaySpecSchema, status: gatewayStatusSchema },
+} as const;

@@ -1,0 +1,38 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** Pinned upstream versions; scripts/go-binaries.sh builds exactly these (keep the two in step). */
+export const VERSIONS = { kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0' } as const;
+
+export type Binary =
+  | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'etcd'
+  | 'konnectivity-server' | 'konnectivity-agent' | 'helm';
+
+const cacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
+
+const locations: Record<Binary, [dir: () => string, file: string, envtest: boolean]> = {
+  'kube-apiserver': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-apiserver', true],
+  'kube-controller-manager': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-controller-manager', true],
+  kubectl: [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kubectl', true],
+  etcd: [() => join(cacheRoot(), `etcd-${VERSIONS.etcd}`), 'etcd', true],
+  'konnectivity-server': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-server', false],
+  'konnectivity-agent': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-agent', false],
+  helm: [() => join(cacheRoot(), `helm-${VERSIONS.helm}`), 'helm', false],
+};
+
+export class MissingBinaryError extends Error {
+  override readonly name = 'MissingBinaryError';
+}
+
+/** Path of a pinned binary: KUBEBUILDER_ASSETS first (the setup-envtest convention), then our cache. */
+export function binaryPath(binary: Binary): string {
+  const [dir, file, envtest] = locations[binary];
+  const assets = process.env.KUBEBUILDER_ASSETS;
+  if (envtest && assets && existsSync(join(assets, file))) return join(assets, file);
+  const path = join(dir(), file);
+  if (!existsSync(path)) {
+    throw new MissingBinaryError(`${binary} not found at ${path}; run \`node scripts/bootstrap.mjs --binaries\` (or set KUBEBUILDER_ASSETS)`);
+  }
+  return path;
+}

@@ -1,0 +1,72 @@
+import { join } from 'node:path';
+import { GATEWAY_CRD_NAME, GATEWAY_CRD_PATH } from '@raven/api-types';
+import { appCommand, WORKSPACE_ROOT } from './apps.ts';
+import { ControlPlane } from './control-plane.ts';
+import { kubectl } from './kubectl.ts';
+import { freePort } from './net.ts';
+import { ManagedProcess, waitFor } from './process.ts';
+
+export interface ClusterOptions {
+  dir: string;
+  detached?: boolean;
+}
+
+/** What tests receive (through vitest's provide/inject) to reach the shared cluster. */
+export interface ClusterInfo {
+  dir: string;
+  server: string;
+  kubeconfig: string;
+  caPem: string;
+  caCertFile: string;
+  caKeyFile: string;
+  webhookPort: number;
+}
+
+export interface Cluster {
+  controlPlane: ControlPlane;
+  info(): ClusterInfo;
+  destroy(): Promise<void>;
+}
+
+/**
+ * The real control plane plus what every Raven cluster has: the CRDs (Established) and gateway-pickup serving the
+ * conversion webhook, its CA bundle injected into the CRD. Controllers are left to the tests that exercise them.
+ */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const controlPlane = await ControlPlane.start({ dir: opts.dir, detached: opts.detached });
+  const { kubeconfig } = controlPlane;
+  try {
+    await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, GATEWAY_CRD_PATH)]);
+    await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${GATEWAY_CRD_NAME}`]);
+    const webhookPort = await freePort();
+    const { command, args } = appCommand('gateway-pickup');
+    const webhook = ManagedProcess.start({
+      name: 'gateway-pickup-webhook',
+      command,
+      args: [
+        ...args, `--kubeconfig=${kubeconfig}`, '--controllers=webhook', '--leader-elect=false',
+        `--webhook-port=${webhookPort}`, `--webhook-url=https://127.0.0.1:${webhookPort}/convert`,
+        '--webhook-host=127.0.0.1', '--health-port=0', '--metrics-port=0',
+      ],
+      logFile: join(opts.dir, 'logs', 'gateway-pickup-webhook.log'),
+      detached: opts.detached,
+    });
+    controlPlane.adopt(webhook);
+    await waitFor('the conversion webhook CA bundle in the CRD', async () => {
+      const out = await kubectl(kubeconfig, ['get', `crd/${GATEWAY_CRD_NAME}`, '-o', 'jsonpath={.spec.conversion.webhook.clientConfig.caBundle}']);
+      return out.length > 0;
+    }, 60_000, 250);
+    const info: ClusterInfo = {
+      dir: opts.dir, server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem,
+      caCertFile: controlPlane.caFiles.cert, caKeyFile: controlPlane.caFiles.key, webhookPort,
+    };
+    return {
+      controlPlane,
+      info: () => info,
+      destroy: () => controlPlane.destroy(),
+    };
+  } catch (err) {
+    await controlPlane.stop();
+    throw err;
+  }
+}

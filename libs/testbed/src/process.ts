@@ -1,0 +1,94 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createWriteStream, openSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface StartOptions {
+  name: string;
+  command: string;
+  args: string[];
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Survive the parent (for `npm run cluster -- up`). */
+  detached?: boolean;
+}
+
+/** A child process with its output in a log file, stoppable with a grace period. */
+export class ManagedProcess {
+  private exited: Promise<number | null>;
+  private constructor(readonly name: string, readonly child: ChildProcess, readonly logFile: string) {
+    this.exited = new Promise((resolve) => {
+      if (child.exitCode !== null) resolve(child.exitCode);
+      child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null)));
+    });
+  }
+
+  static start(opts: StartOptions): ManagedProcess {
+    const spawnOpts: SpawnOptions = { env: opts.env ?? process.env, cwd: opts.cwd, detached: opts.detached ?? false };
+    let child: ChildProcess;
+    if (opts.detached) {
+      const fd = openSync(opts.logFile, 'a');
+      child = spawn(opts.command, opts.args, { ...spawnOpts, stdio: ['ignore', fd, fd] });
+      child.unref();
+    } else {
+      const log = createWriteStream(opts.logFile, { flags: 'a' });
+      child = spawn(opts.command, opts.args, { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+    }
+    return new ManagedProcess(opts.name, child, opts.logFile);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  waitExit(): Promise<number | null> {
+    return this.exited;
+  }
+
+  async stop(graceMs = 5_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(signal);
+    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!done) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
+  kill(): Promise<void> {
+    return this.stop(0, 'SIGKILL');
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` until it returns a value or throws a timeout naming `what`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    }
+    await sleep(intervalMs);
+  }
+}

@@ -1,0 +1,52 @@
+// Brings a fresh clone to a runnable state with nothing but Node built-ins:
+//   --npm       npm ci when node_modules is missing or older than the lock file
+//   --apt       Debian packages for the data path (root only; skipped when already present)
+//   --binaries  the pinned Go-built upstream binaries (kube-apiserver, etcd, ...), cached under $HOME
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = new Set(process.argv.slice(2));
+const say = (msg) => process.stderr.write(`[bootstrap] ${msg}\n`);
+const run = (cmd, argv, opts = {}) => {
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: root, ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed with ${r.status ?? r.signal}`);
+};
+const onPath = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+
+if (args.has('--npm')) {
+  const marker = join(root, 'node_modules/.package-lock.json');
+  const lock = join(root, 'package-lock.json');
+  if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
+    say('installing npm dependencies (npm ci)');
+    run('npm', ['ci', '--no-audit', '--no-fund']);
+  }
+}
+
+// Command -> Debian package that provides it.
+const aptNeeds = {
+  ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
+  ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux',
+};
+if (args.has('--apt')) {
+  const missing = [...new Set(Object.entries(aptNeeds).filter(([bin]) => !onPath(bin)).map(([, pkg]) => pkg))];
+  if (missing.length > 0) {
+    if (process.getuid?.() !== 0) throw new Error(`missing packages ${missing.join(' ')}; install them as root (apt-get install ${missing.join(' ')})`);
+    say(`installing Debian packages: ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    run('apt-get', ['update', '-qq'], { env });
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env });
+  }
+}
+
+if (args.has('--binaries')) {
+  const assets = process.env.KUBEBUILDER_ASSETS;
+  const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
+  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm'];
+  for (const target of targets) {
+    if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
+    if (target === 'etcd' && have(assets, ['etcd'])) continue;
+    execFileSync(join(root, 'scripts/go-binaries.sh'), [target], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Builds the pinned upstream binaries that tests, the demo and benchmarks run against,
+# from their Go modules, into a cache under $HOME keyed by version. The product itself is TypeScript.
+# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|all   (prints the bin dir)
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"
+KONNECTIVITY_VERSION="${KONNECTIVITY_VERSION:-v0.34.0}"
+HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
+
+export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
+export CGO_ENABLED=0
+
+log() { echo "[go-binaries] $*" >&2; }
+
+# Runs "$@" in a fresh module directory, then moves built binaries into the cache atomically.
+build_into() {
+  local out="$1"; shift
+  if [ -f "$out/.complete" ]; then echo "$out"; return; fi
+  local work; work="$(mktemp -d "${TMPDIR:-/tmp}/raven-gobuild.XXXXXX")"
+  trap 'rm -rf "$work"' RETURN
+  mkdir -p "$work/bin"
+  ( cd "$work" && "$@" )
+  mkdir -p "$(dirname "$out")"
+  rm -rf "$out.tmp" && mv "$work/bin" "$out.tmp" && touch "$out.tmp/.complete"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  echo "$out"
+}
+
+kubernetes_module() {
+  local minor="v0.${KUBE_VERSION#v1.}"
+  cat > go.mod <<MOD
+module raven.local/kubebins
+
+go 1.24.0
+
+require k8s.io/kubernetes $KUBE_VERSION
+MOD
+  local gomod; gomod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  # Every staging module the kubernetes go.mod points at ./staging is replaced by its published v0.X twin.
+  grep -E '^\s*k8s.io/[^ ]+ => ./staging' "$gomod" | awk '{print $1}' | while read -r m; do
+    echo "replace $m => $m $minor" >> go.mod
+  done
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  log "resolving k8s.io/kubernetes $KUBE_VERSION modules"
+  go mod tidy -e >/dev/null 2>&1 || true
+  go mod download
+  log "building kube-apiserver, kube-controller-manager, kubectl (several minutes on first run)"
+  go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" \
+    -o bin/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+}
+
+etcd_module() {
+  cat > go.mod <<MOD
+module raven.local/etcdbin
+
+go 1.24.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  go mod tidy >/dev/null 2>&1
+  log "building etcd $ETCD_VERSION"
+  go build -ldflags "-s -w" -o bin/etcd .
+}
+
+konnectivity_module() {
+  cat > go.mod <<MOD
+module raven.local/konnectivitybins
+
+go 1.24.0
+
+require sigs.k8s.io/apiserver-network-proxy $KONNECTIVITY_VERSION
+MOD
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "sigs.k8s.io/apiserver-network-proxy/cmd/agent"
+	_ "sigs.k8s.io/apiserver-network-proxy/cmd/server"
+)
+GO
+  go mod tidy -e >/dev/null 2>&1 || true
+  log "building konnectivity $KONNECTIVITY_VERSION"
+  go build -ldflags "-s -w" -o bin/proxy-server sigs.k8s.io/apiserver-network-proxy/cmd/server
+  go build -ldflags "-s -w" -o bin/proxy-agent sigs.k8s.io/apiserver-network-proxy/cmd/agent
+}
+
+helm_module() {
+  cat > go.mod <<MOD
+module raven.local/helmbin
+
+go 1.24.0
+
+require helm.sh/helm/v3 $HELM_VERSION
+MOD
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "helm.sh/helm/v3/cmd/helm"
+GO
+  go mod tidy -e >/dev/null 2>&1 || true
+  log "building helm $HELM_VERSION"
+  go build -ldflags "-s -w" -o bin/helm helm.sh/helm/v3/cmd/helm
+}
+
+case "${1:-all}" in
+  kubernetes) build_into "$CACHE_ROOT/kubernetes-$KUBE_VERSION" kubernetes_module ;;
+  etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
+  konnectivity) build_into "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" konnectivity_module ;;
+  helm) build_into "$CACHE_ROOT/helm-$HELM_VERSION" helm_module ;;
+  all) for t in etcd kubernetes konnectivity helm; do "$0" "$t"; done ;;
+  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|all" >&2; exit 2 ;;
+esac
