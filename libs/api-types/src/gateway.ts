@@ -77,7 +77,6 @@ const specRules = cel(
     rule: `!has(self.endpoints) || self.endpoints.all(e, self.endpoints.exists_one(f, f.nodeName == e.nodeName && ${endpointTypeOf('f')} == ${endpointTypeOf('e')}))`,
     message: 'each (nodeName, type) pair may appear only once',
     fieldPath: '.endpoints',
-    reason: 'FieldValueDuplicate',
   },
   {
     rule: `!has(self.exposeType) || self.exposeType == '' || !has(self.endpoints) || self.endpoints.all(e, !${isUnderNAT('e')})`,

@@ -53,6 +53,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     });
     controlPlane.adopt(webhook);
     await waitFor('the conversion webhook CA bundle in the CRD', async () => {
+      webhook.assertRunning();
       const out = await kubectl(kubeconfig, ['get', `crd/${GATEWAY_CRD_NAME}`, '-o', 'jsonpath={.spec.conversion.webhook.clientConfig.caBundle}']);
       return out.length > 0;
     }, 60_000, 250);

@@ -6,3 +6,5 @@ export * from './kubectl.ts';
 export * from './control-plane.ts';
 export * from './cluster.ts';
 export * from './apps.ts';
+export * from './clients.ts';
+export * from './netns.ts';

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createWriteStream, openSync } from 'node:fs';
+import { createWriteStream, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface StartOptions {
@@ -47,6 +47,19 @@ export class ManagedProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** For `waitFor` checks: throws WaitAbortedError (with the log's tail) if the process has exited. */
+  assertRunning(): void {
+    if (!this.running) {
+      let tail = '';
+      try {
+        tail = readFileSync(this.logFile, 'utf8').split('\n').slice(-15).join('\n');
+      } catch {
+        // no log yet
+      }
+      throw new WaitAbortedError(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}); log tail:\n${tail}`);
+    }
+  }
+
   waitExit(): Promise<number | null> {
     return this.exited;
   }
@@ -75,6 +88,11 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Thrown from a `waitFor` check to stop waiting at once (for example: the process being waited on exited). */
+export class WaitAbortedError extends Error {
+  override readonly name = 'WaitAbortedError';
+}
+
 /** Polls `check` until it returns a value or throws a timeout naming `what`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -84,6 +102,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const value = await check();
       if (value !== undefined && value !== false) return value;
     } catch (err) {
+      if (err instanceof WaitAbortedError) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startCluster, type Cluster } from './cluster.ts';
+import type {} from './vitest-context.ts';
 
 /**
  * One real control plane per vitest run, shared by every project that lists this file as globalSetup.
@@ -31,10 +32,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
       await cluster.destroy();
     }
   };
-}
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    cluster: import('./cluster.ts').ClusterInfo;
-  }
 }

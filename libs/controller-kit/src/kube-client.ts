@@ -1,0 +1,251 @@
+import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ApiError, ConfigError } from './errors.ts';
+
+export interface ResourceType {
+  group: string; // '' for the core group
+  version: string;
+  plural: string;
+  namespaced: boolean;
+}
+
+export const RESOURCES = {
+  nodes: { group: '', version: 'v1', plural: 'nodes', namespaced: false },
+  pods: { group: '', version: 'v1', plural: 'pods', namespaced: true },
+  configMaps: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
+  secrets: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
+  services: { group: '', version: 'v1', plural: 'services', namespaced: true },
+  endpoints: { group: '', version: 'v1', plural: 'endpoints', namespaced: true },
+  events: { group: 'events.k8s.io', version: 'v1', plural: 'events', namespaced: true },
+  leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
+  endpointSlices: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', namespaced: true },
+  crds: { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', namespaced: false },
+  csrs: { group: 'certificates.k8s.io', version: 'v1', plural: 'certificatesigningrequests', namespaced: false },
+  gateways: { group: 'raven.openyurt.io', version: 'v1beta1', plural: 'gateways', namespaced: false },
+  blockAffinities: { group: 'crd.projectcalico.org', version: 'v1', plural: 'blockaffinities', namespaced: false },
+} as const satisfies Record<string, ResourceType>;
+
+export interface ObjectRef {
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+}
+
+export function resourcePath(type: ResourceType, ref: ObjectRef = {}): string {
+  const base = type.group === '' ? `/api/${type.version}` : `/apis/${type.group}/${type.version}`;
+  const ns = type.namespaced && ref.namespace ? `/namespaces/${encodeURIComponent(ref.namespace)}` : '';
+  const name = ref.name ? `/${encodeURIComponent(ref.name)}` : '';
+  const sub = ref.subresource ? `/${ref.subresource}` : '';
+  return `${base}${ns}/${type.plural}${name}${sub}`;
+}
+
+export type PatchType = 'merge' | 'json' | 'strategic' | 'apply';
+const PATCH_CONTENT_TYPE: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+  apply: 'application/apply-patch+yaml',
+};
+
+export interface RequestInit {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  metadata: { resourceVersion?: string; continue?: string };
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+const CREDENTIAL_REFRESH_MS = 60_000;
+
+type TlsOptions = Pick<AgentOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+
+/**
+ * A lean JSON client for the Kubernetes API on node:https with one keep-alive agent.
+ * KubeConfig (from @kubernetes/client-node) supplies the endpoint and credentials: `--kubeconfig`, then
+ * $KUBECONFIG, then the in-cluster service account. Bearer tokens are re-read periodically so that rotated
+ * projected service-account tokens keep working.
+ */
+export class KubeClient {
+  private agent: Agent;
+  private headers: Record<string, string> = {};
+  private headersAt = 0;
+  readonly server: URL;
+
+  private constructor(readonly kubeConfig: KubeConfig, tls: TlsOptions, readonly userAgent: string) {
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new ConfigError('kubeconfig has no current cluster');
+    this.server = new URL(cluster.server);
+    this.agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16, ...tls });
+  }
+
+  static async load(opts: { kubeconfig?: string; userAgent: string }): Promise<KubeClient> {
+    const kc = new KubeConfig();
+    const path = opts.kubeconfig || process.env.KUBECONFIG;
+    if (path) kc.loadFromFile(path);
+    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+    else throw new ConfigError('no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster');
+    const tls: RequestOptions = {};
+    await kc.applyToHTTPSOptions(tls);
+    const { ca, cert, key, rejectUnauthorized, servername } = tls;
+    const client = new KubeClient(kc, { ca, cert, key, rejectUnauthorized, servername }, opts.userAgent);
+    await client.refreshHeaders();
+    return client;
+  }
+
+  private async refreshHeaders(): Promise<void> {
+    const opts: RequestOptions = { headers: {} };
+    await this.kubeConfig.applyToHTTPSOptions(opts);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(opts.headers ?? {})) if (typeof v === 'string') headers[k] = v;
+    this.headers = headers;
+    this.headersAt = Date.now();
+    (opts.agent as Agent | undefined)?.destroy();
+  }
+
+  private async send(method: string, path: string, init: RequestInit): Promise<IncomingMessage> {
+    if (Date.now() - this.headersAt > CREDENTIAL_REFRESH_MS) await this.refreshHeaders();
+    const url = new URL(path, this.server);
+    for (const [k, v] of Object.entries(init.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const payload = init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+    return new Promise((resolve, reject) => {
+      const req = request(url, {
+        method,
+        agent: this.agent,
+        headers: {
+          ...this.headers,
+          Accept: 'application/json',
+          'User-Agent': this.userAgent,
+          ...(payload !== undefined ? { 'Content-Type': init.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}),
+        },
+        signal: init.signal,
+        timeout: init.timeoutMs ?? 30_000,
+      }, resolve);
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: request timed out`)));
+      req.end(payload);
+    });
+  }
+
+  async request<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
+    const res = await this.send(method, path, init);
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return (text ? JSON.parse(text) : undefined) as T;
+    throw toApiError(status, text, method, path);
+  }
+
+  get<T>(type: ResourceType, ref: ObjectRef): Promise<T> {
+    return this.request('GET', resourcePath(type, ref));
+  }
+
+  list<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number; continue?: string; resourceVersion?: string } = {}): Promise<ListResult<T>> {
+    const { namespace, ...query } = opts;
+    return this.request('GET', resourcePath(type, { namespace }), { query, timeoutMs: 120_000 });
+  }
+
+  /** Lists every page (chunked with `limit`/`continue`), returning all items and the list's resourceVersion. */
+  async listAll<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {}): Promise<ListResult<T>> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let resourceVersion: string | undefined;
+    do {
+      const page = await this.list<T>(type, { ...opts, limit: 5_000, continue: cont });
+      items.push(...page.items);
+      cont = page.metadata.continue || undefined;
+      resourceVersion = page.metadata.resourceVersion;
+    } while (cont);
+    return { items, metadata: { resourceVersion } };
+  }
+
+  create<T>(type: ResourceType, body: { metadata?: { name?: string; generateName?: string; namespace?: string } }, opts: { fieldManager?: string } = {}): Promise<T> {
+    return this.request('POST', resourcePath(type, { namespace: body.metadata?.namespace }), { body, query: { fieldManager: opts.fieldManager } });
+  }
+
+  replace<T>(type: ResourceType, ref: ObjectRef, body: object, opts: { fieldManager?: string } = {}): Promise<T> {
+    return this.request('PUT', resourcePath(type, ref), { body, query: { fieldManager: opts.fieldManager } });
+  }
+
+  patch<T>(type: ResourceType, ref: ObjectRef, patch: unknown, patchType: PatchType, opts: { fieldManager?: string; force?: boolean } = {}): Promise<T> {
+    return this.request('PATCH', resourcePath(type, ref), {
+      body: patch,
+      contentType: PATCH_CONTENT_TYPE[patchType],
+      query: { fieldManager: opts.fieldManager, force: opts.force },
+    });
+  }
+
+  delete(type: ResourceType, ref: ObjectRef, opts: { preconditionUid?: string; propagationPolicy?: string } = {}): Promise<unknown> {
+    const body = { apiVersion: 'v1', kind: 'DeleteOptions', ...(opts.preconditionUid ? { preconditions: { uid: opts.preconditionUid } } : {}), ...(opts.propagationPolicy ? { propagationPolicy: opts.propagationPolicy } : {}) };
+    return this.request('DELETE', resourcePath(type, ref), { body });
+  }
+
+  /**
+   * Streams watch events until the server ends the watch (resolves) or it fails (rejects; an in-band
+   * ERROR event with a Status becomes an ApiError, e.g. 410 Gone when the resourceVersion is too old).
+   */
+  async watch<T>(
+    type: ResourceType,
+    opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; resourceVersion?: string; timeoutSeconds?: number },
+    onEvent: (event: WatchEvent<T>) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { namespace, ...query } = opts;
+    const path = resourcePath(type, { namespace });
+    const res = await this.send('GET', path, {
+      query: { ...query, watch: true, allowWatchBookmarks: true },
+      signal,
+      timeoutMs: ((opts.timeoutSeconds ?? 300) + 30) * 1_000,
+    });
+    if ((res.statusCode ?? 0) !== 200) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of res) chunks.push(chunk as Buffer);
+      throw toApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), 'WATCH', path);
+    }
+    res.socket.setKeepAlive(true, 30_000);
+    let pending = '';
+    for await (const chunk of res) {
+      pending += (chunk as Buffer).toString('utf8');
+      let newline: number;
+      while ((newline = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (!line.trim()) continue;
+        const event = JSON.parse(line) as WatchEvent<T>;
+        if (event.type === 'ERROR') {
+          const status = event.object as { code?: number; reason?: string; message?: string };
+          throw new ApiError(status.code ?? 500, status.reason ?? 'WatchError', status.message ?? 'watch error', 'WATCH', path);
+        }
+        onEvent(event);
+      }
+    }
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+function toApiError(status: number, text: string, method: string, path: string): ApiError {
+  let reason = String(status);
+  let message = text.slice(0, 2_000);
+  try {
+    const parsed = JSON.parse(text) as { reason?: string; message?: string };
+    reason = parsed.reason ?? reason;
+    message = parsed.message ?? message;
+  } catch {
+    // not a Status object; keep the raw text
+  }
+  return new ApiError(status, reason, message, method, path);
+}
