@@ -1,59 +1,133 @@
+import { hostname } from 'node:os';
 import { CONVERSION_WEBHOOK, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
 import {
-  COMMON_FLAGS, ConfigError, HealthServer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
+  COMMON_FLAGS, ConfigError, EventRecorder, HealthServer, KubeClient, LeaderElector, Shutdown, createLogger, durationFlag,
+  intFlag, parseFlags, type Controller,
 } from '@raven/controller-kit';
+import { createCaches } from './caches.ts';
+import { dnsController } from './controllers/dns.ts';
+import { gatewayStatusController } from './controllers/gateway-status.ts';
+import { internalServiceController } from './controllers/internal-service.ts';
+import { publicServiceController } from './controllers/public-service.ts';
+import { HeartbeatTracker } from './heartbeats.ts';
 import { startWebhook } from './webhook/index.ts';
 
-const ALL_CONTROLLERS = ['webhook'] as const;
+const CONTROLLERS = ['webhook', 'gatewaypickup', 'gatewaydns', 'gatewayinternalservice', 'gatewaypublicservice'] as const;
+type ControllerName = (typeof CONTROLLERS)[number];
 
 const flags = {
   ...COMMON_FLAGS,
-  controllers: { type: 'string', description: `Comma list of what to run: ${ALL_CONTROLLERS.join(', ')}, or * for all`, default: '*' },
-  namespace: { type: 'string', description: 'Namespace of Raven system objects (ConfigMaps, Secrets, Leases)', default: SYSTEM_NAMESPACE },
+  controllers: { type: 'string', description: `Comma list of what to run (${CONTROLLERS.join(', ')}), or * for all`, default: '*' },
+  namespace: { type: 'string', description: 'Namespace of Raven system objects (ConfigMaps, Services, Secrets, Leases)', default: SYSTEM_NAMESPACE },
   'leader-elect': { type: 'boolean', description: 'Elect a leader among replicas before running controllers', default: true },
+  'leader-elect-lease-duration': { type: 'string', description: 'Leader lease duration', default: '15s' },
+  'leader-elect-renew-deadline': { type: 'string', description: 'How long the leader keeps trying to renew before stepping down', default: '10s' },
+  'leader-elect-retry-period': { type: 'string', description: 'Interval between election attempts', default: '2s' },
+  'leader-elect-lease-name': { type: 'string', description: 'Name of the leader Lease', default: 'raven-gateway-pickup' },
+  'resync-period': { type: 'string', description: 'Every period, every object is reconciled again', default: '1m' },
+  workers: { type: 'string', description: 'Concurrent reconciles of the election controller', default: '4' },
+  'public-ip-from-external-ip': { type: 'boolean', description: "Use a node's ExternalIP as an endpoint's public IP when spec and annotation give none", default: false },
   'webhook-port': { type: 'string', description: 'HTTPS port of the conversion webhook', default: String(CONVERSION_WEBHOOK.containerPort) },
   'webhook-bind': { type: 'string', description: 'Address the webhook listens on', default: '0.0.0.0' },
   'webhook-url': { type: 'string', description: 'Inject this URL into the CRD instead of the in-cluster Service (out-of-cluster runs)' },
   'webhook-host': { type: 'string', description: 'Extra comma-separated DNS names/IPs for the serving certificate', default: '' },
   'webhook-secret': { type: 'string', description: 'Secret holding the webhook CA and serving certificate', default: 'raven-gateway-pickup-webhook-certs' },
   'cert-check-interval': { type: 'string', description: 'How often to re-check the serving certificate for rotation', default: '1h' },
-  'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics (0 = any)', default: String(PORTS.health) },
-  'metrics-port': { type: 'string', description: 'Deprecated alias kept for manifests; metrics are served on the health port', default: '' },
+  'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics (0 = any free port)', default: String(PORTS.health) },
+  'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
 } as const;
 
 async function main(): Promise<void> {
-  const { values } = parseFlags('gateway-pickup', 'Raven control plane: Gateway election, status, L7 DNS/Services, and the Gateway conversion webhook.', flags);
+  const { values } = parseFlags('gateway-pickup', 'Raven control plane: Gateway election and status, L7 DNS and Services, and the Gateway conversion webhook.', flags);
   const log = createLogger('gateway-pickup', { level: values['log-level'] });
-  const wanted = values.controllers === '*' ? [...ALL_CONTROLLERS] : (values.controllers ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const c of wanted) if (!(ALL_CONTROLLERS as readonly string[]).includes(c)) throw new ConfigError(`unknown controller "${c}"`);
+  const wanted = new Set<ControllerName>();
+  for (const c of values.controllers === '*' ? CONTROLLERS : (values.controllers ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!(CONTROLLERS as readonly string[]).includes(c)) throw new ConfigError(`unknown controller "${c}"; known: ${CONTROLLERS.join(', ')}`);
+    wanted.add(c as ControllerName);
+  }
+  const namespace = values.namespace ?? SYSTEM_NAMESPACE;
+  const resyncMs = durationFlag('resync-period', values['resync-period'], 60_000);
 
   const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: 'raven-gateway-pickup' });
   const shutdown = new Shutdown(log);
   const health = new HealthServer('raven_pickup');
   health.addLivenessCheck('process', () => ({ ok: true }));
-  const healthPort = await health.listen(intFlag('health-port', values['health-port'], PORTS.health));
+  const healthPort = await health.listen(intFlag('health-port', values['health-port'], PORTS.health), values['health-bind']);
   shutdown.onStop('health', () => health.close());
-  log.info({ healthPort, controllers: wanted }, 'starting');
+  shutdown.onStop('kube-client', () => kube.close());
+  log.info({ healthPort, controllers: [...wanted] }, 'starting');
 
-  if (wanted.includes('webhook')) {
-    const hosts = (values['webhook-host'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (wanted.has('webhook')) {
     const webhook = await startWebhook({
-      kube, log: log.child({ controller: 'webhook' }), registry: health.registry,
-      namespace: values.namespace ?? SYSTEM_NAMESPACE,
+      kube, log: log.child({ controller: 'webhook' }), registry: health.registry, namespace,
       secretName: values['webhook-secret'] ?? 'raven-gateway-pickup-webhook-certs',
       port: intFlag('webhook-port', values['webhook-port'], CONVERSION_WEBHOOK.containerPort),
-      bind: values['webhook-bind'] ?? '0.0.0.0',
-      url: values['webhook-url'], extraHosts: hosts,
+      bind: values['webhook-bind'] ?? '0.0.0.0', url: values['webhook-url'],
+      extraHosts: (values['webhook-host'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
       recheckMs: durationFlag('cert-check-interval', values['cert-check-interval'], 3_600_000),
     });
     health.addReadinessCheck('webhook', webhook.ready);
     shutdown.onStop('webhook', () => webhook.stop());
   }
-  shutdown.onStop('kube-client', () => kube.close());
+
+  const loops = [...wanted].filter((c) => c !== 'webhook');
+  if (loops.length === 0) return;
+
+  // Caches start on every replica, so a standby that becomes leader has warm caches and fails over fast.
+  const caches = await createCaches(kube, log, health.registry, namespace);
+  for (const informer of caches.all) informer.start();
+  shutdown.onStop('informers', () => Promise.all(caches.all.map((i) => i.stop())).then(() => undefined));
+  health.addReadinessCheck('informers-synced', () => {
+    const pending = caches.all.filter((i) => !i.hasSynced()).map((i) => i.resource);
+    return { ok: pending.length === 0, detail: pending.length ? `waiting for ${pending.join(', ')}` : undefined };
+  });
+
+  const identity = `${hostname()}_${process.pid}`;
+  const common = { kube, caches, log, registry: health.registry, namespace, resyncMs };
+  const builders: Record<Exclude<ControllerName, 'webhook'>, () => Controller> = {
+    gatewaypickup: () => gatewayStatusController({
+      ...common, heartbeats: new HeartbeatTracker(), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity),
+      workers: intFlag('workers', values.workers, 4), publicIPFromExternalIP: values['public-ip-from-external-ip'],
+    }),
+    gatewaydns: () => dnsController(common),
+    gatewayinternalservice: () => internalServiceController(common),
+    gatewaypublicservice: () => publicServiceController(common),
+  };
+  // Handlers are registered now (before events flow) so no event is missed; workers start only while leading.
+  const controllers = loops.map((c) => builders[c as Exclude<ControllerName, 'webhook'>]());
+  const startControllers = async (signal: AbortSignal) => {
+    await Promise.all(caches.all.map((i) => i.waitForSync(signal)));
+    if (signal.aborted) return;
+    log.info({ controllers: controllers.map((c) => c.name) }, 'caches synced; controllers running');
+    for (const c of controllers) c.start();
+  };
+  const stopControllers = () => shutdown.onStop('controllers', () => Promise.all(controllers.map((c) => c.stop())).then(() => undefined));
+
+  if (!values['leader-elect']) {
+    stopControllers();
+    void startControllers(shutdown.signal);
+    return;
+  }
+  const elector = new LeaderElector({
+    kube, log, namespace, name: values['leader-elect-lease-name'] ?? 'raven-gateway-pickup', identity,
+    leaseDurationMs: durationFlag('leader-elect-lease-duration', values['leader-elect-lease-duration'], 15_000),
+    renewDeadlineMs: durationFlag('leader-elect-renew-deadline', values['leader-elect-renew-deadline'], 10_000),
+    retryPeriodMs: durationFlag('leader-elect-retry-period', values['leader-elect-retry-period'], 2_000),
+    registry: health.registry, metricPrefix: 'raven_pickup',
+  });
+  health.addReadinessCheck('leader-election', () => ({ ok: elector.healthy(), detail: elector.isLeader() ? 'leader' : 'standby' }));
+  // Stoppers run last-registered first: controllers drain, then the lease is handed over.
+  shutdown.onStop('leader-election', () => elector.release());
+  stopControllers();
+  void elector.run(shutdown.signal, (leading) => void startControllers(leading), () => {
+    if (shutdown.signal.aborted) return;
+    // Like client-go controllers: a replica that lost its lease exits and restarts clean rather than risk two leaders.
+    log.fatal('leadership lost; exiting');
+    process.exit(1);
+  });
 }
 
 main().catch((err: unknown) => {
-  const log = createLogger('gateway-pickup');
-  log.fatal({ err }, err instanceof ConfigError ? err.message : 'fatal error');
+  createLogger('gateway-pickup').fatal({ err }, err instanceof ConfigError ? err.message : 'fatal error');
   process.exit(err instanceof ConfigError ? 2 : 1);
 });

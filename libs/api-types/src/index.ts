@@ -4,3 +4,4 @@ export * from './gateway.ts';
 export * from './conversion.ts';
 export * from './helpers.ts';
 export * from './crd.ts';
+export * from './heartbeat.ts';

@@ -170,7 +170,7 @@ export class KubeClient {
     return { items, metadata: { resourceVersion } };
   }
 
-  create<T>(type: ResourceType, body: { metadata?: { name?: string; generateName?: string; namespace?: string } }, opts: { fieldManager?: string } = {}): Promise<T> {
+  create<T>(type: ResourceType, body: { metadata?: { namespace?: string; [key: string]: unknown }; [key: string]: unknown }, opts: { fieldManager?: string } = {}): Promise<T> {
     return this.request('POST', resourcePath(type, { namespace: body.metadata?.namespace }), { body, query: { fieldManager: opts.fieldManager } });
   }
 

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { GATEWAY_CRD_NAME, GATEWAY_CRD_PATH } from '@raven/api-types';
+import { GATEWAY_CRD_NAME, GATEWAY_CRD_PATH, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { serviceAccountKubeconfig } from './service-accounts.ts';
 import { appCommand, WORKSPACE_ROOT } from './apps.ts';
 import { ControlPlane } from './control-plane.ts';
 import { kubectl } from './kubectl.ts';
@@ -38,15 +39,19 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   try {
     await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, GATEWAY_CRD_PATH)]);
     await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${GATEWAY_CRD_NAME}`]);
+    await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, 'k8s/base/rbac')]);
+    const pickupKubeconfig = await serviceAccountKubeconfig(
+      { server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem }, SYSTEM_NAMESPACE, 'raven-gateway-pickup', join(opts.dir, 'pki'),
+    );
     const webhookPort = await freePort();
     const { command, args } = appCommand('gateway-pickup');
     const webhook = ManagedProcess.start({
       name: 'gateway-pickup-webhook',
       command,
       args: [
-        ...args, `--kubeconfig=${kubeconfig}`, '--controllers=webhook', '--leader-elect=false',
+        ...args, `--kubeconfig=${pickupKubeconfig}`, '--controllers=webhook', '--leader-elect=false',
         `--webhook-port=${webhookPort}`, `--webhook-url=https://127.0.0.1:${webhookPort}/convert`,
-        '--webhook-host=127.0.0.1', '--health-port=0', '--metrics-port=0',
+        '--webhook-host=127.0.0.1', '--health-port=0', '--health-bind=127.0.0.1',
       ],
       logFile: join(opts.dir, 'logs', 'gateway-pickup-webhook.log'),
       detached: opts.detached,

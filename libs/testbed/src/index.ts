@@ -8,3 +8,5 @@ export * from './cluster.ts';
 export * from './apps.ts';
 export * from './clients.ts';
 export * from './netns.ts';
+export * from './service-accounts.ts';
+export * from './nodes.ts';

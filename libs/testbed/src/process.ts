@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createWriteStream, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface StartOptions {
@@ -25,17 +25,11 @@ export class ManagedProcess {
 
   static start(opts: StartOptions): ManagedProcess {
     const spawnOpts: SpawnOptions = { env: opts.env ?? process.env, cwd: opts.cwd, detached: opts.detached ?? false };
-    let child: ChildProcess;
-    if (opts.detached) {
-      const fd = openSync(opts.logFile, 'a');
-      child = spawn(opts.command, opts.args, { ...spawnOpts, stdio: ['ignore', fd, fd] });
-      child.unref();
-    } else {
-      const log = createWriteStream(opts.logFile, { flags: 'a' });
-      child = spawn(opts.command, opts.args, { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout?.pipe(log);
-      child.stderr?.pipe(log);
-    }
+    // The child writes its output straight into the log file, so nothing is lost when it exits abruptly.
+    const fd = openSync(opts.logFile, 'a');
+    const child = spawn(opts.command, opts.args, { ...spawnOpts, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    if (opts.detached) child.unref();
     return new ManagedProcess(opts.name, child, opts.logFile);
   }
 

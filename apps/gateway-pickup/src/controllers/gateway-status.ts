@@ -1,0 +1,138 @@
+import { EVENTS, GROUP, LABELS, V1BETA1, endpointPort, type EndpointType, type Gateway } from '@raven/api-types';
+import {
+  Controller, type EventRecorder, RESOURCES, deepEqual, writeStatus, type KubeClient, type Logger,
+} from '@raven/controller-kit';
+import type { Registry } from 'prom-client';
+import { INDEX, type Caches } from '../caches.ts';
+import { planGatewayStatus, type Availability } from '../election.ts';
+import type { HeartbeatTracker } from '../heartbeats.ts';
+import { modeSwitches, toGateway, type NodeView } from '../model.ts';
+
+export interface GatewayStatusOptions {
+  kube: KubeClient;
+  caches: Caches;
+  heartbeats: HeartbeatTracker;
+  events: EventRecorder;
+  log: Logger;
+  registry: Registry;
+  resyncMs: number;
+  workers: number;
+  /** Admin opt-in: a node's ExternalIP is its public IP when neither spec nor annotation gives one. */
+  publicIPFromExternalIP: boolean;
+}
+
+export const FIELD_MANAGER = 'raven-gateway-pickup';
+
+/** Projected node fields that matter for election and status.nodes (kubelet heartbeats change none of them). */
+const nodeFingerprint = (n: NodeView) => JSON.stringify([n.gateway, n.internalIPs, n.externalIPs, n.podCIDRs, n.ready, n.calico, n.publicIPAnnotation]);
+
+/** Election and status: writes each Gateway's activeEndpoints, nodes and conditions, and the elected/lost Events. */
+export function gatewayStatusController(opts: GatewayStatusOptions): Controller {
+  const { kube, caches, heartbeats, log } = opts;
+
+  const availability = (node: NodeView, type: EndpointType): Availability => {
+    if (node.ready !== 'True') return { available: false, reason: node.ready === 'False' ? 'NotReady' : 'Ready unknown' };
+    const hb = heartbeats.state(type, node.metadata.name);
+    return hb.kind === 'expired' ? { available: false, reason: 'heartbeat expired' } : { available: true };
+  };
+
+  const discoveredPublicIP = (gateway: Gateway) => (node: NodeView, type: EndpointType): string | undefined => {
+    if (gateway.spec?.exposeType === 'LoadBalancer') {
+      const svc = caches.services.byIndex(INDEX.servicesByGateway, gateway.metadata.name).find(
+        (s) => s.metadata.labels?.[LABELS.gatewayType] === type && s.metadata.labels?.[LABELS.endpointsName] === node.metadata.name,
+      );
+      const ingress = svc?.status?.loadBalancer?.ingress?.find((i) => i.ip)?.ip;
+      if (ingress) return ingress;
+    }
+    return node.publicIPAnnotation || (opts.publicIPFromExternalIP ? node.externalIPs[0] : undefined);
+  };
+
+  const reconcile = async (name: string, baseLog: Logger): Promise<void> => {
+    const rlog = baseLog.child({ gateway: name });
+    const cached = caches.gateways.get(name);
+    if (!cached) {
+      rlog.debug('gateway gone; nothing to do');
+      return;
+    }
+    const members = caches.nodes.byIndex(INDEX.nodesByGateway, name);
+    const modes = modeSwitches(caches.ravenConfig.list()[0]);
+    const calicoBlocks = (node: string) =>
+      caches.blockAffinities?.byIndex(INDEX.blocksByNode, node).filter((b) => b.spec.state === 'confirmed' && String(b.spec.deleted ?? 'false') !== 'true').map((b) => b.spec.cidr).sort();
+    let plan: ReturnType<typeof planGatewayStatus> | undefined;
+    const wrote = await writeStatus(kube, RESOURCES.gateways, { name }, cached as Gateway & { metadata: { resourceVersion?: string } }, (current) => {
+      plan = planGatewayStatus({ gateway: current, members, modes, availability, calicoBlocks, discoveredPublicIP: discoveredPublicIP(current), now: new Date() });
+      const old = current.status ?? {};
+      const unchanged = deepEqual(old.activeEndpoints ?? [], plan.status.activeEndpoints) && deepEqual(old.nodes ?? [], plan.status.nodes) && deepEqual(old.conditions ?? [], plan.status.conditions);
+      return unchanged ? undefined : { ...old, ...plan.status };
+    }, { fieldManager: FIELD_MANAGER, parse: toGateway });
+
+    if (wrote && plan) {
+      const active = plan.status.activeEndpoints ?? [];
+      rlog.info({ active: active.map((e) => `${e.type}/${e.nodeName}`), elected: plan.elected.length, lost: plan.lost.length }, 'status written');
+      const target = { apiVersion: `${GROUP}/${V1BETA1}`, kind: 'Gateway', name, uid: cached.metadata.uid };
+      for (const e of plan.elected) {
+        void opts.events.record(target, { type: 'Normal', reason: EVENTS.elected, action: 'Elect', note: `${e.type} endpoint ${e.nodeName}:${endpointPort(e)} elected` });
+      }
+      for (const e of plan.lost) {
+        void opts.events.record(target, { type: 'Warning', reason: EVENTS.lost, action: 'Elect', note: `${e.type} endpoint ${e.nodeName} is no longer active` });
+      }
+    } else {
+      rlog.debug('status up to date');
+    }
+    scheduleExpiryCheck(name, members);
+  };
+
+  const controller = new Controller({
+    name: 'gateway-status', log, registry: opts.registry, metricPrefix: 'raven_pickup', workers: opts.workers,
+    resyncMs: opts.resyncMs, resyncKeys: () => caches.gateways.keys(), reconcile,
+  });
+
+  // Re-run exactly when the earliest fresh heartbeat of a member would expire, so failover does not wait for an event.
+  function scheduleExpiryCheck(name: string, members: NodeView[]): void {
+    let earliest = Infinity;
+    for (const node of members) {
+      for (const type of ['tunnel', 'proxy'] as const) {
+        const hb = heartbeats.state(type, node.metadata.name);
+        if (hb.kind === 'fresh') earliest = Math.min(earliest, hb.expiresAt);
+      }
+    }
+    if (earliest !== Infinity) controller.queue.addAfter(name, earliest - Date.now() + 5);
+  }
+
+  const enqueueAll = () => caches.gateways.keys().forEach((k) => controller.enqueue(k));
+  caches.gateways.on({ add: (g) => controller.enqueue(g.metadata.name), update: (_o, g) => controller.enqueue(g.metadata.name), delete: (g) => controller.enqueue(g.metadata.name) });
+  caches.nodes.on({
+    add: (n) => controller.enqueue(n.gateway),
+    delete: (n) => controller.enqueue(n.gateway),
+    update: (o, n) => {
+      if (nodeFingerprint(o) === nodeFingerprint(n)) return;
+      controller.enqueue(o.gateway);
+      if (n.gateway !== o.gateway) controller.enqueue(n.gateway);
+    },
+  });
+  const gatewayOfNode = (node: string) => caches.nodes.get(node)?.gateway;
+  caches.heartbeats.on({
+    add: (h) => {
+      heartbeats.observe(h);
+      controller.enqueue(gatewayOfNode(h.node));
+    },
+    update: (_o, h) => {
+      if (heartbeats.observe(h)) controller.enqueue(gatewayOfNode(h.node));
+    },
+    delete: (h) => {
+      heartbeats.forget(h);
+      controller.enqueue(gatewayOfNode(h.node));
+    },
+  });
+  caches.ravenConfig.on({ add: enqueueAll, update: enqueueAll, delete: enqueueAll });
+  caches.services.on({
+    add: (s) => controller.enqueue(s.metadata.labels?.[LABELS.gateway]),
+    update: (_o, s) => controller.enqueue(s.metadata.labels?.[LABELS.gateway]),
+  });
+  caches.blockAffinities?.on({
+    add: (b) => controller.enqueue(gatewayOfNode(b.spec.node)),
+    update: (_o, b) => controller.enqueue(gatewayOfNode(b.spec.node)),
+    delete: (b) => controller.enqueue(gatewayOfNode(b.spec.node)),
+  });
+  return controller;
+}

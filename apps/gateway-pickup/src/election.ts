@@ -1,0 +1,155 @@
+import {
+  ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, endpointPort, type Condition, type Endpoint, type EndpointType,
+  type Gateway, type GatewayStatus, type NodeInfo,
+} from '@raven/api-types';
+import type { ModeSwitches, NodeView } from './model.ts';
+
+/** Why an endpoint can or cannot be elected right now. */
+export type Availability = { available: true } | { available: false; reason: string };
+
+export interface ElectionInput {
+  gateway: Gateway;
+  /** Nodes labelled `raven.openyurt.io/gateway=<this gateway>`. */
+  members: readonly NodeView[];
+  modes: ModeSwitches;
+  /** Heartbeat/Ready verdict for a member node and endpoint type. */
+  availability: (node: NodeView, type: EndpointType) => Availability;
+  /** Confirmed Calico block CIDRs of a node, when Calico IPAM is in use. */
+  calicoBlocks: (node: string) => readonly string[] | undefined;
+  /** The public IP of an endpoint when the spec gives none (LoadBalancer ingress, admin annotation, ...). */
+  discoveredPublicIP: (node: NodeView, type: EndpointType) => string | undefined;
+  now: Date;
+}
+
+export interface ElectionResult {
+  status: Pick<GatewayStatus, 'activeEndpoints' | 'nodes' | 'conditions'>;
+  elected: Endpoint[];
+  lost: Endpoint[];
+}
+
+const TYPE_ENABLED: Record<EndpointType, keyof ModeSwitches> = { proxy: 'l7', tunnel: 'l3' };
+const CONFIG_KEY: Record<EndpointType, string> = { proxy: ENDPOINT_CONFIG_KEYS.l7Proxy, tunnel: ENDPOINT_CONFIG_KEYS.l3Tunnel };
+
+export const endpointId = (e: Pick<Endpoint, 'nodeName' | 'type'>) => `${e.type}/${e.nodeName}`;
+const byNodeThenType = (a: Endpoint, b: Endpoint) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0);
+
+/**
+ * Upstream's election, made deterministic: candidates are the spec endpoints of the right type whose node is a
+ * member and available; endpoints already active stay (stickiness), in spec order when more are sticky than
+ * Replicas; the rest fill in spec order; nothing is elected for a mode raven-cfg disables (or without raven-cfg).
+ * Active endpoints are copied from the spec (fresh publicIP and config) and get `enable-l7-proxy`/`enable-l3-tunnel`.
+ */
+export function planGatewayStatus(input: ElectionInput): ElectionResult {
+  const { gateway, members, modes } = input;
+  const spec = gateway.spec;
+  const memberByName = new Map(members.map((n) => [n.metadata.name, n]));
+  const previouslyActive = new Set((gateway.status?.activeEndpoints ?? []).map(endpointId));
+  const active: Endpoint[] = [];
+  const typeReports: Array<{ type: EndpointType; requested: number; elected: number; unavailable: string[] }> = [];
+
+  for (const type of ENDPOINT_TYPES) {
+    const requested = (type === 'proxy' ? spec?.proxyConfig?.Replicas : spec?.tunnelConfig?.Replicas) ?? 1;
+    const enabled = modes[TYPE_ENABLED[type]];
+    const ofType = (spec?.endpoints ?? []).filter((e) => e.type === type);
+    if (!enabled || requested === 0 || ofType.length === 0) continue;
+    const unavailable: string[] = [];
+    const candidates = ofType.filter((e) => {
+      const node = memberByName.get(e.nodeName);
+      if (!node) {
+        unavailable.push(`${e.nodeName} (not a member)`);
+        return false;
+      }
+      const verdict = input.availability(node, type);
+      if (!verdict.available) unavailable.push(`${e.nodeName} (${verdict.reason})`);
+      return verdict.available;
+    });
+    const sticky = candidates.filter((e) => previouslyActive.has(endpointId(e)));
+    const fresh = candidates.filter((e) => !previouslyActive.has(endpointId(e)));
+    const chosen = [...sticky, ...fresh].slice(0, requested);
+    for (const e of chosen) active.push(activeEndpoint(e, memberByName.get(e.nodeName)!, modes, input));
+    typeReports.push({ type, requested, elected: chosen.length, unavailable });
+  }
+  active.sort(byNodeThenType);
+
+  const nodes = members.map((n) => nodeInfo(n, input.calicoBlocks(n.metadata.name))).sort((a, b) => (a.nodeName < b.nodeName ? -1 : 1));
+  const tunnel = active.find((e) => e.type === 'tunnel');
+  const extra = (gateway.metadata.annotations?.[ANNOTATIONS.extraAllowedSourceCIDRs] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (tunnel && extra.length > 0) {
+    const info = nodes.find((n) => n.nodeName === tunnel.nodeName);
+    if (info) info.subnets = [...new Set([...(info.subnets ?? []), ...extra])];
+  }
+
+  const activeIds = new Set(active.map(endpointId));
+  const previous = gateway.status?.activeEndpoints ?? [];
+  return {
+    status: {
+      activeEndpoints: active,
+      nodes,
+      conditions: mergeConditions(gateway.status?.conditions, conditionsFor(typeReports, modes, gateway.metadata.generation), input.now),
+    },
+    elected: active.filter((e) => !previouslyActive.has(endpointId(e))),
+    lost: previous.filter((e) => !activeIds.has(endpointId(e))),
+  };
+}
+
+function activeEndpoint(e: Endpoint, node: NodeView, modes: ModeSwitches, input: ElectionInput): Endpoint {
+  const publicIP = e.publicIP || input.discoveredPublicIP(node, e.type);
+  return {
+    ...e,
+    port: endpointPort(e),
+    ...(publicIP ? { publicIP } : {}),
+    config: { ...e.config, [CONFIG_KEY[e.type]]: String(modes[TYPE_ENABLED[e.type]]) },
+  };
+}
+
+function nodeInfo(node: NodeView, calicoBlocks: readonly string[] | undefined): NodeInfo {
+  const subnets = (node.calico && calicoBlocks && calicoBlocks.length > 0 ? [...calicoBlocks] : node.podCIDRs).filter((s) => s !== '');
+  return {
+    nodeName: node.metadata.name,
+    ...(node.internalIPs[0] ? { privateIP: node.internalIPs[0] } : {}),
+    subnets,
+  };
+}
+
+type ConditionDraft = Omit<Condition, 'lastTransitionTime'>;
+
+function conditionsFor(reports: Array<{ type: EndpointType; requested: number; elected: number; unavailable: string[] }>, modes: ModeSwitches, generation?: number): ConditionDraft[] {
+  const observedGeneration = generation;
+  const describe = (r: (typeof reports)[number]) =>
+    `${r.type}: ${r.elected} of ${r.requested} active${r.unavailable.length ? `; unavailable: ${r.unavailable.join(', ')}` : ''}`;
+  const g = observedGeneration !== undefined ? { observedGeneration } : {};
+  if (!modes.present) {
+    const message = 'ConfigMap kube-system/raven-cfg is missing, so no mode is enabled';
+    return [
+      { type: 'Ready', status: 'False', reason: 'NoModeEnabled', message, ...g },
+      { type: 'Degraded', status: 'False', reason: 'NoModeEnabled', message, ...g },
+    ];
+  }
+  if (reports.length === 0) {
+    const message = 'no endpoint is requested for an enabled mode';
+    return [
+      { type: 'Ready', status: 'True', reason: 'NothingRequested', message, ...g },
+      { type: 'Degraded', status: 'False', reason: 'NothingRequested', message, ...g },
+    ];
+  }
+  const missing = reports.filter((r) => r.elected === 0);
+  const short = reports.filter((r) => r.elected < r.requested);
+  const summary = reports.map(describe).join('; ');
+  return [
+    missing.length === 0
+      ? { type: 'Ready', status: 'True', reason: 'EndpointsElected', message: summary, ...g }
+      : { type: 'Ready', status: 'False', reason: 'NoEndpointAvailable', message: summary, ...g },
+    short.length === 0
+      ? { type: 'Degraded', status: 'False', reason: 'AllRequestedActive', message: summary, ...g }
+      : { type: 'Degraded', status: 'True', reason: 'InsufficientEndpoints', message: summary, ...g },
+  ];
+}
+
+/** Keeps each condition's lastTransitionTime unless its status changed, like apimachinery's SetStatusCondition. */
+export function mergeConditions(previous: readonly Condition[] | undefined, next: ConditionDraft[], now: Date): Condition[] {
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return next.map((c) => {
+    const old = previous?.find((p) => p.type === c.type);
+    return { ...c, lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : stamp };
+  });
+}

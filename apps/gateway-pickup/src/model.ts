@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { HEARTBEAT, LABELS, gatewayV1beta1Schema, type Gateway, type HeartbeatComponent } from '@raven/api-types';
+
+/**
+ * What the caches keep: each API object validated and projected to the fields the controllers use.
+ * Projection keeps memory flat with 10,000 Nodes (a full Node is several kB; a NodeView is a few hundred bytes).
+ */
+
+const metaSchema = z.object({
+  name: z.string(),
+  namespace: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  uid: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+const rawNodeSchema = z.object({
+  metadata: metaSchema,
+  spec: z.object({ podCIDR: z.string().optional(), podCIDRs: z.array(z.string()).optional() }).optional(),
+  status: z
+    .object({
+      addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional(),
+      conditions: z.array(z.object({ type: z.string(), status: z.string() })).optional(),
+    })
+    .optional(),
+});
+
+export interface NodeView {
+  metadata: { name: string; resourceVersion?: string; uid?: string };
+  gateway?: string;
+  internalIPs: string[];
+  externalIPs: string[];
+  podCIDRs: string[];
+  /** True, False, or Unknown (also when the condition is absent). */
+  ready: 'True' | 'False' | 'Unknown';
+  /** The node runs Calico with IPAM blocks (projectcalico.org annotations present). */
+  calico: boolean;
+  publicIPAnnotation?: string;
+}
+
+export function toNodeView(raw: unknown): NodeView {
+  const node = rawNodeSchema.parse(raw);
+  const addresses = node.status?.addresses ?? [];
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+  const podCIDRs = (node.spec?.podCIDRs?.length ? node.spec.podCIDRs : [node.spec?.podCIDR]).filter((c): c is string => !!c);
+  const annotations = node.metadata.annotations ?? {};
+  return {
+    metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion, uid: node.metadata.uid },
+    gateway: node.metadata.labels?.[LABELS.gateway],
+    internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.address),
+    externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.address),
+    podCIDRs,
+    ready: ready === 'True' || ready === 'False' ? ready : 'Unknown',
+    calico: Object.keys(annotations).some((k) => k.startsWith('projectcalico.org/')),
+    publicIPAnnotation: annotations['raven.openyurt.io/public-ip'],
+  };
+}
+
+export function toGateway(raw: unknown): Gateway {
+  return gatewayV1beta1Schema.parse(raw);
+}
+
+const rawLeaseSchema = z.object({
+  metadata: metaSchema,
+  spec: z
+    .object({ holderIdentity: z.string().nullish(), leaseDurationSeconds: z.number().nullish(), renewTime: z.string().nullish() })
+    .optional(),
+});
+
+export interface HeartbeatView {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  component: HeartbeatComponent;
+  node: string;
+  durationMs: number;
+  renewTime: string;
+}
+
+export function toHeartbeat(raw: unknown): HeartbeatView | undefined {
+  const lease = rawLeaseSchema.parse(raw);
+  const component = lease.metadata.labels?.[HEARTBEAT.label];
+  if ((component !== 'tunnel' && component !== 'proxy') || !lease.spec?.holderIdentity) return undefined;
+  return {
+    metadata: { name: lease.metadata.name, namespace: lease.metadata.namespace, resourceVersion: lease.metadata.resourceVersion },
+    component,
+    node: lease.spec.holderIdentity,
+    durationMs: (lease.spec.leaseDurationSeconds ?? HEARTBEAT.defaultDurationSeconds) * 1_000,
+    renewTime: lease.spec.renewTime ?? '',
+  };
+}
+
+const rawConfigMapSchema = z.object({ metadata: metaSchema, data: z.record(z.string(), z.string()).optional() });
+export type ConfigMapView = z.infer<typeof rawConfigMapSchema>;
+export const toConfigMap = (raw: unknown): ConfigMapView => rawConfigMapSchema.parse(raw);
+
+const rawServiceSchema = z.object({
+  metadata: metaSchema,
+  spec: z.object({ clusterIP: z.string().optional(), type: z.string().optional() }).loose().optional(),
+  status: z.object({ loadBalancer: z.object({ ingress: z.array(z.object({ ip: z.string().optional(), hostname: z.string().optional() })).optional() }).optional() }).optional(),
+});
+export type ServiceView = z.infer<typeof rawServiceSchema>;
+export const toService = (raw: unknown): ServiceView => rawServiceSchema.parse(raw);
+
+const rawBlockAffinitySchema = z.object({
+  metadata: metaSchema,
+  spec: z.object({ node: z.string(), cidr: z.string(), state: z.string().optional(), deleted: z.union([z.string(), z.boolean()]).optional() }),
+});
+export type BlockAffinityView = z.infer<typeof rawBlockAffinitySchema>;
+export const toBlockAffinity = (raw: unknown): BlockAffinityView => rawBlockAffinitySchema.parse(raw);
+
+export interface ModeSwitches {
+  /** raven-cfg exists; upstream elects nothing without it. */
+  present: boolean;
+  l3: boolean;
+  l7: boolean;
+}
+
+export function modeSwitches(cfg: ConfigMapView | undefined): ModeSwitches {
+  if (!cfg) return { present: false, l3: false, l7: false };
+  return { present: true, l3: cfg.data?.['enable-l3-tunnel'] === 'true', l7: cfg.data?.['enable-l7-proxy'] === 'true' };
+}

@@ -1,0 +1,32 @@
+import { createHash } from 'node:crypto';
+import { SYSTEM_NAMESPACE } from './constants.ts';
+
+/**
+ * The per-node heartbeat Lease contract between Raven's node processes and gateway-pickup.
+ *
+ * - Who renews: on every node listed as a candidate endpoint of a Gateway, the process that serves that endpoint
+ *   type: `tunnel-agent` for `tunnel`, `proxy-server`/`proxy-client` for `proxy`.
+ * - What: a coordination.k8s.io/v1 Lease in `kube-system`, named by `heartbeatLeaseName(component, node)`,
+ *   labelled `raven.openyurt.io/heartbeat=<component>`, with `spec.holderIdentity` = the node name,
+ *   `spec.leaseDurationSeconds` = how long a renewal stays valid, and `spec.renewTime` advanced every renew interval.
+ * - Meaning for election: an endpoint whose Lease exists but has not been renewed within its duration is not
+ *   available, even while the Node is Ready. An endpoint with no Lease at all falls back to the Node's Ready
+ *   condition, so clusters still running upstream agents keep working.
+ * - A graceful restart does not release the Lease: the restarted process renews it before it expires, so a
+ *   restart never triggers a failover.
+ */
+export const HEARTBEAT = {
+  namespace: SYSTEM_NAMESPACE,
+  label: 'raven.openyurt.io/heartbeat',
+  defaultDurationSeconds: 2,
+  defaultRenewIntervalMs: 500,
+} as const;
+
+export type HeartbeatComponent = 'tunnel' | 'proxy';
+
+export function heartbeatLeaseName(component: HeartbeatComponent, nodeName: string): string {
+  const name = `raven-${component}-${nodeName}`;
+  if (name.length <= 253) return name;
+  const digest = createHash('sha256').update(nodeName).digest('hex').slice(0, 10);
+  return `${name.slice(0, 242)}-${digest}`;
+}
