@@ -46,6 +46,7 @@ export class LeaderElector {
   private leading = false;
   private observedRecord = '';
   private observedAt = 0;
+  private observedDurationMs = 0;
   private lastRenew = 0;
   private lastError = 0;
   private readonly leaseDurationMs: number;
@@ -80,7 +81,8 @@ export class LeaderElector {
   async run(signal: AbortSignal, onStartedLeading: (leaderSignal: AbortSignal) => void, onStoppedLeading?: () => void): Promise<void> {
     while (!signal.aborted) {
       if (!(await this.tryAcquireOrRenew())) {
-        await delay(this.retryPeriodMs, signal);
+        // Try again on the retry grid, or right when the current holder's lease would expire if that is sooner.
+        await delay(Math.max(10, Math.min(this.retryPeriodMs, this.expiresInMs() + 10)), signal);
         continue;
       }
       this.setLeading(true);
@@ -102,6 +104,10 @@ export class LeaderElector {
       this.setLeading(false);
       onStoppedLeading?.();
     }
+  }
+
+  private expiresInMs(): number {
+    return this.observedAt === 0 ? this.retryPeriodMs : this.observedAt + this.observedDurationMs - Date.now();
   }
 
   private setLeading(leading: boolean): void {
@@ -150,6 +156,7 @@ export class LeaderElector {
       }
       const holder = spec.holderIdentity ?? '';
       const durationMs = (spec.leaseDurationSeconds ?? 0) * 1_000;
+      this.observedDurationMs = durationMs;
       const heldByOther = holder !== '' && holder !== this.identity && Date.now() - this.observedAt < durationMs;
       if (heldByOther) {
         this.lastError = 0;
@@ -174,7 +181,8 @@ export class LeaderElector {
 
   /** Gives the lease up (empty holder, 1 s duration) if we hold it, so a standby takes over without waiting. */
   async release(): Promise<void> {
-    if (!this.leading) return;
+    // The campaign loop may already have stepped down locally (shutdown aborts it first); the API decides.
+    if (this.lastRenew === 0) return;
     const { kube, namespace, name, log } = this.opts;
     try {
       const current = leaseSchema.parse(await kube.get(RESOURCES.leases, { namespace, name }));
