@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   const shutdown = new Shutdown(log);
   const health = new HealthServer('raven_pickup');
   health.addLivenessCheck('process', () => ({ ok: true }));
+  kube.instrument(health.registry, 'raven_pickup');
   const healthPort = await health.listen(intFlag('health-port', values['health-port'], PORTS.health), values['health-bind']);
   shutdown.onStop('health', () => health.close());
   shutdown.onStop('kube-client', () => kube.close());

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LABELS } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
-import { adminClient, deleteNode, kubectl, registerNode, uniqueName, waitFor } from '@raven/testbed';
+import { adminClient, deleteNode, kubectl, registerNode, uniqueName, waitFor, waitForCrdEstablished } from '@raven/testbed';
 import { createGateway, deleteGateway, startPickup, waitForGateway, type PickupProcess } from './support.ts';
 
 const cluster = inject('cluster');
@@ -44,7 +44,7 @@ const block = (name: string, node: string, cidr: string, state: string) => ({
 beforeAll(async () => {
   kube = await adminClient(cluster);
   await kubectl(cluster.kubeconfig, ['apply', '-f', '-'], blockAffinityCrd);
-  await kubectl(cluster.kubeconfig, ['wait', '--for=condition=Established', 'crd/blockaffinities.crd.projectcalico.org']);
+  await waitForCrdEstablished(cluster.kubeconfig, 'blockaffinities.crd.projectcalico.org');
   await registerNode(kube, { name: calicoNode, internalIP: '10.95.0.1', podCIDRs: ['10.250.0.0/24'], labels: { [LABELS.gateway]: gw }, annotations: { 'projectcalico.org/IPv4Address': '10.95.0.1/24' } });
   await registerNode(kube, { name: plainNode, internalIP: '10.95.0.2', podCIDRs: ['10.250.1.0/24'], labels: { [LABELS.gateway]: gw } });
   for (const b of [block(`${calicoNode}-a`, calicoNode, '10.244.7.64/26', 'confirmed'), block(`${calicoNode}-b`, calicoNode, '10.244.7.0/26', 'confirmed'), block(`${calicoNode}-c`, calicoNode, '10.244.8.0/26', 'pending')]) {

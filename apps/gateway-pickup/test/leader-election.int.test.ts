@@ -7,7 +7,7 @@ import { activeIds, applyRavenConfig, createGateway, deleteGateway, startPickup,
 const cluster = inject('cluster');
 let kube: KubeClient;
 const replicas: PickupProcess[] = [];
-const lease = uniqueName('raven-pickup-le');
+const lease = 'raven-gateway-pickup'; // the name the Role lets the ServiceAccount update
 const gw = uniqueName('gw-le');
 const [a, b] = [uniqueName('le-a'), uniqueName('le-b')];
 
@@ -32,11 +32,10 @@ afterAll(async () => {
 
 describe('leader election (15 s / 10 s / 2 s Lease)', () => {
   it('lets only the leader write; after SIGKILL the standby takes over within the lease duration', async () => {
-    // The RBAC Role allows `update` only on the default lease name, so the replicas use the admin kubeconfig here.
-    const args = ['--leader-elect=true', `--leader-elect-lease-name=${lease}`];
-    replicas.push(await startPickup(cluster, { args, name: 'pickup-1', kubeconfig: cluster.kubeconfig }));
+    const args = ['--leader-elect=true'];
+    replicas.push(await startPickup(cluster, { args, name: 'pickup-1' }));
     await waitFor('replica 1 leads', async () => (await isLeader(replicas[0]!)) === 1, 20_000);
-    replicas.push(await startPickup(cluster, { args, name: 'pickup-2', kubeconfig: cluster.kubeconfig }));
+    replicas.push(await startPickup(cluster, { args, name: 'pickup-2' }));
     const [leader, standby] = replicas as [PickupProcess, PickupProcess];
     await waitForGateway(kube, gw, 'a elected by the leader', (g) => activeIds(g).join() === `tunnel/${a}`);
     await new Promise((r) => setTimeout(r, 2_500));
@@ -56,8 +55,7 @@ describe('leader election (15 s / 10 s / 2 s Lease)', () => {
   });
 
   it('hands the lease over at once on SIGTERM (release on shutdown)', async () => {
-    const args = ['--leader-elect=true', `--leader-elect-lease-name=${lease}`];
-    replicas.push(await startPickup(cluster, { args, name: 'pickup-3', kubeconfig: cluster.kubeconfig }));
+    replicas.push(await startPickup(cluster, { args: ['--leader-elect=true'], name: 'pickup-3' }));
     const [, leader, standby] = replicas as [PickupProcess, PickupProcess, PickupProcess];
     expect(await isLeader(leader)).toBe(1);
     const stoppedAt = Date.now();

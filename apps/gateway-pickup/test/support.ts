@@ -1,43 +1,17 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SYSTEM_NAMESPACE, gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
 import { RESOURCES, isNotFound, type KubeClient } from '@raven/controller-kit';
-import { ManagedProcess, appCommand, freePort, serviceAccountKubeconfig, waitFor, type ClusterInfo } from '@raven/testbed';
+import { startApp, waitFor, type AppProcess, type ClusterInfo } from '@raven/testbed';
 
 export const ALL_LOOPS = 'gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice';
 
-export interface PickupProcess {
-  proc: ManagedProcess;
-  healthPort: number;
-  logFile: string;
-  metrics(): Promise<string>;
-  stop(): Promise<void>;
-}
+export type PickupProcess = AppProcess;
 
 /** Runs the real gateway-pickup (bundle under `npm test`) with its own ServiceAccount's token, and waits for /readyz. */
-export async function startPickup(cluster: ClusterInfo, opts: { args?: string[]; name?: string; waitReady?: boolean; kubeconfig?: string } = {}): Promise<PickupProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'raven-pickup-'));
-  const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cluster, SYSTEM_NAMESPACE, 'raven-gateway-pickup', dir));
-  const healthPort = await freePort();
-  const { command, args } = appCommand('gateway-pickup');
-  const logFile = join(dir, 'pickup.log');
-  const proc = ManagedProcess.start({
-    name: opts.name ?? 'gateway-pickup', command, logFile,
-    args: [...args, `--kubeconfig=${kubeconfig}`, `--controllers=${ALL_LOOPS}`, `--health-port=${healthPort}`, '--health-bind=127.0.0.1', '--leader-elect=false', ...(opts.args ?? [])],
+export function startPickup(cluster: ClusterInfo, opts: { args?: string[]; name?: string; waitReady?: boolean; kubeconfig?: string } = {}): Promise<PickupProcess> {
+  return startApp('gateway-pickup', {
+    access: cluster, serviceAccount: 'raven-gateway-pickup', kubeconfig: opts.kubeconfig, name: opts.name, waitReady: opts.waitReady,
+    args: [`--controllers=${ALL_LOOPS}`, '--leader-elect=false', ...(opts.args ?? [])],
   });
-  const url = (path: string) => `http://127.0.0.1:${healthPort}${path}`;
-  if (opts.waitReady ?? true) {
-    await waitFor('gateway-pickup /readyz', async () => {
-      proc.assertRunning();
-      return (await fetch(url('/readyz'))).status === 200;
-    }, 30_000);
-  }
-  return {
-    proc, healthPort, logFile,
-    metrics: async () => (await fetch(url('/metrics'))).text(),
-    stop: () => proc.stop(),
-  };
 }
 
 export async function getGateway(kube: KubeClient, name: string): Promise<Gateway | undefined> {

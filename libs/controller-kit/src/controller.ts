@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from './logger.ts';
 import { WorkQueue } from './workqueue.ts';
 
@@ -14,14 +14,17 @@ export interface ControllerOptions {
   reconcile: (key: string, log: Logger) => Promise<void>;
 }
 
-const metricsByRegistry = new WeakMap<Registry, { duration: Histogram<'controller' | 'result'>; errors: Counter<'controller'> }>();
+type ControllerMetrics = { duration: Histogram<'controller' | 'result'>; errors: Counter<'controller'>; resync: Gauge<'controller'>; resyncs: Counter<'controller'> };
+const metricsByRegistry = new WeakMap<Registry, ControllerMetrics>();
 
 /** A named reconcile loop: keyed queue, N workers, periodic resync, duration/error metrics, one log line per failure. */
 export class Controller {
   readonly queue: WorkQueue;
   private resyncTimer?: NodeJS.Timeout;
   private running?: Promise<void>;
-  private readonly metrics: { duration: Histogram<'controller' | 'result'>; errors: Counter<'controller'> };
+  private readonly metrics: ControllerMetrics;
+  /** Keys of the resync in progress, to time how long a full pass takes. */
+  private resyncPending?: { keys: Set<string>; started: number };
 
   constructor(private readonly opts: ControllerOptions) {
     this.queue = new WorkQueue({ name: opts.name, registry: opts.registry, metricPrefix: opts.metricPrefix });
@@ -30,6 +33,8 @@ export class Controller {
       m = {
         duration: new Histogram({ name: `${opts.metricPrefix}_reconcile_duration_seconds`, help: 'Reconcile duration by controller and result', labelNames: ['controller', 'result'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [opts.registry] }),
         errors: new Counter({ name: `${opts.metricPrefix}_reconcile_errors_total`, help: 'Failed reconciles by controller', labelNames: ['controller'], registers: [opts.registry] }),
+        resyncs: new Counter({ name: `${opts.metricPrefix}_resyncs_total`, help: 'Completed periodic resyncs', labelNames: ['controller'], registers: [opts.registry] }),
+        resync: new Gauge({ name: `${opts.metricPrefix}_last_resync_duration_seconds`, help: 'Time the last periodic resync took to reconcile every key', labelNames: ['controller'], registers: [opts.registry] }),
       };
       metricsByRegistry.set(opts.registry, m);
     }
@@ -50,7 +55,10 @@ export class Controller {
     for (const key of resyncKeys?.() ?? []) this.queue.add(key);
     if (resyncMs && resyncKeys) {
       this.resyncTimer = setInterval(() => {
-        for (const key of resyncKeys()) this.queue.add(key);
+        const keys = resyncKeys();
+        this.resyncPending = { keys: new Set(keys), started: performance.now() };
+        for (const key of keys) this.queue.add(key);
+        this.resyncProgress();
       }, resyncMs);
       this.resyncTimer.unref();
     }
@@ -63,6 +71,8 @@ export class Controller {
         } catch (err) {
           end({ result: 'error' });
           throw err;
+        } finally {
+          this.resyncProgress(key);
         }
       },
       this.opts.workers ?? 1,
@@ -71,6 +81,17 @@ export class Controller {
         log.warn({ key, err: err instanceof Error ? err.message : String(err), retries: this.queue.retries(key) }, 'reconcile failed; will retry');
       },
     );
+  }
+
+  private resyncProgress(done?: string): void {
+    const pending = this.resyncPending;
+    if (!pending) return;
+    if (done) pending.keys.delete(done);
+    if (pending.keys.size === 0) {
+      this.metrics.resync.set({ controller: this.opts.name }, (performance.now() - pending.started) / 1_000);
+      this.metrics.resyncs.inc({ controller: this.opts.name });
+      this.resyncPending = undefined;
+    }
   }
 
   async stop(): Promise<void> {

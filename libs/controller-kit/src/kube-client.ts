@@ -1,6 +1,7 @@
 import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
+import { Counter, type Registry } from 'prom-client';
 import { ApiError, ConfigError } from './errors.ts';
 
 export interface ResourceType {
@@ -80,6 +81,7 @@ export class KubeClient {
   private agent: Agent;
   private headers: Record<string, string> = {};
   private headersAt = 0;
+  private requests?: Counter<'verb' | 'code'>;
   readonly server: URL;
 
   private constructor(readonly kubeConfig: KubeConfig, tls: TlsOptions, readonly userAgent: string) {
@@ -101,6 +103,11 @@ export class KubeClient {
     const client = new KubeClient(kc, { ca, cert, key, rejectUnauthorized, servername }, opts.userAgent);
     await client.refreshHeaders();
     return client;
+  }
+
+  /** Counts API requests by verb and status code in `<prefix>_api_requests_total` (writes per resync, error rates). */
+  instrument(registry: Registry, prefix: string): void {
+    this.requests = new Counter({ name: `${prefix}_api_requests_total`, help: 'Kubernetes API requests by verb and HTTP status', labelNames: ['verb', 'code'], registers: [registry] });
   }
 
   private async refreshHeaders(): Promise<void> {
@@ -130,8 +137,14 @@ export class KubeClient {
         },
         signal: init.signal,
         timeout: init.timeoutMs ?? 30_000,
-      }, resolve);
-      req.on('error', reject);
+      }, (res) => {
+        this.requests?.inc({ verb: init.query?.watch ? 'WATCH' : method, code: String(res.statusCode ?? 0) });
+        resolve(res);
+      });
+      req.on('error', (err) => {
+        this.requests?.inc({ verb: method, code: 'error' });
+        reject(err);
+      });
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: request timed out`)));
       req.end(payload);
     });

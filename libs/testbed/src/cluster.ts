@@ -38,7 +38,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const { kubeconfig } = controlPlane;
   try {
     await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, GATEWAY_CRD_PATH)]);
-    await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${GATEWAY_CRD_NAME}`]);
+    await waitForCrdEstablished(kubeconfig, GATEWAY_CRD_NAME);
     await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, 'k8s/base/rbac')]);
     const pickupKubeconfig = await serviceAccountKubeconfig(
       { server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem }, SYSTEM_NAMESPACE, 'raven-gateway-pickup', join(opts.dir, 'pki'),
@@ -75,4 +75,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await controlPlane.stop();
     throw err;
   }
+}
+
+/** Polls (rather than `kubectl wait`, which fails while the CRD has no conditions yet) until the CRD is Established. */
+export async function waitForCrdEstablished(kubeconfig: string, name: string): Promise<void> {
+  await waitFor(`CRD ${name} Established`, async () => {
+    const status = await kubectl(kubeconfig, ['get', `crd/${name}`, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}']);
+    return status === 'True';
+  }, 60_000, 100);
 }

@@ -10,3 +10,4 @@ export * from './clients.ts';
 export * from './netns.ts';
 export * from './service-accounts.ts';
 export * from './nodes.ts';
+export * from './app-process.ts';

@@ -52,6 +52,8 @@ const KEY = SERVICES.proxyInternal;
 
 export function internalServiceController(opts: { kube: KubeClient; caches: Caches; log: Logger; registry: Registry; namespace: string; resyncMs: number }): Controller {
   const { kube, caches, namespace } = opts;
+  // After one successful cleanup there is nothing to delete until we create the Service again.
+  let absent = false;
   const controller = new Controller({
     name: 'gatewayinternalservice', log: opts.log, registry: opts.registry, metricPrefix: 'raven_pickup', resyncMs: opts.resyncMs, resyncKeys: () => [KEY],
     reconcile: async (_key, log) => {
@@ -59,10 +61,13 @@ export function internalServiceController(opts: { kube: KubeClient; caches: Cach
       const plan = planInternalService(caches.gateways.list(), (n) => caches.nodes.get(n));
       const sliceNames = { IPv4: `${KEY}-ipv4`, IPv6: `${KEY}-ipv6` } as const;
       if (!l7 || plan.ports.length === 0) {
+        if (absent && !caches.services.get(`${namespace}/${KEY}`)) return;
         const removed = [await deleteIfExists(kube, RESOURCES.services, namespace, KEY), ...(await Promise.all(Object.values(sliceNames).map((n) => deleteIfExists(kube, RESOURCES.endpointSlices, namespace, n))))];
         if (removed.some(Boolean)) log.info({ service: KEY, l7 }, 'internal proxy service removed');
+        absent = true;
         return;
       }
+      absent = false;
       if (plan.conflicts.length > 0) log.warn({ ports: plan.conflicts }, 'ports declared both as proxyHTTPPort and proxyHTTPSPort; serving them as HTTPS');
       const svcResult = await ensureObject(kube, RESOURCES.services, {
         apiVersion: 'v1', kind: 'Service',

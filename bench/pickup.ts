@@ -1,0 +1,87 @@
+// gateway-pickup at scale against the real apiserver: 10,000 Nodes, 1,000 Gateways of 10 members each.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LABELS } from '@raven/api-types';
+import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { adminClient, startApp, startCluster, waitFor } from '@raven/testbed';
+import { metricValue, peakRssMB, printReport } from './report.ts';
+
+const NODES = Number(process.env.BENCH_NODES ?? 10_000);
+const GATEWAYS = Number(process.env.BENCH_GATEWAYS ?? 1_000);
+const MEMBERS = NODES / GATEWAYS;
+const RESYNC_S = 15;
+
+async function inBatches<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  }));
+}
+
+async function populate(kube: KubeClient): Promise<void> {
+  const nodeIndex = [...Array(NODES).keys()];
+  const started = Date.now();
+  await inBatches(nodeIndex, 48, async (i) => {
+    const name = `bench-node-${String(i).padStart(5, '0')}`;
+    const gw = `bench-gw-${String(Math.floor(i / MEMBERS)).padStart(4, '0')}`;
+    await kube.create(RESOURCES.nodes, { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { [LABELS.gateway]: gw } }, spec: { podCIDR: `10.${64 + Math.floor(i / 256)}.${i % 256}.0/24`, podCIDRs: [`10.${64 + Math.floor(i / 256)}.${i % 256}.0/24`] } });
+    await kube.patch(RESOURCES.nodes, { name, subresource: 'status' }, { status: { addresses: [{ type: 'InternalIP', address: `172.${16 + Math.floor(i / 65536)}.${Math.floor(i / 256) % 256}.${i % 256}` }], conditions: [{ type: 'Ready', status: 'True', reason: 'Bench', message: 'bench', lastHeartbeatTime: new Date().toISOString().replace(/\.\d+Z/, 'Z'), lastTransitionTime: new Date().toISOString().replace(/\.\d+Z/, 'Z') }] } }, 'strategic');
+  });
+  console.log(`created ${NODES} nodes in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await inBatches([...Array(GATEWAYS).keys()], 48, async (g) => {
+    const name = `bench-gw-${String(g).padStart(4, '0')}`;
+    const member = (k: number) => `bench-node-${String(g * MEMBERS + k).padStart(5, '0')}`;
+    await kube.create(RESOURCES.gateways, {
+      apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name },
+      spec: { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [0, 1].flatMap((k) => [{ nodeName: member(k), type: 'tunnel', underNAT: true }, { nodeName: member(k), type: 'proxy', underNAT: true }]) },
+    });
+  });
+  await kube.create(RESOURCES.configMaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'raven-cfg', namespace: 'kube-system' }, data: { 'enable-l3-tunnel': 'true', 'enable-l7-proxy': 'true' } });
+}
+
+export async function run(): Promise<void> {
+  console.log(`gateway-pickup benchmark: ${NODES} nodes, ${GATEWAYS} gateways x ${MEMBERS} members, real kube-apiserver`);
+  const cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-bench-pickup-')) });
+  const kube = await adminClient(cluster.info());
+  try {
+    await populate(kube);
+    const started = Date.now();
+    const pickup = await startApp('gateway-pickup', {
+      access: cluster.info(), serviceAccount: 'raven-gateway-pickup', waitReady: false,
+      args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false', `--resync-period=${RESYNC_S}s`, '--log-level=warn'],
+    });
+    await waitFor('every gateway elected', async () => {
+      pickup.proc.assertRunning();
+      const list = await kube.list<{ status?: { activeEndpoints?: unknown[] } }>(RESOURCES.gateways);
+      return list.items.filter((g) => (g.status?.activeEndpoints ?? []).length === 2).length === GATEWAYS;
+    }, 600_000, 250);
+    const settle = (Date.now() - started) / 1000;
+    console.log(`all ${GATEWAYS} statuses written ${settle.toFixed(1)} s after start`);
+
+    const scrape = async () => {
+      const text = await pickup.metrics();
+      const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, verb) => sum + metricValue(text, 'raven_pickup_api_requests_total', { verb }), 0);
+      return { text, writes, resyncs: metricValue(text, 'raven_pickup_resyncs_total', { controller: 'gateway-status' }) };
+    };
+    // Let the first resync (which may still write DNS/Services) pass, then measure one clean resync.
+    const first = await scrape();
+    await waitFor('a resync', async () => (await scrape()).resyncs > first.resyncs, (RESYNC_S + 30) * 1000, 500);
+    const before = await scrape();
+    await waitFor('another resync', async () => (await scrape()).resyncs > before.resyncs, (RESYNC_S + 30) * 1000, 500);
+    const after = await scrape();
+    const resyncSeconds = metricValue(after.text, 'raven_pickup_last_resync_duration_seconds', { controller: 'gateway-status' });
+    const rss = peakRssMB(pickup.proc.pid);
+    if (process.env.BENCH_DEBUG) console.log(after.text.split('\n').filter((l) => l.startsWith('raven_pickup_api_requests_total')).join('\n'), before.text.split('\n').filter((l) => l.startsWith('raven_pickup_api_requests_total')).join('\n'));
+    await pickup.stop();
+    printReport(`gateway-pickup, ${NODES} nodes / ${GATEWAYS} gateways`, [
+      { what: 'start to all statuses written', value: settle, unit: 's' },
+      { what: 'one full resync, nothing changed', value: resyncSeconds, unit: 's', goal: { op: '<=', value: 2 } },
+      { what: 'API writes during that resync', value: after.writes - before.writes, unit: 'writes', goal: { op: '<=', value: 0 } },
+      { what: 'peak RSS', value: rss, unit: 'MB', goal: { op: '<=', value: 300 } },
+    ]);
+  } finally {
+    kube.close();
+    await cluster.destroy();
+  }
+}
