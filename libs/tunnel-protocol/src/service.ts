@@ -1,0 +1,38 @@
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { decodePacket, encodePacket } from './codec.ts';
+
+/** Upstream's agent.proto has no package, so the path carries no package prefix. */
+export const CONNECT_METHOD_PATH = '/AgentService/Connect';
+
+/**
+ * gRPC metadata keys of the handshake (konnectivity proto/header). gRPC lowercases keys on the wire;
+ * grpc-js and grpc-go both look them up case-insensitively, so the upstream spelling is kept.
+ */
+export const MetadataKey = {
+  /** agent -> server, exactly one: the agent's unique ID. */
+  agentId: 'agentID',
+  /** agent -> server, at most one: URL-query-encoded AgentIdentifiers. */
+  agentIdentifiers: 'agentIdentifiers',
+  /** agent -> server, only when the server authenticates agents by service-account token. */
+  authorization: 'authorization',
+  /** server -> agent response header, exactly one: the replica's ID. */
+  serverId: 'serverID',
+  /** server -> agent response header, exactly one: how many replicas the agent should hold streams to. */
+  serverCount: 'serverCount',
+} as const;
+
+export const BEARER_PREFIX = 'Bearer ';
+
+/** The wire contract as grpc-js wants it, for `server.addService` and for reference by clients. */
+export const agentServiceDefinition = {
+  Connect: {
+    path: CONNECT_METHOD_PATH,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: encodePacket,
+    requestDeserialize: decodePacket,
+    responseSerialize: encodePacket,
+    responseDeserialize: decodePacket,
+    originalName: 'connect',
+  },
+} satisfies ServiceDefinition;
