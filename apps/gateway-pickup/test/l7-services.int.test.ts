@@ -154,4 +154,14 @@ describe('gatewaypublicservice: LoadBalancer Services', () => {
     await patchGatewaySpec(kube, gw, { exposeType: 'PublicIP', endpoints: [{ nodeName: b, type: 'tunnel', publicIP: '198.18.9.10' }] });
     await waitFor('no LoadBalancer services once not LoadBalancer', async () => (await ours()).length === 0, 10_000);
   });
+
+  it('removes the Services of a deleted Gateway', async () => {
+    const gw = uniqueName('gw-lbdel');
+    const a = await node(gw);
+    await createGateway(kube, gw, { exposeType: 'LoadBalancer', proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: a, type: 'tunnel' }, { nodeName: a, type: 'proxy' }] });
+    const ours = async () => (await kube.list<Svc>(RESOURCES.services, { namespace: ns, labelSelector: `${LABELS.gateway}=${gw}` })).items;
+    await waitFor('two services', async () => (await ours()).length === 2, 10_000);
+    await deleteGateway(kube, gw);
+    await waitFor('services gone with the Gateway', async () => (await ours()).length === 0, 10_000);
+  });
 });

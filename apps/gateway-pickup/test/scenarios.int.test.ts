@@ -161,6 +161,41 @@ describe('election', () => {
   });
 });
 
+describe('active endpoint details', () => {
+  it('keeps spec config keys (publicKey) and adds the mode flag', async () => {
+    const gw = uniqueName('gw-config');
+    const a = await node(gw);
+    await gateway(gw, { proxyConfig: { Replicas: 0 }, endpoints: [{ ...tunnel(a), config: { publicKey: 'abc=' } }] });
+    const { gateway: g } = await waitForGateway(kube, gw, 'a', idsAre(`tunnel/${a}`));
+    expect(g.status?.activeEndpoints?.[0]?.config).toEqual({ publicKey: 'abc=', 'enable-l3-tunnel': 'true' });
+  });
+
+  it('takes the public IP from the spec, else the public-ip annotation; the ExternalIP only when the admin opts in', async () => {
+    const gw = uniqueName('gw-pubip');
+    const annotated = uniqueName('node');
+    await registerNode(kube, { name: annotated, internalIP: '10.93.0.1', externalIP: '198.18.7.1', podCIDRs: [], labels: { [LABELS.gateway]: gw }, annotations: { [ANNOTATIONS.publicIP]: '198.18.7.2' } });
+    createdNodes.push(annotated);
+    const plain = uniqueName('node');
+    await registerNode(kube, { name: plain, internalIP: '10.93.0.2', externalIP: '198.18.7.3', podCIDRs: [], labels: { [LABELS.gateway]: gw } });
+    createdNodes.push(plain);
+    await gateway(gw, { tunnelConfig: { Replicas: 1 }, proxyConfig: { Replicas: 2 }, endpoints: [{ nodeName: annotated, type: 'tunnel' }, { nodeName: annotated, type: 'proxy', publicIP: '198.18.7.9' }, { nodeName: plain, type: 'proxy' }] });
+    const { gateway: g } = await waitForGateway(kube, gw, 'three active', (x) => activeIds(x).length === 3);
+    const ip = (type: string, n: string) => g.status?.activeEndpoints?.find((e) => e.type === type && e.nodeName === n)?.publicIP;
+    expect(ip('proxy', annotated)).toBe('198.18.7.9');
+    expect(ip('tunnel', annotated)).toBe('198.18.7.2');
+    expect(ip('proxy', plain)).toBeUndefined();
+    const optIn = await startPickup(cluster, { args: ['--public-ip-from-external-ip'], name: 'pickup-extip' });
+    try {
+      await pickup.stop();
+      await kube.patch(RESOURCES.gateways, { name: gw, subresource: 'status' }, { status: { activeEndpoints: [] } }, 'merge');
+      await waitForGateway(kube, gw, 'ExternalIP used', (x) => x.status?.activeEndpoints?.find((e) => e.nodeName === plain)?.publicIP === '198.18.7.3');
+    } finally {
+      await optIn.stop();
+      pickup = await startPickup(cluster, { args: ['--resync-period=3s'] });
+    }
+  });
+});
+
 describe('status.nodes', () => {
   it('appends extra-allowed-source-cidrs to the active tunnel node only', async () => {
     const gw = uniqueName('gw-extra');

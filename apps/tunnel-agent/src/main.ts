@@ -1,16 +1,96 @@
-import { COMMON_FLAGS, ConfigError, createLogger, parseFlags } from '@raven/controller-kit';
+import { hostname } from 'node:os';
+import { HEARTBEAT, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import {
+  COMMON_FLAGS, ConfigError, HealthServer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
+} from '@raven/controller-kit';
+import { hostExec } from '@raven/netlink';
+import { TunnelAgent } from './agent.ts';
+import { DataPathApplier } from './datapath.ts';
+import { PresharedKey } from './psk.ts';
+import type { VpnDriver } from './vpn/driver.ts';
+import { LibreswanDriver } from './vpn/libreswan.ts';
+import { WireguardDriver } from './vpn/wireguard.ts';
 
 const flags = {
   ...COMMON_FLAGS,
-  'node-name': { type: 'string', description: 'This node (defaults to $NODE_NAME)' },
+  'node-name': { type: 'string', description: 'This node (default: $NODE_NAME, then the hostname)' },
+  namespace: { type: 'string', description: 'Namespace of raven-cfg and the PSK Secret', default: SYSTEM_NAMESPACE },
+  'vpn-driver': { type: 'string', description: 'wireguard or libreswan', default: 'wireguard' },
+  'wireguard-implementation': { type: 'string', description: 'auto (kernel module, else wireguard-go), kernel or userspace', default: 'auto' },
+  'state-dir': { type: 'string', description: 'Where keys and generated VPN config live (keep it across restarts)', default: '/var/lib/raven' },
+  'forward-node-ip': { type: 'boolean', description: 'Also route node IPs across domains, not only pod subnets', default: false },
+  'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
+  'resync-period': { type: 'string', description: 'Re-apply the plan this often (repairs drift)', default: '30s' },
+  'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
+  'heartbeat-duration': { type: 'string', description: 'Heartbeat Lease duration', default: `${HEARTBEAT.defaultDurationSeconds}s` },
+  'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
+  'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics', default: String(PORTS.health) },
+  'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
 } as const;
 
+const SUMMARY = `Raven L3 agent, one per node (host network). Non-gateway nodes route cross-domain traffic over vxlan raven0
+to their domain's gateway; gateway nodes build WireGuard (or IPsec) tunnels to the other gateways.
+
+Commands:
+  (none)    run the agent
+  cleanup   remove every kernel object and VPN device the agent owns (for uninstall)`;
+
+function driverFor(name: string, stateDir: string, implementation: string, log: ReturnType<typeof createLogger>, psk: () => string | undefined): VpnDriver {
+  if (name === 'wireguard') {
+    if (!['auto', 'kernel', 'userspace'].includes(implementation)) throw new ConfigError(`--wireguard-implementation must be auto, kernel or userspace`);
+    return new WireguardDriver({ exec: hostExec, log, stateDir, device: 'raven-wg0', implementation: implementation as 'auto' | 'kernel' | 'userspace' });
+  }
+  if (name === 'libreswan') return new LibreswanDriver({ exec: hostExec, log, stateDir, psk });
+  throw new ConfigError(`--vpn-driver must be wireguard or libreswan, got "${name}"`);
+}
+
 async function main(): Promise<void> {
-  parseFlags('tunnel-agent', 'Raven L3 agent (every node): vxlan to the domain gateway, WireGuard/IPsec tunnels between gateways.', flags);
-  throw new ConfigError('tunnel-agent: not available in this build yet');
+  const { values, positionals } = parseFlags('tunnel-agent', SUMMARY, flags);
+  const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
+  const log = createLogger('tunnel-agent', { level: values['log-level'], node: nodeName });
+  const stateDir = values['state-dir'] ?? '/var/lib/raven';
+  const driverName = values['vpn-driver'] ?? 'wireguard';
+
+  if (positionals[0] === 'cleanup') {
+    const driver = driverFor(driverName, stateDir, values['wireguard-implementation'] ?? 'auto', log, () => undefined);
+    await driver.cleanup();
+    const removed = await new DataPathApplier(hostExec).cleanup();
+    log.info({ removed }, 'cleaned up');
+    return;
+  }
+  if (positionals.length > 0) throw new ConfigError(`unknown command "${positionals[0]}" (see --help)`);
+
+  const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: `raven-tunnel-agent/${nodeName}` });
+  const shutdown = new Shutdown(log);
+  const health = new HealthServer('raven_tunnel');
+  kube.instrument(health.registry, 'raven_tunnel');
+  health.addLivenessCheck('process', () => ({ ok: true }));
+  const healthPort = await health.listen(intFlag('health-port', values['health-port'], PORTS.health), values['health-bind']);
+  shutdown.onStop('health', () => health.close());
+  shutdown.onStop('kube-client', () => kube.close());
+
+  const namespace = values.namespace ?? SYSTEM_NAMESPACE;
+  const psk = new PresharedKey(kube, log, namespace);
+  const driver = driverFor(driverName, stateDir, values['wireguard-implementation'] ?? 'auto', log, () => psk.value);
+  const agent = new TunnelAgent({
+    kube, log, registry: health.registry, exec: hostExec, driver, psk, nodeName, namespace,
+    forwardNodeIP: values['forward-node-ip'],
+    keepaliveSeconds: Math.round(durationFlag('keepalive', values.keepalive, 5_000) / 1_000),
+    resyncMs: durationFlag('resync-period', values['resync-period'], 30_000),
+    probeIntervalMs: durationFlag('probe-interval', values['probe-interval'], 5_000),
+    heartbeat: {
+      durationSeconds: Math.max(1, Math.round(durationFlag('heartbeat-duration', values['heartbeat-duration'], 2_000) / 1_000)),
+      intervalMs: durationFlag('heartbeat-interval', values['heartbeat-interval'], 500),
+    },
+  });
+  health.addReadinessCheck('data-path', agent.readiness);
+  // Stopping leaves the kernel state in place on purpose: the next agent adopts it (hitless restart).
+  shutdown.onStop('agent', () => agent.stop());
+  log.info({ healthPort, driver: driverName, stateDir }, 'starting');
+  await agent.start(shutdown.signal);
 }
 
 main().catch((err: unknown) => {
-  createLogger('tunnel-agent').fatal({ err }, (err as Error).message);
+  createLogger('tunnel-agent').fatal({ err }, err instanceof ConfigError ? err.message : 'fatal error');
   process.exit(err instanceof ConfigError ? 2 : 1);
 });

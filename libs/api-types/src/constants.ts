@@ -55,6 +55,8 @@ export const PORTS = {
   agentMetrics: 10265,
   proxyMetrics: 10266,
   health: 10275,
+  /** UDP echo between gateways through the tunnel, for reachability and RTT (ours; upstream has none). */
+  tunnelProbe: 10268,
   kubeletSecure: 10250,
   kubeletReadOnly: 10255,
 } as const;

@@ -5,3 +5,4 @@ export * from './conversion.ts';
 export * from './helpers.ts';
 export * from './crd.ts';
 export * from './heartbeat.ts';
+export * from './proxy.ts';

@@ -11,3 +11,4 @@ export * from './netns.ts';
 export * from './service-accounts.ts';
 export * from './nodes.ts';
 export * from './app-process.ts';
+export * from './box/index.ts';

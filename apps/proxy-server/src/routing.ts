@@ -1,0 +1,129 @@
+import { isIP } from 'node:net';
+import { PROXY_NODE_QUERY } from '@raven/api-types';
+import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+
+export type Frontend = 'http' | 'https';
+
+/** Why a request was not forwarded; also the `reason` label of the error metric. */
+export type RouteFailure =
+  | 'no-target' | 'bad-port' | 'unknown-node' | 'unknown-pod' | 'unknown-ip' | 'ambiguous-ip' | 'forbidden-port' | 'no-address';
+
+export class RouteError extends Error {
+  override readonly name = 'RouteError';
+  constructor(readonly status: number, readonly reason: RouteFailure, message: string) {
+    super(message);
+  }
+}
+
+export interface RouteRequest {
+  frontend: Frontend;
+  /** Host header. */
+  host: string | undefined;
+  /** X-Tunnel-Proxy-Host header. */
+  proxyHost: string | undefined;
+  /** Request target: path and query. */
+  url: string;
+}
+
+export interface RouteTarget {
+  node: string;
+  domain: DomainKey;
+  /** The node's InternalIP, dialed inside its own domain. */
+  ip: string;
+  port: number;
+  /** Re-originate TLS to the target (requests that came in through the HTTPS front end). */
+  tls: boolean;
+  /** Which part of the request named the node. */
+  via: 'header' | 'query' | 'host' | 'pod' | 'ip';
+}
+
+/** Kubelet paths that name a pod: /containerLogs, /exec, /attach, /run /{ns}/{pod}/..., /portForward/{ns}/{pod}. */
+const POD_PATH = /^\/(?:containerLogs|exec|attach|run|portForward)\/([^/?]+)\/([^/?]+)/;
+
+export function podOfKubeletPath(path: string): { namespace: string; pod: string } | undefined {
+  const m = POD_PATH.exec(path);
+  if (!m) return undefined;
+  try {
+    return { namespace: decodeURIComponent(m[1]!), pod: decodeURIComponent(m[2]!) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Splits `name`, `name:port`, `ip`, `[v6]:port`; a bare IPv6 address has no port. */
+export function splitHostPort(value: string): { host: string; port: number | undefined } {
+  const v = value.trim();
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(v);
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] !== undefined ? Number(bracketed[2]) : undefined };
+  if (isIP(v) === 6) return { host: v, port: undefined };
+  const colon = v.lastIndexOf(':');
+  if (colon < 0) return { host: v, port: undefined };
+  const port = v.slice(colon + 1);
+  return { host: v.slice(0, colon), port: /^\d{1,5}$/.test(port) ? Number(port) : NaN };
+}
+
+/**
+ * Decides which node a request is for, and which port, without I/O except the pod lookup:
+ *  1. `X-Tunnel-Proxy-Host`, 2. `?nodeName=`, 3. a Host naming a node, 4. for kubelet pod paths, the pod's node,
+ *  5. a Host IP literal, when exactly one node in the cluster has that InternalIP.
+ * The port comes from the Host (or the header) and must be one the proxy serves for this front end's scheme.
+ */
+export async function routeRequest(
+  req: RouteRequest,
+  view: ClusterView,
+  podNode: (namespace: string, pod: string) => Promise<string | undefined>,
+): Promise<RouteTarget> {
+  const url = new URL(req.url, 'http://target');
+  const fromHeader = req.proxyHost ? splitHostPort(req.proxyHost) : undefined;
+  const fromHost = req.host ? splitHostPort(req.host) : undefined;
+  const port = fromHeader?.port ?? fromHost?.port;
+  if (port === undefined) throw new RouteError(400, 'no-target', 'raven proxy: the target port is unknown; send Host: <node>:<port>');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RouteError(400, 'bad-port', 'raven proxy: the target port is not a valid port');
+
+  const queryNode = url.searchParams.get(PROXY_NODE_QUERY) || undefined;
+  let node: string | undefined;
+  let via: RouteTarget['via'];
+  if (fromHeader?.host) [node, via] = [byName(fromHeader.host, view), 'header'];
+  else if (queryNode) [node, via] = [byName(queryNode, view), 'query'];
+  else if (fromHost?.host && !isIP(fromHost.host)) [node, via] = [byName(fromHost.host, view), 'host'];
+  else {
+    const pod = podOfKubeletPath(url.pathname);
+    if (pod) {
+      node = await podNode(pod.namespace, pod.pod);
+      if (!node) throw new RouteError(404, 'unknown-pod', `raven proxy: pod ${pod.namespace}/${pod.pod} not found or not scheduled`);
+      via = 'pod';
+    } else if (fromHost?.host) {
+      node = byIp(fromHost.host, view);
+      via = 'ip';
+    } else {
+      throw new RouteError(400, 'no-target', 'raven proxy: no target node in the request (Host, X-Tunnel-Proxy-Host or ?nodeName=)');
+    }
+  }
+
+  const info = view.node(node);
+  if (!info) throw new RouteError(404, 'unknown-node', `raven proxy: node ${node} is not known`);
+  const ports = view.ports();
+  const tls = req.frontend === 'https';
+  if (!(tls ? ports.https : ports.http).has(port)) {
+    throw new RouteError(403, 'forbidden-port', `raven proxy: port ${port} is not an ${tls ? 'HTTPS' : 'HTTP'} proxy port (proxyConfig.${tls ? 'proxyHTTPSPort' : 'proxyHTTPPort'} of an exposed Gateway, or the kubelet's)`);
+  }
+  const ip = info.internalIPs[0];
+  if (!ip) throw new RouteError(502, 'no-address', `raven proxy: node ${node} has no InternalIP`);
+  return { node, domain: domainKeyOf(info), ip, port, tls, via };
+}
+
+function byName(nameOrIp: string, view: ClusterView): string {
+  if (isIP(nameOrIp)) return byIp(nameOrIp, view);
+  if (!view.node(nameOrIp)) throw new RouteError(404, 'unknown-node', `raven proxy: node ${nameOrIp} is not known`);
+  return nameOrIp;
+}
+
+function byIp(ip: string, view: ClusterView): string {
+  const nodes = view.nodesWithInternalIP(ip);
+  if (nodes.length === 0) throw new RouteError(404, 'unknown-ip', `raven proxy: no node has InternalIP ${ip}`);
+  if (nodes.length > 1) {
+    const names = nodes.map((n) => n.metadata.name).sort();
+    throw new RouteError(409, 'ambiguous-ip', `raven proxy: InternalIP ${ip} is ambiguous (nodes ${names.join(', ')}); address the node by name, X-Tunnel-Proxy-Host or ?nodeName=`);
+  }
+  return nodes[0]!.metadata.name;
+}

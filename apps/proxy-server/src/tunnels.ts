@@ -1,0 +1,187 @@
+import { status, type Server, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import type { Logger } from '@raven/controller-kit';
+import {
+  DialError, TunnelServer, agentServiceDefinition,
+  type AgentAdmission, type Packet, type ReceivedPacket, type TunnelServerStats, type TunnelStream,
+} from '@raven/tunnel-protocol';
+import { AdmissionError, admitClient, type AdmittedClient } from './admission.ts';
+import type { ProxyMetrics } from './metrics.ts';
+import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+
+interface ConnectedClient {
+  node: string;
+  domain: DomainKey;
+  streams: number;
+  connectedAt: number;
+}
+
+export interface TunnelHubOptions {
+  serverId: string;
+  serverCount: number;
+  view: ClusterView;
+  log: Logger;
+  metrics: ProxyMetrics;
+  dialTimeoutMs: number;
+}
+
+/**
+ * The tunnel port's AgentService. While this replica is an active proxy endpoint, a TunnelServer admits
+ * proxy-clients (see admitClient) and dials through them by domain; on standby every Connect is refused with
+ * UNAVAILABLE, so clients only hold tunnels to active servers. Each activation gets a fresh TunnelServer, and
+ * deactivation closes it, which sends every client to the servers that are active now.
+ */
+export class TunnelHub {
+  private server: TunnelServer | undefined;
+  private readonly clients = new Map<string, ConnectedClient>();
+  /** Admitted by authorize, registered once the TunnelServer reports the stream connected. */
+  private readonly admitted = new Map<string, AdmittedClient>();
+  private readonly byDomain = new Map<DomainKey, Set<string>>();
+  private readonly retired: TunnelServerStats[] = [];
+
+  constructor(private readonly opts: TunnelHubOptions) {}
+
+  get active(): boolean {
+    return this.server !== undefined;
+  }
+
+  attach(grpc: Server): void {
+    grpc.addService(agentServiceDefinition, {
+      Connect: (call: ServerDuplexStream<ReceivedPacket, Packet>) => {
+        if (this.server) return this.server.handleConnect(call);
+        call.on('error', () => undefined);
+        this.opts.metrics.errors.inc({ reason: 'standby' });
+        const refusal: Partial<StatusObject> = { code: status.UNAVAILABLE, details: 'raven proxy-server is on standby (not an elected proxy endpoint)' };
+        call.emit('error', refusal);
+      },
+    });
+  }
+
+  activate(): void {
+    if (this.server) return;
+    const { log, metrics } = this.opts;
+    const server = new TunnelServer({
+      serverId: this.opts.serverId,
+      serverCount: this.opts.serverCount,
+      dialTimeoutMs: this.opts.dialTimeoutMs,
+      authorize: (agent) => this.authorize(agent),
+      logger: log,
+    });
+    server.on('agentConnected', (agent) => {
+      if (this.server !== server) return;
+      const admitted = this.admitted.get(agent.agentId);
+      this.admitted.delete(agent.agentId);
+      if (admitted) this.register(admitted);
+      metrics.clients.set(this.clients.size);
+    });
+    server.on('agentDisconnected', (agent) => {
+      if (this.server !== server) return;
+      const client = this.clients.get(agent.agentId);
+      if (client && --client.streams <= 0) this.forget(agent.agentId);
+      metrics.clients.set(this.clients.size);
+    });
+    server.on('agentRejected', ({ agentId, peer, error }) => {
+      metrics.errors.inc({ reason: 'client-rejected' });
+      log.warn({ agentId, peer, err: error.message }, 'proxy-client refused');
+    });
+    server.on('dialSucceeded', ({ latencyMs }) => metrics.dialSeconds.observe({ path: 'tunnel', result: 'ok' }, latencyMs / 1000));
+    server.on('dialFailed', ({ error }) => metrics.dialSeconds.observe({ path: 'tunnel', result: error.reason }, 0));
+    this.server = server;
+    log.info('tunnel server active: admitting proxy-clients');
+  }
+
+  deactivate(): void {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.retired.push(server.stats());
+    server.close();
+    this.clients.clear();
+    this.admitted.clear();
+    this.byDomain.clear();
+    this.opts.metrics.clients.set(0);
+    this.opts.log.info('tunnel server on standby: proxy-clients disconnected');
+  }
+
+  /** Byte counters over every activation, for the metrics. */
+  bytes(): { toTargets: number; fromTargets: number } {
+    const all = [...this.retired, ...(this.server ? [this.server.stats()] : [])];
+    return { toTargets: all.reduce((s, x) => s + x.bytesToAgents, 0), fromTargets: all.reduce((s, x) => s + x.bytesFromAgents, 0) };
+  }
+
+  openStreams(): number {
+    return this.server?.stats().openStreams ?? 0;
+  }
+
+  connectedClients(): Array<{ node: string; domain: DomainKey; streams: number }> {
+    return [...this.clients.values()].map(({ node, domain, streams }) => ({ node, domain, streams }));
+  }
+
+  hasClientFor(domain: DomainKey): boolean {
+    return (this.byDomain.get(domain)?.size ?? 0) > 0;
+  }
+
+  /**
+   * Opens a TCP connection to `address` through a proxy-client of `domain`: the most recently connected first,
+   * then the others if it is gone. A client whose node has meanwhile left the domain is skipped.
+   */
+  async dial(domain: DomainKey, address: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<TunnelStream> {
+    const server = this.server;
+    if (!server) throw new DialError('no-agent', 'this proxy-server is on standby');
+    const candidates = [...(this.byDomain.get(domain) ?? [])]
+      .map((id) => this.clients.get(id)!)
+      .filter((c) => {
+        const info = this.opts.view.node(c.node);
+        return info !== undefined && domainKeyOf(info) === domain;
+      })
+      .sort((a, b) => b.connectedAt - a.connectedAt);
+    if (candidates.length === 0) throw new DialError('no-agent', `no proxy-client connected for domain ${domain}`);
+    let lastError: unknown;
+    for (const client of candidates) {
+      try {
+        return await server.dial({ agentId: client.node }, address, { timeoutMs: options.timeoutMs ?? this.opts.dialTimeoutMs, signal: options.signal });
+      } catch (err) {
+        lastError = err;
+        if (!(err instanceof DialError) || (err.reason !== 'no-agent' && err.reason !== 'agent-lost')) throw err;
+      }
+    }
+    throw lastError;
+  }
+
+  private authorize(agent: AgentAdmission): void {
+    try {
+      const admitted = admitClient(agent.peerCertificate, agent.identifiers, this.opts.view);
+      // Dials pick clients by agent ID, so a client must not be able to take another node's ID.
+      if (agent.agentId !== admitted.node) throw new AdmissionError('bad-identity', `agentID ${JSON.stringify(agent.agentId)} must equal the certificate's node ${admitted.node}`);
+      this.admitted.set(admitted.node, admitted);
+      this.opts.log.info({ client: admitted.node, domain: admitted.domain, peer: agent.peer }, 'proxy-client admitted');
+    } catch (err) {
+      const reason = err instanceof AdmissionError ? err.reason : 'error';
+      this.opts.log.warn({ agentId: agent.agentId, peer: agent.peer, reason, identifiers: agent.identifiers, err: (err as Error).message }, 'proxy-client refused');
+      throw err;
+    }
+  }
+
+  private register(admitted: AdmittedClient): void {
+    const existing = this.clients.get(admitted.node);
+    if (existing && existing.domain === admitted.domain) {
+      existing.streams++;
+      existing.connectedAt = Date.now();
+      return;
+    }
+    const streams = existing ? existing.streams + 1 : 1;
+    if (existing) this.forget(admitted.node);
+    this.clients.set(admitted.node, { ...admitted, streams, connectedAt: Date.now() });
+    let set = this.byDomain.get(admitted.domain);
+    if (!set) this.byDomain.set(admitted.domain, (set = new Set()));
+    set.add(admitted.node);
+  }
+
+  private forget(node: string): void {
+    const client = this.clients.get(node);
+    if (!client) return;
+    this.clients.delete(node);
+    const set = this.byDomain.get(client.domain);
+    set?.delete(node);
+    if (set?.size === 0) this.byDomain.delete(client.domain);
+  }
+}

@@ -1,0 +1,255 @@
+import {
+  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, SYSTEM_NAMESPACE, gatewayV1beta1Schema, type Connection, type Gateway,
+} from '@raven/api-types';
+import {
+  Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
+} from '@raven/controller-kit';
+import { hasChanges, type Exec } from '@raven/netlink';
+import { Gauge, type Registry } from 'prom-client';
+import { z } from 'zod';
+import { DataPathApplier } from './datapath.ts';
+import { discoverHostFacts, type HostFacts } from './facts.ts';
+import { planDataPath, type DataPathPlan, type PeerPlan } from './planner.ts';
+import { Prober } from './probe.ts';
+import type { PresharedKey } from './psk.ts';
+import type { VpnDriver } from './vpn/driver.ts';
+
+
+export interface AgentOptions {
+  kube: KubeClient;
+  log: Logger;
+  registry: Registry;
+  exec: Exec;
+  driver: VpnDriver;
+  psk: PresharedKey;
+  nodeName: string;
+  namespace: string;
+  forwardNodeIP: boolean;
+  keepaliveSeconds: number;
+  resyncMs: number;
+  probeIntervalMs: number;
+  heartbeat: { durationSeconds: number; intervalMs: number };
+}
+
+const nodeSchema = z.object({
+  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
+  status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() }).optional(),
+});
+type NodeView = { metadata: { name: string; resourceVersion?: string }; gateway?: string; internalIP?: string };
+const toNodeView = (raw: unknown): NodeView => {
+  const n = nodeSchema.parse(raw);
+  return { metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion }, gateway: n.metadata.labels?.[LABELS.gateway], internalIP: n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address };
+};
+const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }), data: z.record(z.string(), z.string()).optional() });
+type ConfigMapView = z.infer<typeof configMapSchema>;
+
+const KEY = 'datapath';
+
+/**
+ * The tunnel-agent's control loop: caches of the Gateways, its own Node and raven-cfg feed one reconcile that
+ * plans the node's whole L3 state and applies it (VPN device first when gateway, kernel state, then publishing
+ * its WireGuard key). It never applies before its caches are synced, and never flushes on start: an unchanged
+ * plan is an unchanged kernel, which is what makes restarts hitless.
+ */
+export class TunnelAgent {
+  private readonly gateways: Informer<Gateway>;
+  private readonly node: Informer<NodeView>;
+  private readonly ravenConfig: Informer<ConfigMapView>;
+  private readonly controller: Controller;
+  private readonly applier: DataPathApplier;
+  private readonly heartbeat: HeartbeatRenewer;
+  private readonly prober = new Prober(PORTS.tunnelProbe);
+  private publicKey?: string;
+  private host?: HostFacts;
+  private lastPlan?: DataPathPlan;
+  private lastError?: string;
+  private lastConnectionsWrite = 0;
+  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: Gauge<'peer'>; tx: Gauge<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
+
+  constructor(private readonly opts: AgentOptions) {
+    const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
+    this.gateways = new Informer({ ...common, type: RESOURCES.gateways, transform: (raw) => gatewayV1beta1Schema.parse(raw) });
+    this.node = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${opts.nodeName}`, transform: toNodeView });
+    this.ravenConfig = new Informer({ ...common, type: RESOURCES.configMaps, namespace: opts.namespace, fieldSelector: `metadata.name=${CONFIGMAPS.ravenConfig}`, transform: (raw) => configMapSchema.parse(raw) });
+    this.applier = new DataPathApplier(opts.exec);
+    this.heartbeat = new HeartbeatRenewer({ kube: opts.kube, log: opts.log, component: 'tunnel', nodeName: opts.nodeName, namespace: SYSTEM_NAMESPACE, ...opts.heartbeat });
+    this.controller = new Controller({
+      name: 'tunnel-agent', log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel',
+      resyncMs: opts.resyncMs, resyncKeys: () => [KEY], reconcile: () => this.reconcile(),
+    });
+    const r = [opts.registry];
+    this.metrics = {
+      role: new Gauge({ name: 'raven_tunnel_role', help: '1 for the current role of this node (none, member, gateway)', labelNames: ['role'], registers: r }),
+      peers: new Gauge({ name: 'raven_tunnel_peers', help: 'VPN peers configured on this gateway', registers: r }),
+      prefixes: new Gauge({ name: 'raven_tunnel_remote_prefixes', help: 'Remote prefixes routed through the tunnel', registers: r }),
+      handshakeAge: new Gauge({ name: 'raven_tunnel_peer_handshake_age_seconds', help: 'Seconds since the latest handshake with a peer gateway', labelNames: ['peer'], registers: r }),
+      rx: new Gauge({ name: 'raven_tunnel_peer_rx_bytes', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registers: r }),
+      tx: new Gauge({ name: 'raven_tunnel_peer_tx_bytes', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registers: r }),
+      rtt: new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers: r }),
+      reachable: new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers: r }),
+    };
+    const enqueue = () => this.controller.enqueue(KEY);
+    for (const informer of [this.gateways, this.node, this.ravenConfig] as Array<Informer<{ metadata: { name: string } }>>) {
+      informer.on({ add: enqueue, update: enqueue, delete: enqueue });
+    }
+  }
+
+  get informers(): Array<Informer<{ metadata: { name: string } }>> {
+    return [this.gateways, this.node, this.ravenConfig] as Array<Informer<{ metadata: { name: string } }>>;
+  }
+
+  readiness: Check = () => {
+    const pending = this.informers.filter((i) => !i.hasSynced()).map((i) => i.resource);
+    if (pending.length > 0) return { ok: false, detail: `waiting for ${pending.join(', ')}` };
+    if (!this.lastPlan) return { ok: false, detail: this.lastError ?? 'no reconcile yet' };
+    return { ok: this.lastError === undefined, detail: this.lastError ?? `role ${this.lastPlan.role.kind}` };
+  };
+
+  async start(signal: AbortSignal): Promise<void> {
+    this.publicKey = (await this.opts.driver.init()).publicKey;
+    await this.prober.start();
+    for (const i of this.informers) i.start();
+    await Promise.all(this.informers.map((i) => i.waitForSync(signal)));
+    if (signal.aborted) return;
+    await this.opts.psk.refresh();
+    this.controller.start();
+    void this.heartbeat.run(signal, () => this.isTunnelCandidate());
+    void this.probeLoop(signal);
+    const pskTimer = setInterval(() => void this.opts.psk.refresh().then((changed) => changed && this.controller.enqueue(KEY)), 30_000);
+    pskTimer.unref();
+    signal.addEventListener('abort', () => clearInterval(pskTimer), { once: true });
+  }
+
+  async stop(): Promise<void> {
+    await this.controller.stop();
+    await Promise.all(this.informers.map((i) => i.stop()));
+    this.prober.close();
+  }
+
+  private ownGateway(): Gateway | undefined {
+    const name = this.node.list()[0]?.gateway;
+    return name ? this.gateways.get(name) : undefined;
+  }
+
+  private isTunnelCandidate(): boolean {
+    return (this.ownGateway()?.spec?.endpoints ?? []).some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
+  }
+
+  private async reconcile(): Promise<void> {
+    const { log, nodeName } = this.opts;
+    try {
+      const node = this.node.list()[0];
+      if (!node?.internalIP) throw new Error(`Node ${nodeName} has no InternalIP yet`);
+      if (!this.host || this.host.privateIP !== node.internalIP) this.host = await discoverHostFacts(this.opts.exec, node.internalIP);
+      const cfg = this.ravenConfig.list()[0];
+      const plan = planDataPath({
+        nodeName, memberOf: node.gateway, gateways: this.gateways.list(), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
+        host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
+        keepaliveSeconds: this.opts.keepaliveSeconds,
+      });
+      const started = performance.now();
+      const gateway = plan.role.kind === 'gateway';
+      const vpnFirst = gateway ? await this.opts.driver.apply(plan.vpn) : { changed: false };
+      const kernel = await this.applier.apply(plan);
+      const vpnAfter = gateway ? { changed: false } : await this.opts.driver.apply(undefined);
+      await this.publishPublicKey();
+      const changed = hasChanges(kernel) || vpnFirst.changed || vpnAfter.changed;
+      if (changed || !deepEqual(plan.role, this.lastPlan?.role)) {
+        log.info({ role: plan.role, kernel, vpnChanged: vpnFirst.changed || vpnAfter.changed, remotePrefixes: plan.remotePrefixes.length, peers: plan.vpn?.peers.length ?? 0, ms: Math.round(performance.now() - started) }, 'data path reconciled');
+      }
+      for (const role of ['none', 'member', 'gateway']) this.metrics.role.set({ role }, plan.role.kind === role ? 1 : 0);
+      this.metrics.prefixes.set(plan.remotePrefixes.length);
+      this.metrics.peers.set(plan.vpn?.peers.filter((p) => p.publicKey).length ?? 0);
+      this.lastPlan = plan;
+      this.lastError = undefined;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      throw err;
+    }
+  }
+
+  /** Publishes this node's public key in its own tunnel endpoint's config, where peers (through the status) read it. */
+  private async publishPublicKey(): Promise<void> {
+    const gw = this.ownGateway();
+    if (!gw || !this.publicKey) return;
+    const index = (gw.spec?.endpoints ?? []).findIndex((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
+    if (index < 0) return;
+    const endpoint = gw.spec!.endpoints![index]!;
+    if (endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey] === this.publicKey) return;
+    // JSON patch with a test: if the endpoint list moved under us, the patch fails and the next reconcile retries.
+    const base = `/spec/endpoints/${index}`;
+    const patch = [
+      { op: 'test', path: `${base}/nodeName`, value: this.opts.nodeName },
+      endpoint.config
+        ? { op: 'add', path: `${base}/config/${ENDPOINT_CONFIG_KEYS.publicKey}`, value: this.publicKey }
+        : { op: 'add', path: `${base}/config`, value: { [ENDPOINT_CONFIG_KEYS.publicKey]: this.publicKey } },
+    ];
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: 'raven-tunnel-agent' });
+    this.opts.log.info({ gateway: gw.metadata.name }, 'published WireGuard public key');
+  }
+
+  private async probeLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await new Promise((r) => setTimeout(r, this.opts.probeIntervalMs).unref());
+      try {
+        await this.probeOnce();
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'probe round failed');
+      }
+    }
+  }
+
+  private async probeOnce(): Promise<void> {
+    const plan = this.lastPlan;
+    if (!plan?.vpn || plan.role.kind !== 'gateway') return;
+    const allPeers: Array<{ peer: PeerPlan; relayedVia?: string; ip?: string }> = [];
+    const gateways = new Map(this.gateways.list().map((g) => [g.metadata.name, g]));
+    const privateIPOf = (gw: string, node: string) => gateways.get(gw)?.status?.nodes?.find((n) => n.nodeName === node)?.privateIP;
+    for (const peer of plan.vpn.peers) {
+      allPeers.push({ peer, ip: privateIPOf(peer.gateway, peer.nodeName) });
+      for (const relayed of peer.relays) {
+        const target = gateways.get(relayed)?.status?.activeEndpoints?.find((e) => e.type === 'tunnel');
+        if (target) allPeers.push({ peer: { ...peer, gateway: relayed, nodeName: target.nodeName, endpoint: undefined }, relayedVia: peer.gateway, ip: privateIPOf(relayed, target.nodeName) });
+      }
+    }
+    await Promise.all(allPeers.filter((p) => p.ip).map((p) => this.prober.probe(p.peer.gateway, p.ip!)));
+    this.prober.forgetAllBut(new Set(allPeers.map((p) => p.peer.gateway)));
+
+    const wg = new Map((await this.opts.driver.status()).map((s) => [s.id, s]));
+    const fmt = (ms?: number) => (ms === undefined ? '' : `${ms.toFixed(3)}ms`);
+    const connections: Connection[] = allPeers.map(({ peer, relayedVia }) => {
+      const health = this.prober.health(peer.gateway);
+      this.metrics.reachable.set({ peer: peer.gateway }, health.reachable ? 1 : 0);
+      if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
+      const wgPeer = relayedVia ? undefined : peer.publicKey ? wg.get(peer.publicKey) : undefined;
+      if (wgPeer) {
+        this.metrics.rx.set({ peer: peer.gateway }, wgPeer.rxBytes);
+        this.metrics.tx.set({ peer: peer.gateway }, wgPeer.txBytes);
+        if (wgPeer.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - wgPeer.latestHandshake.getTime()) / 1_000);
+      }
+      return {
+        gateway: peer.gateway,
+        nodeName: peer.nodeName,
+        ...(peer.endpoint ? { endpoint: peer.endpoint } : wgPeer?.endpoint ? { endpoint: wgPeer.endpoint } : {}),
+        status: health.reachable ? 'Connected' : peer.publicKey ? 'Connecting' : 'Error',
+        ...(health.reachable ? {} : { statusMessage: peer.publicKey ? health.lastError : 'the peer has not published its public key' }),
+        ...(health.reachable ? { latencyRTT: { last: fmt(health.lastRttMs), min: fmt(health.minRttMs), average: fmt(health.avgRttMs), max: fmt(health.maxRttMs) } } : {}),
+        ...(relayedVia ? { relayedVia } : {}),
+      };
+    });
+    await this.writeConnections(connections);
+  }
+
+  /** Writes status.connections when reachability changed, and at most once a minute for fresh RTTs. */
+  private async writeConnections(connections: Connection[]): Promise<void> {
+    const gw = this.ownGateway();
+    if (!gw) return;
+    const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
+    const structural = shape(connections) !== shape(gw.status?.connections ?? []);
+    if (!structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: 'raven-tunnel-agent' });
+    this.lastConnectionsWrite = Date.now();
+  }
+
+}
+

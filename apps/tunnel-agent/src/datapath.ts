@@ -1,0 +1,64 @@
+import {
+  AddressReconciler, FdbReconciler, IpsetReconciler, IptablesReconciler, LinkReconciler, NeighbourReconciler, RouteReconciler,
+  RuleReconciler, SysctlReconciler, reconcile, sumSummaries, type ApplySummary, type Exec,
+} from '@raven/netlink';
+import { DATAPATH } from '@raven/api-types';
+import { OWNED, type DataPathPlan } from './planner.ts';
+
+/**
+ * Applies a DataPathPlan with one reconciler per kernel subsystem, each owning only Raven's objects (links raven0 and
+ * raven-wg0, tables 9027/9028, rule priorities 100/101, the raven-* ipsets, the RAVEN-* chains). Order matters:
+ * links before what lives on them; ipsets before the iptables rules that use them; the reverse for cleanup.
+ */
+export class DataPathApplier {
+  private readonly links: LinkReconciler;
+  private readonly addresses: AddressReconciler;
+  private readonly fdb: FdbReconciler;
+  private readonly neighbours: NeighbourReconciler;
+  private readonly routes: RouteReconciler;
+  private readonly rules: RuleReconciler;
+  private readonly ipsets: IpsetReconciler;
+  private readonly iptables4: IptablesReconciler;
+  private readonly iptables6: IptablesReconciler;
+  constructor(private readonly exec: Exec) {
+    this.links = new LinkReconciler(exec, { owned: OWNED.links });
+    this.addresses = new AddressReconciler(exec, { devices: [DATAPATH.vxlanDevice] });
+    this.fdb = new FdbReconciler(exec, { devices: [DATAPATH.vxlanDevice] });
+    this.neighbours = new NeighbourReconciler(exec, { devices: [DATAPATH.vxlanDevice] });
+    this.routes = new RouteReconciler(exec, { tables: OWNED.tables });
+    this.rules = new RuleReconciler(exec, { priorities: OWNED.rulePriorities, tables: OWNED.tables });
+    this.ipsets = new IpsetReconciler(exec, { sets: OWNED.ipsets });
+    this.iptables4 = new IptablesReconciler(exec, 4, { chains: OWNED.chains });
+    this.iptables6 = new IptablesReconciler(exec, 6, { chains: OWNED.chains });
+  }
+
+  /**
+   * Links and sysctls first (devices must exist before addresses, neighbours and routes), then routing and ipsets in
+   * parallel, then the firewall that references the ipsets. The VPN driver creates raven-wg0 before this runs.
+   */
+  async apply(plan: DataPathPlan): Promise<ApplySummary> {
+    const links = await reconcile(this.links, plan.links);
+    // Per-device sysctls exist only while their device does, so the owned keys are exactly the planned ones.
+    const sysctls = await reconcile(new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
+    const [addresses, fdb, routes, rules, ipsets] = await Promise.all([
+      reconcile(this.addresses, plan.addresses),
+      reconcile(this.fdb, plan.fdb),
+      reconcile(this.routes, plan.routes),
+      reconcile(this.rules, plan.rules),
+      reconcile(this.ipsets, plan.ipsets),
+    ]);
+    const neighbours = await reconcile(this.neighbours, plan.neighbours);
+    const [v4, v6] = await Promise.all([reconcile(this.iptables4, plan.iptables.v4), reconcile(this.iptables6, plan.iptables.v6)]);
+    // Sets no longer referenced can only be destroyed after the rules using them are gone; a second pass does that.
+    const ipsetsAfter = await reconcile(this.ipsets, plan.ipsets);
+    return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
+  }
+
+  /** Removes everything Raven owns in the kernel (uninstall, or the node leaving every role). */
+  async cleanup(): Promise<ApplySummary> {
+    const firewall = sumSummaries(await this.iptables4.cleanup(), await this.iptables6.cleanup());
+    const rest = await Promise.all([this.ipsets.cleanup(), this.rules.cleanup(), this.routes.cleanup(), this.neighbours.cleanup(), this.fdb.cleanup()]);
+    const links = await this.links.cleanup();
+    return sumSummaries(firewall, ...rest, links);
+  }
+}

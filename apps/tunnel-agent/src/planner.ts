@@ -1,0 +1,244 @@
+import { isIPv6 } from 'node:net';
+import { DATAPATH, endpointPort, type Gateway } from '@raven/api-types';
+import type {
+  AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
+} from '@raven/netlink';
+import { domainOf, hostPrefix, peerEndpoint, reachability, uniqueSorted, type Domain } from './topology.ts';
+import { vtepAddress, vtepMac } from './vxlan.ts';
+
+export type DriverName = 'wireguard' | 'libreswan';
+
+export interface PlanInput {
+  nodeName: string;
+  /** The Gateway this node belongs to (its `raven.openyurt.io/gateway` label). */
+  memberOf?: string;
+  gateways: readonly Gateway[];
+  /** raven-cfg enable-l3-tunnel. */
+  l3Enabled: boolean;
+  host: { privateIP: string; underlayDevice: string; underlayMtu: number };
+  forwardNodeIP: boolean;
+  driver: DriverName;
+  /** WireGuard preshared key (base64), derived from the PSK Secret. */
+  presharedKey?: string;
+  /** Persistent keepalive towards peers when this gateway is behind NAT. */
+  keepaliveSeconds: number;
+}
+
+export type Role =
+  | { kind: 'none'; reason: string }
+  | { kind: 'member'; gateway: string; gatewayNode: string }
+  | { kind: 'gateway'; gateway: string; central: boolean };
+
+export interface PeerPlan {
+  gateway: string;
+  nodeName: string;
+  publicKey?: string;
+  endpoint?: string;
+  /** The peer's public address (also without a port), for IPsec. */
+  publicIP?: string;
+  allowedIPs: string[];
+  keepaliveSeconds?: number;
+  /** Gateways whose traffic this peer relays for us (it is the central gateway). */
+  relays: string[];
+  underNAT: boolean;
+}
+
+export interface VpnPlan {
+  /** This gateway's name (its IKE identity). */
+  gateway: string;
+  device: string;
+  listenPort: number;
+  mtu: number;
+  presharedKey?: string;
+  underNAT: boolean;
+  localSubnets: string[];
+  localPrivateIP: string;
+  localPublicIP?: string;
+  peers: PeerPlan[];
+}
+
+export interface DataPathPlan {
+  role: Role;
+  links: LinkSpec[];
+  addresses: AddressSpec[];
+  fdb: FdbSpec[];
+  neighbours: NeighbourSpec[];
+  routes: RouteSpec[];
+  rules: RuleSpec[];
+  ipsets: IpsetSpec[];
+  iptables: { v4: IptablesDesired; v6: IptablesDesired };
+  sysctls: SysctlValues;
+  vpn?: VpnPlan;
+  /** Every remote prefix routed through the tunnel (for logs, metrics and probes). */
+  remotePrefixes: string[];
+}
+
+const D = DATAPATH;
+export const SKIP_NAT_SET = D.skipNatSet;
+export const MARK_SET_V6 = `${D.markSet}-v6`;
+export const SKIP_NAT_SET_V6 = `${D.skipNatSet}-v6`;
+export const MSS_CHAIN = 'RAVEN-MSS-CLAMP';
+const MARK = `0x${D.fwmark.toString(16)}`;
+const MARK_RULE = `--set-xmark ${MARK}/${MARK}`;
+
+/** Everything this agent may own in the kernel; the appliers touch nothing else. */
+export const OWNED = {
+  links: [D.vxlanDevice, D.wireguardDevice],
+  tables: [D.routeTableVxlan, D.routeTableVpn],
+  rulePriorities: [D.rulePriorityVxlan, D.rulePriorityVpn],
+  ipsets: [D.markSet, D.skipNatSet, MARK_SET_V6, SKIP_NAT_SET_V6],
+  chains: [
+    { table: 'mangle' as const, name: D.markChain },
+    { table: 'mangle' as const, name: MSS_CHAIN },
+    { table: 'nat' as const, name: D.postroutingChain },
+  ],
+};
+
+export const EMPTY_PLAN = (role: Role): DataPathPlan => ({
+  role, links: [], addresses: [], fdb: [], neighbours: [], routes: [], rules: [], ipsets: [],
+  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [],
+});
+
+const byFamily = (prefixes: readonly string[]) => ({
+  v4: prefixes.filter((p) => !isIPv6(p.split('/')[0]!)),
+  v6: prefixes.filter((p) => isIPv6(p.split('/')[0]!)),
+});
+
+/**
+ * The L3 planner: a pure function from the Gateways (their elected endpoints and status.nodes), this node, and
+ * config, to the complete kernel state this node should have. The appliers make the kernel match it.
+ */
+export function planDataPath(input: PlanInput): DataPathPlan {
+  if (!input.l3Enabled) return EMPTY_PLAN({ kind: 'none', reason: 'L3 tunnel disabled in raven-cfg' });
+  if (!input.memberOf) return EMPTY_PLAN({ kind: 'none', reason: 'node is in no Gateway' });
+  const own = input.gateways.find((g) => g.metadata.name === input.memberOf);
+  const local = own && domainOf(own);
+  if (!local) return EMPTY_PLAN({ kind: 'none', reason: `Gateway ${input.memberOf} has no active tunnel endpoint` });
+  const domains = input.gateways.map(domainOf).filter((d): d is Domain => d !== undefined);
+  const reach = reachability(local, domains);
+  const reachable = [...reach.direct, ...reach.relayed];
+
+  // Never route a peer's own tunnel address into the tunnel, nor an address that is also one of ours.
+  const localIPs = new Set(local.nodeIPs.values());
+  const excluded = new Set([...localIPs, ...domains.map((d) => d.endpoint.publicIP).filter((ip): ip is string => !!ip)]);
+  const prefixesOf = (d: Domain): string[] => {
+    const ips = input.forwardNodeIP ? [...d.nodeIPs.values()] : [d.nodeIPs.get(d.endpoint.nodeName)].filter((ip): ip is string => !!ip);
+    return uniqueSorted([...d.subnets, ...ips.filter((ip) => !excluded.has(ip)).map(hostPrefix)]);
+  };
+  const remotePrefixes = uniqueSorted(reachable.flatMap(prefixesOf));
+  const localPrefixes = uniqueSorted([...local.subnets, ...(input.forwardNodeIP ? [...localIPs].map(hostPrefix) : [])]);
+  const isGateway = local.endpoint.nodeName === input.nodeName;
+  const centralHere = isGateway && reach.central?.name === local.name;
+
+  const plan = EMPTY_PLAN(isGateway
+    ? { kind: 'gateway', gateway: local.name, central: centralHere }
+    : { kind: 'member', gateway: local.name, gatewayNode: local.endpoint.nodeName });
+  plan.remotePrefixes = remotePrefixes;
+  const vxlanMtu = input.host.underlayMtu - D.mtuOverhead.vxlan;
+  const raven0 = (): LinkSpec => ({
+    name: D.vxlanDevice, kind: 'vxlan', vni: D.vxlanVni, port: D.vxlanPort, local: input.host.privateIP, dev: input.host.underlayDevice,
+    learning: false, mtu: vxlanMtu, mac: vtepMac(input.host.privateIP), up: true,
+  });
+  const vxlanPeer = (ip: string) => {
+    plan.fdb.push({ dev: D.vxlanDevice, mac: vtepMac(ip), dst: ip });
+    plan.neighbours.push({ dev: D.vxlanDevice, address: vtepAddress(ip), lladdr: vtepMac(ip) });
+  };
+  plan.sysctls = { 'net.ipv4.ip_forward': 1 };
+
+  const remote = byFamily(remotePrefixes);
+  const sources = byFamily(centralHere ? uniqueSorted([...localPrefixes, ...remotePrefixes]) : localPrefixes);
+  plan.ipsets = [
+    { name: D.markSet, type: 'hash:net', family: 'inet', members: remote.v4 },
+    { name: D.skipNatSet, type: 'hash:net', family: 'inet', members: sources.v4 },
+    { name: MARK_SET_V6, type: 'hash:net', family: 'inet6', members: remote.v6 },
+    { name: SKIP_NAT_SET_V6, type: 'hash:net', family: 'inet6', members: sources.v6 },
+  ];
+  const tunnelIn = input.driver === 'wireguard' ? `-i ${D.wireguardDevice}` : '-m policy --dir in --pol ipsec';
+  const firewall = (markSet: string, skipSet: string, withVxlan: boolean): IptablesDesired => ({
+    chains: [
+      { table: 'mangle', name: D.markChain, rules: isGateway ? [`${tunnelIn} -j MARK ${MARK_RULE}`] : [`-m set --match-set ${markSet} dst -j MARK ${MARK_RULE}`] },
+      // TCP over the tunnels must fit their smaller MTU even when pods use the underlay's.
+      { table: 'mangle', name: MSS_CHAIN, rules: [
+        ...(withVxlan ? [`-o ${D.vxlanDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
+        ...(isGateway && input.driver === 'wireguard' ? [`-o ${D.wireguardDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
+      ] },
+      // Local (and, on the central gateway, relayed) traffic to remote domains keeps its source: no SNAT.
+      { table: 'nat', name: D.postroutingChain, rules: [`-m set --match-set ${skipSet} src -m set --match-set ${markSet} dst -j ACCEPT`] },
+    ],
+    jumps: [
+      { table: 'mangle', from: 'PREROUTING', to: D.markChain, position: 'first' },
+      { table: 'mangle', from: 'OUTPUT', to: D.markChain, position: 'first' },
+      { table: 'mangle', from: 'POSTROUTING', to: MSS_CHAIN, position: 'first' },
+      { table: 'nat', from: 'POSTROUTING', to: D.postroutingChain, position: 'first' },
+    ],
+  });
+  const markRule = (family: 4 | 6): RuleSpec => ({ priority: D.rulePriorityVxlan, table: D.routeTableVxlan, fwmark: D.fwmark, fwmask: D.fwmark, family });
+
+  if (!isGateway) {
+    const gatewayIP = local.nodeIPs.get(local.endpoint.nodeName);
+    if (!gatewayIP) return EMPTY_PLAN({ kind: 'none', reason: `the private IP of gateway node ${local.endpoint.nodeName} is not known yet` });
+    plan.links = [raven0()];
+    plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
+    vxlanPeer(gatewayIP);
+    plan.routes = [{ table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(gatewayIP), dev: D.vxlanDevice, onlink: true }];
+    plan.rules = [markRule(4)];
+    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 };
+    plan.iptables = { v4: firewall(D.markSet, D.skipNatSet, true), v6: { chains: [], jumps: [] } };
+    return plan;
+  }
+
+  // Gateway: vxlan back to the local members, the VPN to the other gateways.
+  const members = [...local.nodeIPs].filter(([name]) => name !== input.nodeName);
+  const memberSubnets = new Map((own!.status?.nodes ?? []).map((n) => [n.nodeName, n.subnets ?? []]));
+  if (members.length > 0) {
+    plan.links.push(raven0());
+    plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
+    for (const [name, ip] of members) {
+      vxlanPeer(ip);
+      const returnPrefixes = [...(memberSubnets.get(name) ?? []), ...(input.forwardNodeIP ? [hostPrefix(ip)] : [])];
+      for (const dst of returnPrefixes.filter((p) => !isIPv6(p.split('/')[0]!))) {
+        plan.routes.push({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true });
+      }
+    }
+    plan.rules.push(markRule(4));
+    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 };
+  }
+  if (input.driver === 'wireguard') {
+    plan.links.push({ name: D.wireguardDevice, kind: 'adopt', mtu: input.host.underlayMtu - D.mtuOverhead.wireguard, up: true });
+    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.wireguardDevice}.rp_filter`]: 2 };
+    for (const dst of remotePrefixes) plan.routes.push({ table: D.routeTableVpn, dst, dev: D.wireguardDevice, scope: 'link' });
+    plan.rules.push({ priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 4 });
+    if (remote.v6.length > 0) plan.rules.push({ priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 6 });
+  }
+  plan.iptables = {
+    v4: firewall(D.markSet, D.skipNatSet, members.length > 0),
+    v6: remote.v6.length > 0 ? firewall(MARK_SET_V6, SKIP_NAT_SET_V6, false) : { chains: [], jumps: [] },
+  };
+
+  const peerOf = (d: Domain, relayed: Domain[]): PeerPlan => ({
+    gateway: d.name,
+    nodeName: d.endpoint.nodeName,
+    publicKey: d.endpoint.config?.publicKey,
+    endpoint: peerEndpoint(d),
+    publicIP: d.endpoint.publicIP,
+    allowedIPs: uniqueSorted([...prefixesOf(d), ...relayed.flatMap(prefixesOf)]),
+    keepaliveSeconds: local.endpoint.underNAT ? input.keepaliveSeconds : undefined,
+    relays: relayed.map((r) => r.name).sort(),
+    underNAT: d.endpoint.underNAT === true,
+  });
+  plan.vpn = {
+    gateway: local.name,
+    device: D.wireguardDevice,
+    listenPort: endpointPort(local.endpoint),
+    mtu: input.host.underlayMtu - (input.driver === 'wireguard' ? D.mtuOverhead.wireguard : D.mtuOverhead.ipsec),
+    presharedKey: input.presharedKey,
+    underNAT: local.endpoint.underNAT === true,
+    localSubnets: localPrefixes,
+    localPrivateIP: input.host.privateIP,
+    localPublicIP: local.endpoint.publicIP,
+    peers: reach.direct
+      .map((d) => peerOf(d, reach.central && d.name === reach.central.name ? reach.relayed : []))
+      .sort((a, b) => (a.gateway < b.gateway ? -1 : 1)),
+  };
+  return plan;
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
+import { planDataPath, type PlanInput } from '../src/planner.ts';
+import { pickCentral, domainOf } from '../src/topology.ts';
+import { vtepAddress, vtepMac } from '../src/vxlan.ts';
+
+const gw = (name: string, spec: object, status: object): Gateway =>
+  gatewayV1beta1Schema.parse({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
+const active = (nodeName: string, underNAT: boolean, publicIP?: string, publicKey?: string) =>
+  ({ nodeName, type: 'tunnel', port: 4500, underNAT, ...(publicIP ? { publicIP } : {}), config: { 'enable-l3-tunnel': 'true', ...(publicKey ? { publicKey } : {}) } });
+
+/** The walkthrough: cloud (public, exposed), hangzhou and qingdao (both behind NAT). */
+const walkthrough = [
+  gw('gw-cloud', { exposeType: 'PublicIP' }, {
+    activeEndpoints: [active('cloud-1', false, '198.18.0.11', 'Ckey=')],
+    nodes: [{ nodeName: 'cloud-1', privateIP: '192.168.0.195', subnets: ['10.224.0.128/26'] }, { nodeName: 'cloud-2', privateIP: '192.168.0.196', subnets: ['10.224.0.0/26'] }],
+  }),
+  gw('gw-hangzhou', {}, {
+    activeEndpoints: [active('hz-1', true, undefined, 'Hkey=')],
+    nodes: [{ nodeName: 'hz-1', privateIP: '172.16.2.103', subnets: ['10.224.1.128/26'] }, { nodeName: 'hz-2', privateIP: '172.16.2.104', subnets: ['10.224.1.0/26'] }],
+  }),
+  gw('gw-qingdao', {}, {
+    activeEndpoints: [active('qd-2', true, undefined, 'Qkey=')],
+    nodes: [{ nodeName: 'qd-1', privateIP: '172.16.1.89', subnets: ['10.224.2.128/26'] }, { nodeName: 'qd-2', privateIP: '172.16.1.90', subnets: ['10.224.2.0/26'] }],
+  }),
+];
+
+const input = (nodeName: string, memberOf: string, privateIP: string, over: Partial<PlanInput> = {}): PlanInput => ({
+  nodeName, memberOf, gateways: walkthrough, l3Enabled: true, host: { privateIP, underlayDevice: 'eth0', underlayMtu: 1500 },
+  forwardNodeIP: false, driver: 'wireguard', keepaliveSeconds: 5, ...over,
+});
+
+describe('topology', () => {
+  it('picks the public, exposed gateway as central', () => {
+    expect(pickCentral(walkthrough.map(domainOf).filter((d) => d !== undefined))?.name).toBe('gw-cloud');
+  });
+
+  it('derives VTEP addresses and MACs from private IPs', () => {
+    expect(vtepAddress('172.16.2.103')).toBe('240.16.2.103');
+    expect(vtepMac('172.16.2.103')).toBe('0e:ee:ac:10:02:67');
+  });
+});
+
+describe('planDataPath', () => {
+  it('gives a non-gateway node vxlan to its gateway, policy routing for marked traffic, and the mark set of remote subnets', () => {
+    const plan = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104'));
+    expect(plan.role).toEqual({ kind: 'member', gateway: 'gw-hangzhou', gatewayNode: 'hz-1' });
+    expect(plan.links).toEqual([{ name: 'raven0', kind: 'vxlan', vni: 200, port: 4472, local: '172.16.2.104', dev: 'eth0', learning: false, mtu: 1450, mac: vtepMac('172.16.2.104'), up: true }]);
+    expect(plan.fdb).toEqual([{ dev: 'raven0', mac: vtepMac('172.16.2.103'), dst: '172.16.2.103' }]);
+    expect(plan.routes).toEqual([{ table: 9027, dst: '0.0.0.0/0', via: '240.16.2.103', dev: 'raven0', onlink: true }]);
+    expect(plan.rules).toEqual([{ priority: 100, table: 9027, fwmark: 0x40, fwmask: 0x40, family: 4 }]);
+    const markSet = plan.ipsets.find((s) => s.name === 'raven-mark-set');
+    expect([...markSet!.members]).toEqual(['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32']);
+    expect([...plan.ipsets.find((s) => s.name === 'raven-skip-nat-set')!.members]).toEqual(['10.224.1.0/26', '10.224.1.128/26']);
+    expect(plan.vpn).toBeUndefined();
+  });
+
+  it('gives a NATed gateway one peer, the central gateway, which also carries the other NATed domain', () => {
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103'));
+    expect(plan.role).toEqual({ kind: 'gateway', gateway: 'gw-hangzhou', central: false });
+    expect(plan.vpn?.peers).toEqual([{
+      gateway: 'gw-cloud', nodeName: 'cloud-1', publicKey: 'Ckey=', endpoint: '198.18.0.11:4500', publicIP: '198.18.0.11',
+      allowedIPs: ['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32'],
+      keepaliveSeconds: 5, relays: ['gw-qingdao'], underNAT: false,
+    }]);
+    expect(plan.routes.filter((r) => r.table === 9028).map((r) => r.dst)).toEqual(plan.vpn!.peers[0]!.allowedIPs);
+    expect(plan.routes.filter((r) => r.table === 9027)).toEqual([{ table: 9027, dst: '10.224.1.0/26', via: '240.16.2.104', dev: 'raven0', onlink: true }]);
+    expect(plan.links.map((l) => l.name)).toEqual(['raven0', 'raven-wg0']);
+    expect(plan.vpn?.listenPort).toBe(4500);
+    expect(plan.vpn?.mtu).toBe(1420);
+  });
+
+  it('makes the central gateway a peer of every gateway and keeps relayed traffic un-NATed', () => {
+    const plan = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195'));
+    expect(plan.role).toEqual({ kind: 'gateway', gateway: 'gw-cloud', central: true });
+    expect(plan.vpn?.peers.map((p) => [p.gateway, p.endpoint, p.keepaliveSeconds, p.allowedIPs])).toEqual([
+      ['gw-hangzhou', undefined, undefined, ['10.224.1.0/26', '10.224.1.128/26', '172.16.2.103/32']],
+      ['gw-qingdao', undefined, undefined, ['10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32']],
+    ]);
+    const skip = [...plan.ipsets.find((s) => s.name === 'raven-skip-nat-set')!.members];
+    expect(skip).toEqual(expect.arrayContaining(['10.224.0.0/26', '10.224.1.0/26', '10.224.2.0/26']));
+  });
+
+  it('routes node IPs too with --forward-node-ip, but never a peer tunnel address or a local address', () => {
+    const withNodes = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { forwardNodeIP: true }));
+    const members = [...withNodes.ipsets.find((s) => s.name === 'raven-mark-set')!.members];
+    expect(members).toEqual(expect.arrayContaining(['172.16.1.89/32', '172.16.1.90/32', '192.168.0.195/32', '192.168.0.196/32']));
+    const clash = [gw('gw-x', { exposeType: 'PublicIP' }, {
+      activeEndpoints: [active('x-1', false, '198.18.0.50', 'Xkey=')],
+      nodes: [{ nodeName: 'x-1', privateIP: '198.18.0.50', subnets: ['10.50.0.0/24'] }, { nodeName: 'x-2', privateIP: '172.16.2.104', subnets: ['10.50.1.0/24'] }],
+    }), ...walkthrough];
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways: clash, forwardNodeIP: true }));
+    expect(plan.remotePrefixes).not.toContain('198.18.0.50/32');
+    expect(plan.remotePrefixes).not.toContain('172.16.2.104/32');
+  });
+
+  it('removes everything when L3 is off, the node is in no Gateway, or its Gateway has no active tunnel endpoint', () => {
+    expect(planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { l3Enabled: false })).role.kind).toBe('none');
+    expect(planDataPath(input('hz-2', '', '172.16.2.104', { memberOf: undefined })).role.kind).toBe('none');
+    const noActive = walkthrough.map((g) => (g.metadata.name === 'gw-hangzhou' ? { ...g, status: { ...g.status, activeEndpoints: [] } } : g));
+    const plan = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { gateways: noActive }));
+    expect(plan.role).toEqual({ kind: 'none', reason: 'Gateway gw-hangzhou has no active tunnel endpoint' });
+    expect(plan.links).toEqual([]);
+    expect(plan.ipsets).toEqual([]);
+  });
+
+  it('leaves NAT-to-NAT domains unreachable when no public gateway can relay', () => {
+    const natOnly = walkthrough.filter((g) => g.metadata.name !== 'gw-cloud');
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways: natOnly }));
+    expect(plan.vpn?.peers).toEqual([]);
+    expect(plan.remotePrefixes).toEqual([]);
+  });
+
+  it('is deterministic', () => {
+    const a = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195'));
+    const b = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { gateways: [...walkthrough].reverse() }));
+    expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+  });
+});

@@ -1,0 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError, type KubeClient } from '@raven/controller-kit';
+
+/**
+ * The CA bundle that signs node certificates: an explicit file, else the cluster CA of the kubeconfig (the in-cluster
+ * service-account CA), which is the CSR signers' CA in kubeadm-style clusters.
+ */
+export function loadTrustBundle(kube: KubeClient, caFile: string | undefined): string {
+  if (caFile) return readFileSync(caFile, 'utf8');
+  const cluster = kube.kubeConfig.getCurrentCluster();
+  if (cluster?.caData) return Buffer.from(cluster.caData, 'base64').toString('utf8');
+  if (cluster?.caFile) return readFileSync(cluster.caFile, 'utf8');
+  throw new ConfigError('no CA bundle: the kubeconfig has no cluster CA; pass the CA file flag');
+}

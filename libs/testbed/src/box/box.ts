@@ -1,0 +1,465 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { z } from 'zod';
+import { LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { isAlreadyExists, isNotFound, KubeClient, metaTime, RESOURCES } from '@raven/controller-kit';
+import type { ClusterInfo } from '../cluster.ts';
+import { destroyNetns, listNetns } from '../netns.ts';
+import { deleteNode, registerNode, setNodeReady, type FakeNode } from '../nodes.ts';
+import { ManagedProcess, pidAlive } from '../process.ts';
+import { serviceAccountKubeconfig } from '../service-accounts.ts';
+import { BoxRouter, NetnsHost, type BoxHost } from './hosts.ts';
+import { addNetns, buildInternet, buildNode, buildRouter, netnsHandle } from './network.ts';
+import { BoxNode, INSIDE_APISERVER, RELAY_SCRIPT, waitForLog } from './node.ts';
+import {
+  capture, connectivityMatrix, ping, type Capture, type CaptureOptions, type ConnectivityPair, type ConnectivityRow,
+  type MatrixOptions, type PingOptions, type PingResult,
+} from './probes.ts';
+import { deleteNetnsSync, killNetnsProcesses, killQuietly } from './sweep.ts';
+import { resolveTopology, walkthroughTopology, type BoxTopology, type ResolvedTopology } from './topology.ts';
+
+export interface BoxOptions {
+  /** Logs, node state directories, kubeconfigs, the apiserver socket and `box.json`. Left in place by `down()`. */
+  dir: string;
+  cluster: Pick<ClusterInfo, 'server' | 'kubeconfig' | 'caPem'>;
+  /** Defaults to the user walkthrough's three domains and six nodes. */
+  topology?: BoxTopology;
+  /** Underlay MTU of every link; default 1500. */
+  mtu?: number;
+  /** Leave everything running when this process exits (demo `--keep`); tear down later with `Box.downFromState(dir)`. */
+  detached?: boolean;
+  /** Register every node as a Node object and keep its Ready heartbeat going; default true. */
+  registerNodes?: boolean;
+  /** Default 10 s. */
+  heartbeatIntervalMs?: number;
+}
+
+export interface BoxDomain {
+  name: string;
+  gateway: string | undefined;
+  lan: string;
+  router: BoxRouter;
+  nodes: BoxNode[];
+}
+
+export interface NodeDownOptions {
+  /** Also set the Node's Ready condition, as the node lifecycle controller would after its grace period. */
+  ready?: 'False' | 'Unknown';
+}
+
+/** What `Box.downFromState` needs, persisted as `<dir>/box.json`. */
+interface BoxState {
+  id: string;
+  namespaces: string[];
+  rootRelayPid?: number;
+  registeredNodes: string[];
+  adminKubeconfig: string;
+  socket: string;
+}
+
+export class BoxOptionsError extends Error {
+  override readonly name = 'BoxOptionsError';
+}
+export class UnknownNodeError extends Error {
+  override readonly name = 'UnknownNodeError';
+}
+/** A Node of this box's topology is registered by another box that is still running. */
+export class BoxConflictError extends Error {
+  override readonly name = 'BoxConflictError';
+}
+export class BoxTeardownError extends AggregateError {
+  override readonly name = 'BoxTeardownError';
+}
+
+/** Node annotation naming the box that registered it. */
+export const BOX_ANNOTATION = 'testbed.raven.openyurt.io/box';
+const ATTACHED_PREFIX = 'rvbox';
+const DETACHED_PREFIX = 'rvboxk';
+const STALE_NETNS = new RegExp(`^${ATTACHED_PREFIX}-(\\d+)-[0-9a-f]{4}-`);
+const UNIX_PATH_MAX = 107;
+const STATE_FILE = 'box.json';
+
+const live = new Set<Box>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const box of live) box.destroySync();
+  });
+}
+
+/**
+ * The cluster in a box: Raven's multi-domain network built from network namespaces, each domain a LAN behind a NAT
+ * router on a shared internet, each node a namespace with one pod, registered as a Node in the real apiserver and
+ * reaching it at https://127.0.0.1:6443. Everything lives in namespaces the box creates; nothing touches the root
+ * namespace's addresses, routes or firewall.
+ */
+export class Box {
+  readonly id: string;
+  readonly dir: string;
+  readonly mtu: number;
+  readonly topology: ResolvedTopology;
+  /** The "internet host" (the internet's first address), e.g. to probe what is reachable from outside. */
+  readonly internet: NetnsHost;
+  readonly domains: BoxDomain[];
+  readonly nodes: BoxNode[];
+  /** Root-namespace end of the apiserver relay. */
+  readonly apiserverSocket: string;
+  /** An admin kubeconfig for use inside node namespaces (server https://127.0.0.1:6443). */
+  readonly adminKubeconfig: string;
+  readonly detached: boolean;
+  /** Heartbeat patches that failed (the last error is in `lastHeartbeatError`). */
+  heartbeatFailures = 0;
+  lastHeartbeatError: unknown;
+  private readonly namespaces: string[];
+  private readonly cluster: BoxOptions['cluster'];
+  private readonly heartbeatIntervalMs: number;
+  private readonly registeredNodes = new Set<string>();
+  private rootRelay?: ManagedProcess;
+  private kube?: KubeClient;
+  private heartbeat?: NodeJS.Timeout;
+  private beating?: Promise<void>;
+  private closed = false;
+
+  private constructor(opts: BoxOptions, topology: ResolvedTopology) {
+    this.detached = opts.detached ?? false;
+    this.id = `${process.pid}-${randomBytes(2).toString('hex')}`;
+    const prefix = `${this.detached ? DETACHED_PREFIX : ATTACHED_PREFIX}-${this.id}`;
+    this.dir = opts.dir;
+    this.mtu = opts.mtu ?? 1500;
+    this.topology = topology;
+    this.cluster = opts.cluster;
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 10_000;
+    this.apiserverSocket = join(opts.dir, 'apiserver.sock');
+    this.adminKubeconfig = join(opts.dir, 'kubeconfigs', 'admin.kubeconfig');
+    this.internet = new NetnsHost('internet', `${prefix}-internet`, topology.internetHostIP);
+    this.domains = topology.domains.map((domain) => ({
+      name: domain.name,
+      gateway: domain.gateway,
+      lan: domain.lan.text,
+      router: new BoxRouter(domain.name, `${prefix}-router-${domain.name}`, domain.routerIP, domain.wanIP),
+      nodes: domain.nodes.map((node) => new BoxNode(`${prefix}-node-${node.name}`, `${prefix}-pod-${node.name}`, node, domain, this.mtu, opts.dir, this.detached)),
+    }));
+    this.nodes = this.domains.flatMap((domain) => domain.nodes);
+    // Nodes and pods first: teardown goes in this order, and the routers outlive the nodes behind them.
+    this.namespaces = [
+      ...this.nodes.flatMap((node) => [node.netns, node.podNetns]),
+      ...this.domains.map((domain) => domain.router.netns),
+      this.internet.netns,
+    ];
+  }
+
+  /** Builds the box; on any failure it tears down whatever it built and rethrows. */
+  static async up(opts: BoxOptions): Promise<Box> {
+    const topology = resolveTopology(opts.topology ?? walkthroughTopology());
+    const mtu = opts.mtu ?? 1500;
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new BoxOptionsError(`mtu must be an integer in 576..9000, got ${mtu}`);
+    if (Buffer.byteLength(join(opts.dir, 'apiserver.sock')) > UNIX_PATH_MAX) {
+      throw new BoxOptionsError(`dir ${opts.dir} is too long for a unix socket path inside it; use a shorter one`);
+    }
+    await Box.removeStale();
+    const box = new Box(opts, topology);
+    if (!box.detached) {
+      installExitHook();
+      live.add(box);
+    }
+    try {
+      await box.build(opts.registerNodes ?? true);
+    } catch (error) {
+      await box.down().catch(() => undefined);
+      throw error;
+    }
+    return box;
+  }
+
+  private async build(register: boolean): Promise<void> {
+    mkdirSync(join(this.dir, 'logs'), { recursive: true });
+    mkdirSync(join(this.dir, 'kubeconfigs'), { recursive: true });
+    this.saveState();
+    for (const name of this.namespaces) await addNetns(name);
+    await Promise.all([this.buildNetwork(), this.startRootRelay()]);
+    await Promise.all(this.nodes.map((node) => node.startHolder()));
+    await Promise.all(this.nodes.map((node) => node.startRelay(this.apiserverSocket)));
+    this.saveState();
+    this.writeInsideAdminKubeconfig();
+    if (register) await this.registerNodes();
+  }
+
+  private async buildNetwork(): Promise<void> {
+    const inet = netnsHandle(this.internet.netns);
+    await buildInternet(inet, this.topology, this.mtu);
+    await Promise.all(this.domains.map(async (domain, index) => {
+      const spec = this.topology.domains[index]!;
+      const router = netnsHandle(domain.router.netns);
+      await buildRouter(inet, router, this.topology, spec, this.mtu);
+      await Promise.all(domain.nodes.map((node, i) => buildNode(router, netnsHandle(node.netns), netnsHandle(node.podNetns), this.topology, spec, i, this.mtu)));
+    }));
+  }
+
+  private async startRootRelay(): Promise<void> {
+    const api = new URL(this.cluster.server);
+    const host = api.hostname.replace(/^\[(.*)\]$/, '$1');
+    const log = join(this.dir, 'logs', 'apiserver-relay.log');
+    this.rootRelay = ManagedProcess.start({
+      name: 'box/apiserver-relay',
+      command: process.execPath,
+      // An attached relay also exits on its own when this process dies without running its exit hook.
+      args: [RELAY_SCRIPT, `unix:${this.apiserverSocket}`, `tcp:${host}:${api.port || '443'}`, ...(this.detached ? [] : [`watch-pid:${process.pid}`])],
+      logFile: log,
+      detached: this.detached,
+    });
+    await waitForLog(this.rootRelay, log, 0, 'listening on');
+  }
+
+  private writeInsideAdminKubeconfig(): void {
+    const config = insideKubeconfigSchema.parse(parse(readFileSync(this.cluster.kubeconfig, 'utf8')));
+    for (const cluster of config.clusters) cluster.cluster.server = INSIDE_APISERVER;
+    writeFileSync(this.adminKubeconfig, stringify(config), { mode: 0o600 });
+  }
+
+  /**
+   * A kubeconfig for use inside node namespaces (server https://127.0.0.1:6443) authenticating as a ServiceAccount,
+   * so a process under test has exactly its Role's permissions.
+   */
+  kubeconfigFor(serviceAccount: string, namespace = SYSTEM_NAMESPACE): Promise<string> {
+    const access = { server: INSIDE_APISERVER, kubeconfig: this.cluster.kubeconfig, caPem: this.cluster.caPem };
+    return serviceAccountKubeconfig(access, namespace, serviceAccount, join(this.dir, 'kubeconfigs'));
+  }
+
+  node(name: string): BoxNode {
+    const node = this.nodes.find((candidate) => candidate.name === name);
+    if (!node) throw new UnknownNodeError(`no node ${name} in box ${this.id} (nodes: ${this.nodes.map((n) => n.name).join(', ')})`);
+    return node;
+  }
+
+  domain(name: string): BoxDomain {
+    const domain = this.domains.find((candidate) => candidate.name === name || candidate.gateway === name);
+    if (!domain) throw new UnknownNodeError(`no domain or gateway ${name} in box ${this.id}`);
+    return domain;
+  }
+
+  /** Every host of the box: the internet host, the routers, the nodes and their pods. */
+  hosts(): BoxHost[] {
+    return [this.internet, ...this.domains.flatMap((domain) => [domain.router, ...domain.nodes.flatMap((node) => [node, node.pod])])];
+  }
+
+  ping(opts: PingOptions): Promise<PingResult> {
+    return ping(opts);
+  }
+
+  connectivityMatrix(pairs: readonly ConnectivityPair[], opts?: MatrixOptions): Promise<ConnectivityRow[]> {
+    return connectivityMatrix(pairs, opts);
+  }
+
+  /** Starts tcpdump on an interface inside a host (`box.capture({ at: box.domain('cloud').router, iface: 'wan0' })`). */
+  capture(opts: CaptureOptions): Promise<Capture> {
+    return capture(opts);
+  }
+
+  // ---- Nodes in the apiserver ----
+
+  private async registerNodes(): Promise<void> {
+    const kube = await KubeClient.load({ kubeconfig: this.cluster.kubeconfig, userAgent: 'raven-box' });
+    this.kube = kube;
+    await Promise.all(this.nodes.map((node) => this.registerNode(kube, node)));
+    this.saveState();
+    this.heartbeat = setInterval(() => {
+      this.beating ??= this.beat(kube).finally(() => {
+        this.beating = undefined;
+      });
+    }, this.heartbeatIntervalMs);
+    this.heartbeat.unref();
+  }
+
+  private async registerNode(kube: KubeClient, node: BoxNode): Promise<void> {
+    const spec = this.topology.domains.flatMap((domain) => domain.nodes).find((candidate) => candidate.name === node.name)!;
+    const fake: FakeNode = {
+      name: node.name,
+      internalIP: node.internalIP,
+      podCIDRs: [node.podCIDR],
+      labels: { ...(node.gateway ? { [LABELS.gateway]: node.gateway } : {}), ...spec.labels },
+      annotations: { [BOX_ANNOTATION]: this.id },
+    };
+    try {
+      await registerNode(kube, fake);
+    } catch (error) {
+      if (!isAlreadyExists(error)) throw error;
+      const existing = await kube.get<NodeObject>(RESOURCES.nodes, { name: node.name });
+      const owner = existing.metadata.annotations?.[BOX_ANNOTATION];
+      if (owner !== undefined && ownerRunning(owner)) {
+        throw new BoxConflictError(`Node ${node.name} belongs to box ${owner}, which is still running`);
+      }
+      await deleteNode(kube, node.name);
+      await registerNode(kube, fake);
+    }
+    this.registeredNodes.add(node.name);
+  }
+
+  /** What a kubelet's status loop does for Ready: refresh the heartbeat time of every node that is up. */
+  private async beat(kube: KubeClient): Promise<void> {
+    const now = metaTime();
+    await Promise.all(this.nodes.filter((node) => node.isUp && this.registeredNodes.has(node.name)).map(async (node) => {
+      try {
+        await kube.patch(RESOURCES.nodes, { name: node.name, subresource: 'status' }, {
+          status: { conditions: [{ type: 'Ready', status: 'True', reason: 'RavenTestbed', message: 'heartbeat from the Raven test bed', lastHeartbeatTime: now }] },
+        }, 'strategic');
+      } catch (error) {
+        this.heartbeatFailures += 1;
+        this.lastHeartbeatError = error;
+      }
+    }));
+  }
+
+  /** The node goes down hard: all its processes (and its pod's) killed, its links down, its heartbeat stopped. */
+  async nodeDown(name: string, opts: NodeDownOptions = {}): Promise<void> {
+    const node = this.node(name);
+    // goDown marks the node down before its first await, so waiting for the heartbeat in flight is enough.
+    await Promise.all([node.goDown(), this.beating]);
+    if (opts.ready && this.kube && this.registeredNodes.has(name)) await setNodeReady(this.kube, name, opts.ready);
+  }
+
+  /** Links and routes back, apiserver relay restarted, Ready=True and heartbeat resumed; restarting agents is the caller's job. */
+  async nodeUp(name: string): Promise<void> {
+    const node = this.node(name);
+    if (node.isUp) return;
+    await node.comeUp(this.apiserverSocket);
+    if (this.kube && this.registeredNodes.has(name)) await setNodeReady(this.kube, name, 'True');
+  }
+
+  // ---- Teardown ----
+
+  /** Kills every process in every namespace of the box, deletes the namespaces and the Nodes; safe to call twice. */
+  async down(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const errors: unknown[] = [];
+    const attempt = async (step: () => Promise<unknown>) => {
+      try {
+        await step();
+      } catch (error) {
+        errors.push(error);
+      }
+    };
+    clearInterval(this.heartbeat);
+    await this.beating;
+    await Promise.all([
+      attempt(() => this.deregisterNodes()),
+      attempt(async () => {
+        const isInfrastructure = (ns: string) => ns === this.internet.netns || this.domains.some((d) => d.router.netns === ns);
+        await Promise.all(this.namespaces.filter((ns) => !isInfrastructure(ns)).map((ns) => removeNetns(ns)));
+        for (const ns of this.namespaces.filter(isInfrastructure)) await removeNetns(ns);
+      }),
+    ]);
+    await attempt(async () => this.rootRelay?.kill());
+    rmSync(this.apiserverSocket, { force: true });
+    rmSync(join(this.dir, STATE_FILE), { force: true });
+    this.kube?.close();
+    live.delete(this);
+    if (errors.length > 0) throw new BoxTeardownError(errors, `box ${this.id} teardown: ${errors.map(String).join('; ')}`);
+  }
+
+  private async deregisterNodes(): Promise<void> {
+    if (!this.kube) return;
+    await Promise.all([...this.registeredNodes].map((name) => deleteNode(this.kube!, name)));
+    this.registeredNodes.clear();
+  }
+
+  /** @internal The process 'exit' safety net: synchronous, best effort, leaves the Nodes to the cluster's teardown. */
+  destroySync(): void {
+    if (this.rootRelay) killQuietly(this.rootRelay.pid);
+    for (const ns of this.namespaces) deleteNetnsSync(ns);
+    rmSync(this.apiserverSocket, { force: true });
+    live.delete(this);
+  }
+
+  private saveState(): void {
+    const state: BoxState = {
+      id: this.id,
+      namespaces: this.namespaces,
+      rootRelayPid: this.rootRelay?.pid,
+      registeredNodes: [...this.registeredNodes],
+      adminKubeconfig: this.cluster.kubeconfig,
+      socket: this.apiserverSocket,
+    };
+    writeFileSync(join(this.dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  /** Tears down a box found through `<dir>/box.json` (a detached box left by demo `--keep`). False if there is none. */
+  static async downFromState(dir: string): Promise<boolean> {
+    const file = join(dir, STATE_FILE);
+    if (!existsSync(file)) return false;
+    const state = JSON.parse(readFileSync(file, 'utf8')) as BoxState;
+    if (state.rootRelayPid !== undefined && pidAlive(state.rootRelayPid)) killQuietly(state.rootRelayPid);
+    for (const ns of state.namespaces) await removeNetns(ns);
+    if (state.registeredNodes.length > 0) {
+      const kube = await KubeClient.load({ kubeconfig: state.adminKubeconfig, userAgent: 'raven-box' });
+      try {
+        for (const name of state.registeredNodes) {
+          const existing = await kube.get<NodeObject>(RESOURCES.nodes, { name }).catch((error: unknown) => {
+            if (isNotFound(error)) return undefined;
+            throw error;
+          });
+          if (existing?.metadata.annotations?.[BOX_ANNOTATION] === state.id) await deleteNode(kube, name);
+        }
+      } finally {
+        kube.close();
+      }
+    }
+    rmSync(state.socket, { force: true });
+    rmSync(file, { force: true });
+    return true;
+  }
+
+  /** Removes the namespaces (and everything running in them) of attached boxes whose process died without cleaning up. */
+  static async removeStale(): Promise<string[]> {
+    const stale = (await listNetns()).filter((ns) => {
+      const pid = STALE_NETNS.exec(ns)?.[1];
+      return pid !== undefined && !pidAlive(Number(pid));
+    });
+    for (const ns of stale) await removeNetns(ns);
+    return stale;
+  }
+
+  /** A printable summary: domains, routers, nodes, addresses and namespaces. */
+  describe(): string {
+    const rows: string[][] = [];
+    for (const domain of this.domains) {
+      rows.push([`${domain.name} (${domain.gateway ?? 'no gateway'})`, `LAN ${domain.lan}`, `router ${domain.router.lanIP}`, `WAN ${domain.router.wanIP}`, '', domain.router.netns]);
+      for (const node of domain.nodes) {
+        rows.push([`  ${node.name}`, node.internalIP, node.publicIP ? `public ${node.publicIP}` : '', `pods ${node.podCIDR}`, `pod ${node.podIP}`, node.netns]);
+      }
+    }
+    const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
+    const { internet, podRange } = this.topology;
+    return [
+      `box ${this.id}: underlay MTU ${this.mtu}, pod range ${podRange.text}, state in ${this.dir}`,
+      `internet ${internet.text}: internet host ${this.internet.ip} (${this.internet.netns})`,
+      ...rows.map((row) => row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()),
+      `inside every node: apiserver at ${INSIDE_APISERVER}, admin kubeconfig ${this.adminKubeconfig}`,
+    ].join('\n');
+  }
+}
+
+interface NodeObject {
+  metadata: { annotations?: Record<string, string> };
+}
+
+const insideKubeconfigSchema = z.looseObject({
+  clusters: z.array(z.looseObject({ name: z.string(), cluster: z.looseObject({ server: z.string() }) })).min(1),
+});
+
+function ownerRunning(owner: string): boolean {
+  const pid = Number(/^(\d+)-/.exec(owner)?.[1]);
+  if (!Number.isInteger(pid)) return false;
+  if (pid === process.pid) return [...live].some((box) => box.id === owner);
+  return pidAlive(pid);
+}
+
+async function removeNetns(ns: string): Promise<void> {
+  await killNetnsProcesses(ns);
+  await destroyNetns(ns);
+}

@@ -1,0 +1,59 @@
+// A byte relay for the cluster-in-a-box: lets processes inside node network namespaces reach the apiserver, which
+// listens on 127.0.0.1 in the root namespace, without any address or route in the root namespace. A unix socket is a
+// file, so it is reachable from every network namespace: the root namespace relays unix → TCP, each node namespace
+// relays its own 127.0.0.1:6443 → that unix socket.
+//
+//   node relay.mjs <listen> <connect> [watch-pid:<pid>]
+// <listen> and <connect> are unix:<path> or tcp:<host>:<port>; with watch-pid the relay exits once that process is gone.
+import { unlinkSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+function parse(spec) {
+  if (spec?.startsWith('unix:')) return { path: spec.slice('unix:'.length) };
+  const match = /^tcp:(.+):(\d+)$/.exec(spec ?? '');
+  if (!match) {
+    console.error(`usage: relay.mjs <unix:PATH|tcp:HOST:PORT> <unix:PATH|tcp:HOST:PORT> (got ${spec})`);
+    process.exit(2);
+  }
+  return { host: match[1], port: Number(match[2]) };
+}
+
+const [listenSpec, connectSpec, watchSpec] = process.argv.slice(2);
+const listenAt = parse(listenSpec);
+const target = parse(connectSpec);
+if (listenAt.path) {
+  try {
+    unlinkSync(listenAt.path);
+  } catch {
+    // No stale socket.
+  }
+}
+
+const server = createServer((client) => {
+  const upstream = connect(target);
+  const close = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.pipe(upstream).pipe(client);
+  for (const socket of [client, upstream]) {
+    socket.on('error', close);
+    socket.on('close', close);
+  }
+});
+server.on('error', (err) => {
+  console.error(`relay ${listenSpec}: ${err.message}`);
+  process.exit(1);
+});
+server.listen(listenAt, () => console.log(`listening on ${listenSpec}, relaying to ${connectSpec}`));
+if (watchSpec?.startsWith('watch-pid:')) {
+  const pid = Number(watchSpec.slice('watch-pid:'.length));
+  setInterval(() => {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      process.exit(0);
+    }
+  }, 1_000).unref();
+}
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
