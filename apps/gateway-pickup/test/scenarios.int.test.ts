@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ANNOTATIONS, LABELS, type Gateway } from '@raven/api-types';
+import { ANNOTATIONS, HEARTBEAT, LABELS, type Gateway } from '@raven/api-types';
 import { HeartbeatRenewer, RESOURCES, createLogger, type KubeClient } from '@raven/controller-kit';
 import { adminClient, deleteNode, labelNode, registerNode, setNodeReady, uniqueName, waitFor } from '@raven/testbed';
 import {
@@ -104,7 +104,7 @@ describe('election', () => {
       expect(current.status?.conditions?.find((c) => c.type === 'Degraded')?.message).toContain(`${a} (heartbeat expired)`);
     } finally {
       stop.abort();
-      await kube.delete(RESOURCES.leases, { namespace: 'kube-system', name: renewer.leaseName }).catch(() => undefined);
+      await kube.delete(RESOURCES.leases, { namespace: HEARTBEAT.namespace, name: renewer.leaseName }).catch(() => undefined);
     }
   });
 

@@ -1,5 +1,5 @@
 import {
-  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, SYSTEM_NAMESPACE, gatewayV1beta1Schema, type Connection, type Gateway,
+  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Gateway,
 } from '@raven/api-types';
 import {
   Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
@@ -72,7 +72,7 @@ export class TunnelAgent {
     this.node = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${opts.nodeName}`, transform: toNodeView });
     this.ravenConfig = new Informer({ ...common, type: RESOURCES.configMaps, namespace: opts.namespace, fieldSelector: `metadata.name=${CONFIGMAPS.ravenConfig}`, transform: (raw) => configMapSchema.parse(raw) });
     this.applier = new DataPathApplier(opts.exec);
-    this.heartbeat = new HeartbeatRenewer({ kube: opts.kube, log: opts.log, component: 'tunnel', nodeName: opts.nodeName, namespace: SYSTEM_NAMESPACE, ...opts.heartbeat });
+    this.heartbeat = new HeartbeatRenewer({ kube: opts.kube, log: opts.log, component: 'tunnel', nodeName: opts.nodeName, ...opts.heartbeat });
     this.controller = new Controller({
       name: 'tunnel-agent', log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel',
       resyncMs: opts.resyncMs, resyncKeys: () => [KEY], reconcile: () => this.reconcile(),

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { SYSTEM_NAMESPACE } from './constants.ts';
 
 /**
  * The per-node heartbeat Lease contract between Raven's node processes and gateway-pickup.
  *
  * - Who renews: on every node listed as a candidate endpoint of a Gateway, the process that serves that endpoint
  *   type: `tunnel-agent` for `tunnel`, `proxy-server`/`proxy-client` for `proxy`.
- * - What: a coordination.k8s.io/v1 Lease in `kube-system`, named by `heartbeatLeaseName(component, node)`,
+ * - What: a coordination.k8s.io/v1 Lease in the `raven-heartbeats` namespace (its own, so that the node processes'
+ *   permission to update Leases covers nothing else, such as the control plane's leader Leases), named by `heartbeatLeaseName(component, node)`,
  *   labelled `raven.openyurt.io/heartbeat=<component>`, with `spec.holderIdentity` = the node name,
  *   `spec.leaseDurationSeconds` = how long a renewal stays valid, and `spec.renewTime` advanced every renew interval.
  * - Meaning for election: an endpoint whose Lease exists but has not been renewed within its duration is not
@@ -16,7 +16,7 @@ import { SYSTEM_NAMESPACE } from './constants.ts';
  *   restart never triggers a failover.
  */
 export const HEARTBEAT = {
-  namespace: SYSTEM_NAMESPACE,
+  namespace: 'raven-heartbeats',
   label: 'raven.openyurt.io/heartbeat',
   defaultDurationSeconds: 2,
   defaultRenewIntervalMs: 500,
