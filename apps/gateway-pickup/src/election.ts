@@ -4,8 +4,12 @@ import {
 } from '@raven/api-types';
 import type { ModeSwitches, NodeView } from './model.ts';
 
-/** Why an endpoint can or cannot be elected right now. */
-export type Availability = { available: true } | { available: false; reason: string };
+/**
+ * Why an endpoint can or cannot be elected right now. `soft` marks a verdict from the heartbeat alone (the Node is
+ * Ready): such an endpoint is never chosen over a healthy one, but an active one is kept when nothing better exists,
+ * so an apiserver or network hiccup that stops every renewal never leaves a domain with no gateway at all.
+ */
+export type Availability = { available: true } | { available: false; reason: string; soft?: boolean };
 
 export interface ElectionInput {
   gateway: Gateway;
@@ -53,6 +57,7 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
     const ofType = (spec?.endpoints ?? []).filter((e) => e.type === type);
     if (!enabled || requested === 0 || ofType.length === 0) continue;
     const unavailable: string[] = [];
+    const softlyUnavailable: Endpoint[] = [];
     const candidates = ofType.filter((e) => {
       const node = memberByName.get(e.nodeName);
       if (!node) {
@@ -60,12 +65,15 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
         return false;
       }
       const verdict = input.availability(node, type);
-      if (!verdict.available) unavailable.push(`${e.nodeName} (${verdict.reason})`);
+      if (!verdict.available) {
+        unavailable.push(`${e.nodeName} (${verdict.reason})`);
+        if (verdict.soft && previouslyActive.has(endpointId(e))) softlyUnavailable.push(e);
+      }
       return verdict.available;
     });
     const sticky = candidates.filter((e) => previouslyActive.has(endpointId(e)));
     const fresh = candidates.filter((e) => !previouslyActive.has(endpointId(e)));
-    const chosen = [...sticky, ...fresh].slice(0, requested);
+    const chosen = [...sticky, ...fresh, ...softlyUnavailable].slice(0, requested);
     for (const e of chosen) active.push(activeEndpoint(e, memberByName.get(e.nodeName)!, modes, input));
     typeReports.push({ type, requested, elected: chosen.length, unavailable });
   }

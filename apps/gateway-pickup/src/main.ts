@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const common = { kube, caches, log, registry: health.registry, namespace, resyncMs };
   const builders: Record<Exclude<ControllerName, 'webhook'>, () => Controller> = {
     gatewaypickup: () => gatewayStatusController({
-      ...common, heartbeats: new HeartbeatTracker(), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity),
+      ...common, heartbeats: new HeartbeatTracker(() => caches.heartbeats.sessionStartedAt), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity),
       workers: intFlag('workers', values.workers, 4), publicIPFromExternalIP: values['public-ip-from-external-ip'],
     }),
     gatewaydns: () => dnsController(common),

@@ -1,5 +1,5 @@
 import {
-  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Gateway,
+  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
 } from '@raven/api-types';
 import {
   Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
@@ -64,6 +64,8 @@ export class TunnelAgent {
   private lastPlan?: DataPathPlan;
   private lastError?: string;
   private lastConnectionsWrite = 0;
+  /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
+  private readonly knownKeys = new Map<string, string>();
   private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: Gauge<'peer'>; tx: Gauge<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
 
   constructor(private readonly opts: AgentOptions) {
@@ -143,20 +145,23 @@ export class TunnelAgent {
       if (!this.host || this.host.privateIP !== node.internalIP) this.host = await discoverHostFacts(this.opts.exec, node.internalIP);
       const cfg = this.ravenConfig.list()[0];
       const plan = planDataPath({
-        nodeName, memberOf: node.gateway, gateways: this.gateways.list(), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
+        nodeName, memberOf: node.gateway, gateways: this.withKnownKeys(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
         host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
         keepaliveSeconds: this.opts.keepaliveSeconds,
       });
       const started = performance.now();
-      const gateway = plan.role.kind === 'gateway';
-      const vpnFirst = gateway ? await this.opts.driver.apply(plan.vpn) : { changed: false };
+      // The VPN device exists before the kernel state that refers to it, and goes after it (gateway or warm standby).
+      const withVpn = plan.vpn !== undefined;
+      const vpnFirst = withVpn ? await this.opts.driver.apply(plan.vpn) : { changed: false };
       const kernel = await this.applier.apply(plan);
-      const vpnAfter = gateway ? { changed: false } : await this.opts.driver.apply(undefined);
+      const vpnAfter = withVpn ? { changed: false } : await this.opts.driver.apply(undefined);
       await this.publishPublicKey();
       const changed = hasChanges(kernel) || vpnFirst.changed || vpnAfter.changed;
       if (changed || !deepEqual(plan.role, this.lastPlan?.role)) {
         log.info({ role: plan.role, kernel, vpnChanged: vpnFirst.changed || vpnAfter.changed, remotePrefixes: plan.remotePrefixes.length, peers: plan.vpn?.peers.length ?? 0, ms: Math.round(performance.now() - started) }, 'data path reconciled');
       }
+      // Peer reports belong to the gateway role: a node that leaves it clears them rather than leave them stale.
+      if (this.lastPlan?.role.kind === 'gateway' && plan.role.kind !== 'gateway') await this.writeConnections([], true);
       for (const role of ['none', 'member', 'gateway']) this.metrics.role.set({ role }, plan.role.kind === role ? 1 : 0);
       this.metrics.prefixes.set(plan.remotePrefixes.length);
       this.metrics.peers.set(plan.vpn?.peers.filter((p) => p.publicKey).length ?? 0);
@@ -166,6 +171,31 @@ export class TunnelAgent {
       this.lastError = (err as Error).message;
       throw err;
     }
+  }
+
+  /**
+   * Fills a missing `config.publicKey` of a tunnel endpoint with the last key seen for it. A key that was wiped by a
+   * spec edit comes back when its agent republishes it; until then the peer stays configured and its session lives.
+   */
+  private withKnownKeys(gateways: Gateway[]): Gateway[] {
+    const keyed = (e: Endpoint, gateway: string): Endpoint => {
+      if (e.type !== 'tunnel') return e;
+      const id = `${gateway}/${e.nodeName}`;
+      const key = e.config?.[ENDPOINT_CONFIG_KEYS.publicKey];
+      if (key) {
+        this.knownKeys.set(id, key);
+        return e;
+      }
+      const known = this.knownKeys.get(id);
+      return known ? { ...e, config: { ...e.config, [ENDPOINT_CONFIG_KEYS.publicKey]: known } } : e;
+    };
+    return gateways.map((g) => {
+      const name = g.metadata.name;
+      // Status first: it carries the key the control plane last elected with.
+      const activeEndpoints = g.status?.activeEndpoints?.map((e) => keyed(e, name));
+      const endpoints = g.spec?.endpoints?.map((e) => keyed(e, name));
+      return { ...g, spec: g.spec && { ...g.spec, endpoints }, status: g.status && { ...g.status, activeEndpoints } };
+    });
   }
 
   /** Publishes this node's public key in its own tunnel endpoint's config, where peers (through the status) read it. */
@@ -205,7 +235,7 @@ export class TunnelAgent {
     const allPeers: Array<{ peer: PeerPlan; relayedVia?: string; ip?: string }> = [];
     const gateways = new Map(this.gateways.list().map((g) => [g.metadata.name, g]));
     const privateIPOf = (gw: string, node: string) => gateways.get(gw)?.status?.nodes?.find((n) => n.nodeName === node)?.privateIP;
-    for (const peer of plan.vpn.peers) {
+    for (const peer of plan.vpn.peers.filter((p) => p.allowedIPs.length > 0)) {
       allPeers.push({ peer, ip: privateIPOf(peer.gateway, peer.nodeName) });
       for (const relayed of peer.relays) {
         const target = gateways.get(relayed)?.status?.activeEndpoints?.find((e) => e.type === 'tunnel');
@@ -241,12 +271,13 @@ export class TunnelAgent {
   }
 
   /** Writes status.connections when reachability changed, and at most once a minute for fresh RTTs. */
-  private async writeConnections(connections: Connection[]): Promise<void> {
+  private async writeConnections(connections: Connection[], force = false): Promise<void> {
     const gw = this.ownGateway();
     if (!gw) return;
     const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
     const structural = shape(connections) !== shape(gw.status?.connections ?? []);
-    if (!structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
+    if (!force && !structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
+    if (force && !structural) return;
     await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: 'raven-tunnel-agent' });
     this.lastConnectionsWrite = Date.now();
   }

@@ -40,16 +40,18 @@ export class DataPathApplier {
     const links = await reconcile(this.links, plan.links);
     // Per-device sysctls exist only while their device does, so the owned keys are exactly the planned ones.
     const sysctls = await reconcile(new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
+    // First pass over ipsets: create and fill the wanted sets only (owning just those, so nothing still referenced by
+    // a rule is destroyed); the full pass after the firewall removes the sets no longer wanted.
+    const wantedSets = new IpsetReconciler(this.exec, { sets: plan.ipsets.map((set) => set.name) });
     const [addresses, fdb, routes, rules, ipsets] = await Promise.all([
       reconcile(this.addresses, plan.addresses),
       reconcile(this.fdb, plan.fdb),
       reconcile(this.routes, plan.routes),
       reconcile(this.rules, plan.rules),
-      reconcile(this.ipsets, plan.ipsets),
+      reconcile(wantedSets, plan.ipsets),
     ]);
     const neighbours = await reconcile(this.neighbours, plan.neighbours);
     const [v4, v6] = await Promise.all([reconcile(this.iptables4, plan.iptables.v4), reconcile(this.iptables6, plan.iptables.v6)]);
-    // Sets no longer referenced can only be destroyed after the rules using them are gone; a second pass does that.
     const ipsetsAfter = await reconcile(this.ipsets, plan.ipsets);
     return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
   }

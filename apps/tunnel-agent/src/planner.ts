@@ -1,9 +1,9 @@
 import { isIPv6 } from 'node:net';
-import { DATAPATH, endpointPort, type Gateway } from '@raven/api-types';
+import { DATAPATH, endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
-import { domainOf, hostPrefix, peerEndpoint, reachability, uniqueSorted, type Domain } from './topology.ts';
+import { domainOf, hostPrefix, peerEndpoint, reachability, uniqueSorted, type Domain, type Reachability } from './topology.ts';
 import { vtepAddress, vtepMac } from './vxlan.ts';
 
 export type DriverName = 'wireguard' | 'libreswan';
@@ -180,10 +180,21 @@ export function planDataPath(input: PlanInput): DataPathPlan {
     plan.links = [raven0()];
     plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
     vxlanPeer(gatewayIP);
-    plan.routes = [{ table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(gatewayIP), dev: D.vxlanDevice, onlink: true }];
+    plan.routes = [
+      { table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(gatewayIP), dev: D.vxlanDevice, onlink: true },
+      // The vxlan packet that carries a marked packet keeps the mark; without this exception its own route lookup
+      // would send it back into raven0.
+      { table: D.routeTableVxlan, dst: hostPrefix(gatewayIP), type: 'throw' },
+    ];
     plan.rules = [markRule(4)];
     plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 };
     plan.iptables = { v4: firewall(D.markSet, D.skipNatSet, true), v6: { chains: [], jumps: [] } };
+    // A standby tunnel endpoint keeps its tunnels up without routes, so failover only moves routes and allowed IPs.
+    const candidate = (own!.spec?.endpoints ?? []).find((e) => e.type === 'tunnel' && e.nodeName === input.nodeName);
+    if (candidate && input.driver === 'wireguard') {
+      plan.links.push({ name: D.wireguardDevice, kind: 'adopt', mtu: input.host.underlayMtu - D.mtuOverhead.wireguard, up: true });
+      plan.vpn = vpnPlan(input, local, candidate, reach, prefixesOf, localPrefixes, false);
+    }
     return plan;
   }
 
@@ -195,8 +206,8 @@ export function planDataPath(input: PlanInput): DataPathPlan {
     plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
     for (const [name, ip] of members) {
       vxlanPeer(ip);
-      const returnPrefixes = [...(memberSubnets.get(name) ?? []), ...(input.forwardNodeIP ? [hostPrefix(ip)] : [])];
-      for (const dst of returnPrefixes.filter((p) => !isIPv6(p.split('/')[0]!))) {
+      // Member node IPs are reached on the underlay directly (a route here would also capture vxlan's own packets).
+      for (const dst of (memberSubnets.get(name) ?? []).filter((p) => !isIPv6(p.split('/')[0]!))) {
         plan.routes.push({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true });
       }
     }
@@ -215,30 +226,54 @@ export function planDataPath(input: PlanInput): DataPathPlan {
     v6: remote.v6.length > 0 ? firewall(MARK_SET_V6, SKIP_NAT_SET_V6, false) : { chains: [], jumps: [] },
   };
 
-  const peerOf = (d: Domain, relayed: Domain[]): PeerPlan => ({
+  plan.vpn = vpnPlan(input, local, local.endpoint, reach, prefixesOf, localPrefixes, true);
+  return plan;
+}
+
+/**
+ * The VPN towards the other gateways. Every domain's standby tunnel endpoints are peers too, with no allowed IPs:
+ * their handshakes are done before a failover, which then only moves allowed IPs and routes (no new handshake, no
+ * NAT discovery). `routed` is false on a standby: its peers carry no allowed IPs.
+ */
+function vpnPlan(
+  input: PlanInput, local: Domain, localEndpoint: Endpoint, reach: Reachability, prefixesOf: (d: Domain) => string[], localPrefixes: string[], routed: boolean,
+): VpnPlan {
+  const localNAT = localEndpoint.underNAT === true;
+  const peerOf = (d: Domain, endpoint: Endpoint, allowedIPs: string[], relays: string[]): PeerPlan => ({
     gateway: d.name,
-    nodeName: d.endpoint.nodeName,
-    publicKey: d.endpoint.config?.publicKey,
-    endpoint: peerEndpoint(d),
-    publicIP: d.endpoint.publicIP,
-    allowedIPs: uniqueSorted([...prefixesOf(d), ...relayed.flatMap(prefixesOf)]),
-    keepaliveSeconds: local.endpoint.underNAT ? input.keepaliveSeconds : undefined,
-    relays: relayed.map((r) => r.name).sort(),
-    underNAT: d.endpoint.underNAT === true,
+    nodeName: endpoint.nodeName,
+    publicKey: endpoint.config?.publicKey,
+    endpoint: peerEndpoint({ ...d, endpoint }),
+    publicIP: endpoint.publicIP,
+    allowedIPs: routed ? allowedIPs : [],
+    keepaliveSeconds: localNAT ? input.keepaliveSeconds : undefined,
+    relays,
+    underNAT: endpoint.underNAT === true,
   });
-  plan.vpn = {
+  const peers: PeerPlan[] = [];
+  for (const d of reach.direct) {
+    const relayed = reach.central && d.name === reach.central.name ? reach.relayed : [];
+    peers.push(peerOf(d, d.endpoint, uniqueSorted([...prefixesOf(d), ...relayed.flatMap(prefixesOf)]), relayed.map((r) => r.name).sort()));
+    for (const standby of standbyEndpoints(d)) {
+      if (localNAT && standby.underNAT) continue; // NAT to NAT never connects directly
+      peers.push(peerOf(d, standby, [], []));
+    }
+  }
+  return {
     gateway: local.name,
-    device: D.wireguardDevice,
-    listenPort: endpointPort(local.endpoint),
-    mtu: input.host.underlayMtu - (input.driver === 'wireguard' ? D.mtuOverhead.wireguard : D.mtuOverhead.ipsec),
+    device: DATAPATH.wireguardDevice,
+    listenPort: endpointPort(localEndpoint),
+    mtu: input.host.underlayMtu - (input.driver === 'wireguard' ? DATAPATH.mtuOverhead.wireguard : DATAPATH.mtuOverhead.ipsec),
     presharedKey: input.presharedKey,
-    underNAT: local.endpoint.underNAT === true,
+    underNAT: localNAT,
     localSubnets: localPrefixes,
     localPrivateIP: input.host.privateIP,
-    localPublicIP: local.endpoint.publicIP,
-    peers: reach.direct
-      .map((d) => peerOf(d, reach.central && d.name === reach.central.name ? reach.relayed : []))
-      .sort((a, b) => (a.gateway < b.gateway ? -1 : 1)),
+    localPublicIP: localEndpoint.publicIP,
+    peers: peers.sort((a, b) => (a.gateway < b.gateway ? -1 : a.gateway > b.gateway ? 1 : a.nodeName < b.nodeName ? -1 : 1)),
   };
-  return plan;
+}
+
+/** The tunnel endpoints of a domain's spec that are not active but could be elected, and have published a key. */
+function standbyEndpoints(d: Domain): Endpoint[] {
+  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && !!e.config?.publicKey);
 }

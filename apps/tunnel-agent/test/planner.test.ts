@@ -47,7 +47,10 @@ describe('planDataPath', () => {
     expect(plan.role).toEqual({ kind: 'member', gateway: 'gw-hangzhou', gatewayNode: 'hz-1' });
     expect(plan.links).toEqual([{ name: 'raven0', kind: 'vxlan', vni: 200, port: 4472, local: '172.16.2.104', dev: 'eth0', learning: false, mtu: 1450, mac: vtepMac('172.16.2.104'), up: true }]);
     expect(plan.fdb).toEqual([{ dev: 'raven0', mac: vtepMac('172.16.2.103'), dst: '172.16.2.103' }]);
-    expect(plan.routes).toEqual([{ table: 9027, dst: '0.0.0.0/0', via: '240.16.2.103', dev: 'raven0', onlink: true }]);
+    expect(plan.routes).toEqual([
+      { table: 9027, dst: '0.0.0.0/0', via: '240.16.2.103', dev: 'raven0', onlink: true },
+      { table: 9027, dst: '172.16.2.103/32', type: 'throw' },
+    ]);
     expect(plan.rules).toEqual([{ priority: 100, table: 9027, fwmark: 0x40, fwmask: 0x40, family: 4 }]);
     const markSet = plan.ipsets.find((s) => s.name === 'raven-mark-set');
     expect([...markSet!.members]).toEqual(['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32']);
@@ -109,6 +112,19 @@ describe('planDataPath', () => {
     const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways: natOnly }));
     expect(plan.vpn?.peers).toEqual([]);
     expect(plan.remotePrefixes).toEqual([]);
+  });
+
+  it('keeps a warm standby: the candidate has tunnels without routes, and remote gateways peer with it without allowed IPs', () => {
+    const withStandby = walkthrough.map((g) => g.metadata.name !== 'gw-hangzhou' ? g : gatewayV1beta1Schema.parse({
+      ...g, spec: { endpoints: [{ nodeName: 'hz-1', type: 'tunnel', underNAT: true }, { nodeName: 'hz-2', type: 'tunnel', underNAT: true, config: { publicKey: 'H2key=' } }] },
+    }));
+    const standby = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { gateways: withStandby }));
+    expect(standby.role.kind).toBe('member');
+    expect(standby.links.map((l) => l.name)).toEqual(['raven0', 'raven-wg0']);
+    expect(standby.vpn?.peers.map((p) => [p.gateway, p.allowedIPs, p.keepaliveSeconds])).toEqual([['gw-cloud', [], 5]]);
+    expect(standby.routes.filter((r) => r.table === 9028)).toEqual([]);
+    const cloud = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { gateways: withStandby }));
+    expect(cloud.vpn?.peers.filter((p) => p.gateway === 'gw-hangzhou').map((p) => [p.nodeName, p.publicKey, p.allowedIPs.length])).toEqual([['hz-1', 'Hkey=', 3], ['hz-2', 'H2key=', 0]]);
   });
 
   it('is deterministic', () => {

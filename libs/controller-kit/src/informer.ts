@@ -49,6 +49,7 @@ export class Informer<T extends ObjectWithMeta> {
   private loop?: Promise<void>;
   private readonly restarts?: Counter<'resource' | 'reason'>;
   private syncWaiters: Array<() => void> = [];
+  private connectedSince = 0;
   private readonly indexers = new Map<string, (obj: T) => string[]>();
   private readonly indices = new Map<string, Map<string, Set<string>>>();
 
@@ -73,6 +74,14 @@ export class Informer<T extends ObjectWithMeta> {
 
   hasSynced(): boolean {
     return this.synced;
+  }
+
+  /**
+   * When the current list/watch session started (ms epoch): after an outage, what the cache says about the time in
+   * between is not known to be fresh, so time-based judgements (lease expiry) should not reach back before this.
+   */
+  get sessionStartedAt(): number {
+    return this.connectedSince;
   }
 
   waitForSync(signal?: AbortSignal): Promise<void> {
@@ -209,21 +218,28 @@ export class Informer<T extends ObjectWithMeta> {
   }
 
   private async run(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff(200, 30_000);
+    const backoff = new Backoff(200, 10_000);
     let needList = true;
+    let healthy = false;
+    const opened = () => {
+      if (!healthy) this.connectedSince = Date.now();
+      healthy = true;
+    };
     const { kube, type, namespace, labelSelector, fieldSelector, log } = this.opts;
     while (!signal.aborted) {
       try {
         if (needList) {
           await this.relist();
+          opened();
           needList = false;
         }
         // Randomised timeouts spread watch renewals, as client-go does.
         const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
-        await kube.watch(type, { namespace, labelSelector, fieldSelector, resourceVersion: this.resourceVersion, timeoutSeconds }, (e) => this.onEvent(e), signal);
+        await kube.watch(type, { namespace, labelSelector, fieldSelector, resourceVersion: this.resourceVersion, timeoutSeconds }, (e) => this.onEvent(e), signal, opened);
         backoff.reset();
       } catch (err) {
         if (signal.aborted) break;
+        healthy = false;
         if (isGone(err)) {
           this.restarts?.inc({ resource: this.resource, reason: 'gone' });
           log.info({ resource: this.resource }, 'watch expired (410); relisting');

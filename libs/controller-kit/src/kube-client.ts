@@ -213,6 +213,7 @@ export class KubeClient {
     opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; resourceVersion?: string; timeoutSeconds?: number },
     onEvent: (event: WatchEvent<T>) => void,
     signal?: AbortSignal,
+    onOpen?: () => void,
   ): Promise<void> {
     const { namespace, ...query } = opts;
     const path = resourcePath(type, { namespace });
@@ -227,6 +228,7 @@ export class KubeClient {
       throw toApiError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), 'WATCH', path);
     }
     res.socket.setKeepAlive(true, 30_000);
+    onOpen?.();
     let pending = '';
     for await (const chunk of res) {
       pending += (chunk as Buffer).toString('utf8');

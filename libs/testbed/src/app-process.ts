@@ -27,6 +27,8 @@ export interface StartAppOptions {
   /** Prefix the command, for example with `ip netns exec <ns>`. */
   wrap?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Survive this process (the demo's `--keep`). */
+  detached?: boolean;
 }
 
 /** Runs one of our apps as a real process with its ServiceAccount's token, health on a free port, and waits for /readyz. */
@@ -38,7 +40,7 @@ export async function startApp(app: AppName, opts: StartAppOptions): Promise<App
   const logFile = join(dir, `${opts.name ?? app}.log`);
   const argv = [...args, `--kubeconfig=${kubeconfig}`, `--health-port=${healthPort}`, '--health-bind=127.0.0.1', ...(opts.args ?? [])];
   const proc = ManagedProcess.start({
-    name: opts.name ?? app, logFile, env: opts.env,
+    name: opts.name ?? app, logFile, env: opts.env, detached: opts.detached,
     command: opts.wrap?.[0] ?? command,
     args: opts.wrap ? [...opts.wrap.slice(1), command, ...argv] : argv,
   });

@@ -12,3 +12,4 @@ export * from './service-accounts.ts';
 export * from './nodes.ts';
 export * from './app-process.ts';
 export * from './box/index.ts';
+export * from './raven-box.ts';

@@ -33,7 +33,7 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
   const availability = (node: NodeView, type: EndpointType): Availability => {
     if (node.ready !== 'True') return { available: false, reason: node.ready === 'False' ? 'NotReady' : 'Ready unknown' };
     const hb = heartbeats.state(type, node.metadata.name);
-    return hb.kind === 'expired' ? { available: false, reason: 'heartbeat expired' } : { available: true };
+    return hb.kind === 'expired' ? { available: false, reason: 'heartbeat expired', soft: true } : { available: true };
   };
 
   const discoveredPublicIP = (gateway: Gateway) => (node: NodeView, type: EndpointType): string | undefined => {
@@ -63,7 +63,11 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
       plan = planGatewayStatus({ gateway: current, members, modes, availability, calicoBlocks, discoveredPublicIP: discoveredPublicIP(current), now: new Date() });
       const old = current.status ?? {};
       const unchanged = deepEqual(old.activeEndpoints ?? [], plan.status.activeEndpoints) && deepEqual(old.nodes ?? [], plan.status.nodes) && deepEqual(old.conditions ?? [], plan.status.conditions);
-      return unchanged ? undefined : { ...old, ...plan.status };
+      if (unchanged) return undefined;
+      // Peer reports come from the active tunnel node; a new one starts with none rather than its predecessor's.
+      const tunnelNode = (eps: typeof old.activeEndpoints) => eps?.find((e) => e.type === 'tunnel')?.nodeName;
+      const connections = tunnelNode(old.activeEndpoints) === tunnelNode(plan.status.activeEndpoints) ? old.connections : undefined;
+      return { ...old, ...plan.status, connections };
     }, { fieldManager: FIELD_MANAGER, parse: toGateway });
 
     if (wrote && plan) {

@@ -87,9 +87,20 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once('exit', () => {
+  const destroyAll = () => {
     for (const box of live) box.destroySync();
-  });
+  };
+  process.once('exit', destroyAll);
+  // A fatal signal skips 'exit'. When nobody else handles it, clean up and die of it as if we had not been here.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      if (process.listenerCount(signal) > 1) return;
+      destroyAll();
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 /**
@@ -179,6 +190,11 @@ export class Box {
   private async build(register: boolean): Promise<void> {
     mkdirSync(join(this.dir, 'logs'), { recursive: true });
     mkdirSync(join(this.dir, 'kubeconfigs'), { recursive: true });
+    if (register) {
+      this.kube = await KubeClient.load({ kubeconfig: this.cluster.kubeconfig, userAgent: 'raven-box' });
+      // Fail before building anything when another running box owns one of our Nodes.
+      await Promise.all(this.nodes.map((node) => this.assertNodeFree(this.kube!, node.name)));
+    }
     this.saveState();
     for (const name of this.namespaces) await addNetns(name);
     await Promise.all([this.buildNetwork(), this.startRootRelay()]);
@@ -186,7 +202,7 @@ export class Box {
     await Promise.all(this.nodes.map((node) => node.startRelay(this.apiserverSocket)));
     this.saveState();
     this.writeInsideAdminKubeconfig();
-    if (register) await this.registerNodes();
+    if (this.kube) await this.registerNodes(this.kube);
   }
 
   private async buildNetwork(): Promise<void> {
@@ -262,9 +278,7 @@ export class Box {
 
   // ---- Nodes in the apiserver ----
 
-  private async registerNodes(): Promise<void> {
-    const kube = await KubeClient.load({ kubeconfig: this.cluster.kubeconfig, userAgent: 'raven-box' });
-    this.kube = kube;
+  private async registerNodes(kube: KubeClient): Promise<void> {
     await Promise.all(this.nodes.map((node) => this.registerNode(kube, node)));
     this.saveState();
     this.heartbeat = setInterval(() => {
@@ -288,15 +302,19 @@ export class Box {
       await registerNode(kube, fake);
     } catch (error) {
       if (!isAlreadyExists(error)) throw error;
-      const existing = await kube.get<NodeObject>(RESOURCES.nodes, { name: node.name });
-      const owner = existing.metadata.annotations?.[BOX_ANNOTATION];
-      if (owner !== undefined && ownerRunning(owner)) {
-        throw new BoxConflictError(`Node ${node.name} belongs to box ${owner}, which is still running`);
-      }
+      // Left behind by a box that died (or registered by hand): take it over.
+      await this.assertNodeFree(kube, node.name);
       await deleteNode(kube, node.name);
       await registerNode(kube, fake);
     }
     this.registeredNodes.add(node.name);
+  }
+
+  private async assertNodeFree(kube: KubeClient, name: string): Promise<void> {
+    const owner = (await findNode(kube, name))?.metadata.annotations?.[BOX_ANNOTATION];
+    if (owner !== undefined && owner !== this.id && ownerRunning(owner)) {
+      throw new BoxConflictError(`Node ${name} belongs to box ${owner}, which is still running`);
+    }
   }
 
   /** What a kubelet's status loop does for Ready: refresh the heartbeat time of every node that is up. */
@@ -399,11 +417,7 @@ export class Box {
       const kube = await KubeClient.load({ kubeconfig: state.adminKubeconfig, userAgent: 'raven-box' });
       try {
         for (const name of state.registeredNodes) {
-          const existing = await kube.get<NodeObject>(RESOURCES.nodes, { name }).catch((error: unknown) => {
-            if (isNotFound(error)) return undefined;
-            throw error;
-          });
-          if (existing?.metadata.annotations?.[BOX_ANNOTATION] === state.id) await deleteNode(kube, name);
+          if ((await findNode(kube, name))?.metadata.annotations?.[BOX_ANNOTATION] === state.id) await deleteNode(kube, name);
         }
       } finally {
         kube.close();
@@ -451,6 +465,15 @@ interface NodeObject {
 const insideKubeconfigSchema = z.looseObject({
   clusters: z.array(z.looseObject({ name: z.string(), cluster: z.looseObject({ server: z.string() }) })).min(1),
 });
+
+async function findNode(kube: KubeClient, name: string): Promise<NodeObject | undefined> {
+  try {
+    return await kube.get<NodeObject>(RESOURCES.nodes, { name });
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
 
 function ownerRunning(owner: string): boolean {
   const pid = Number(/^(\d+)-/.exec(owner)?.[1]);

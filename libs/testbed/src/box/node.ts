@@ -1,12 +1,12 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Exec, RunOptions, RunResult } from '@raven/netlink';
+import { setLinkUp } from '../netns.ts';
 import { ManagedProcess, waitFor, WaitAbortedError } from '../process.ts';
 import { BoxPod, WrappedExec, type BoxHost } from './hosts.ts';
 import { IFACES, listLinks, netnsHandle, restoreNodeRoutes, setLinkDown } from './network.ts';
 import { killNetnsProcesses } from './sweep.ts';
 import type { ResolvedDomain, ResolvedNode } from './topology.ts';
-import { setLinkUp } from '../netns.ts';
 
 /** Inside every node namespace the apiserver is at https://127.0.0.1:6443 (through the relay). */
 export const INSIDE_APISERVER_PORT = 6443;
@@ -27,8 +27,8 @@ export interface NodeSpawnOptions {
   detached?: boolean;
 }
 
-export class NodeNotReadyError extends Error {
-  override readonly name = 'NodeNotReadyError';
+export class NoNamespaceHolderError extends Error {
+  override readonly name = 'NoNamespaceHolderError';
 }
 
 /**
@@ -100,7 +100,7 @@ export class BoxNode implements BoxHost {
 
   /** The process holding the node's mount and UTS namespaces (`nsenter -t <holderPid> -m -u -n`). */
   get holderPid(): number {
-    if (!this.holder) throw new NodeNotReadyError(`node ${this.name} has no namespace holder`);
+    if (!this.holder) throw new NoNamespaceHolderError(`node ${this.name} has no namespace holder`);
     return this.holder.pid;
   }
 

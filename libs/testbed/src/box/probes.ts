@@ -15,6 +15,8 @@ export interface PingOptions {
   /** ICMP payload bytes (`ping -s`), for MTU probes together with `dontFragment`. */
   size?: number;
   dontFragment?: boolean;
+  /** Also report the longest silence between two replies (`ping -D` per-reply timestamps): the outage of a failover. */
+  measureGaps?: boolean;
 }
 
 export interface PingResult {
@@ -27,6 +29,10 @@ export interface PingResult {
   rttAvgMs?: number;
   /** Why ping could not even send (`Network is unreachable`, ...). */
   error?: string;
+  /** With `measureGaps`: the longest run of consecutive unanswered echoes, times the interval, in ms. */
+  longestGapMs?: number;
+  /** With `measureGaps`: when (ms epoch) the last reply before and the first reply after that run arrived. */
+  gapBetween?: [number | undefined, number | undefined];
 }
 
 export type PingStats = Omit<PingResult, 'from' | 'to' | 'error'>;
@@ -44,12 +50,29 @@ export function parsePingSummary(output: string): PingStats | undefined {
   };
 }
 
+/**
+ * The longest run of consecutive echo sequence numbers (1..sent) without a reply, from `ping -D` output, with the
+ * arrival times of the replies around it.
+ */
+export function longestLossRun(output: string, sent: number): { length: number; between: [number | undefined, number | undefined] } {
+  const answeredAt = new Map([...output.matchAll(/^(?:\[(\d+\.\d+)\] )?\d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => [Number(m[2]), m[1] ? Number(m[1]) * 1000 : 0]));
+  let best = { length: 0, end: 0 };
+  let run = 0;
+  for (let seq = 1; seq <= sent; seq++) {
+    run = answeredAt.has(seq) ? 0 : run + 1;
+    if (run > best.length) best = { length: run, end: seq };
+  }
+  const before = answeredAt.get(best.end - best.length);
+  const after = answeredAt.get(best.end + 1);
+  return { length: best.length, between: [before, after] };
+}
+
 /** Pings with the real `ping` (iputils-ping) from inside `from`. A host that does not answer is a result, not an error. */
 export async function ping(opts: PingOptions): Promise<PingResult> {
   const to = typeof opts.to === 'string' ? opts.to : opts.to.ip;
   const count = opts.count ?? 3;
   const args = [
-    '-n', '-q', '-c', String(count), '-i', String((opts.intervalMs ?? 200) / 1000), '-W', String((opts.timeoutMs ?? 1000) / 1000),
+    '-n', ...(opts.measureGaps ? ['-D'] : ['-q']), '-c', String(count), '-i', String((opts.intervalMs ?? 200) / 1000), '-W', String((opts.timeoutMs ?? 1000) / 1000),
     ...(opts.size !== undefined ? ['-s', String(opts.size)] : []),
     ...(opts.dontFragment ? ['-M', 'do'] : []),
     to,
@@ -66,7 +89,9 @@ export async function ping(opts: PingOptions): Promise<PingResult> {
   }
   const stats = parsePingSummary(output);
   if (!stats) return { ...base, sent: 0, received: 0, lossPercent: 100, error: error ?? 'ping printed no summary' };
-  return { ...base, ...stats, ...(error && stats.received === 0 ? { error } : {}) };
+  const run = opts.measureGaps ? longestLossRun(output, stats.sent) : undefined;
+  const gaps = run ? { longestGapMs: run.length * (opts.intervalMs ?? 200), gapBetween: run.between } : {};
+  return { ...base, ...stats, ...gaps, ...(error && stats.received === 0 ? { error } : {}) };
 }
 
 export interface ConnectivityPair {

@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { appCommand } from './apps.ts';
+import { startApp, type AppProcess } from './app-process.ts';
+import { Box, WALKTHROUGH_DIR, type BoxNode, type BoxTopology } from './box/index.ts';
+import type { ClusterInfo } from './cluster.ts';
+import { adminClient } from './clients.ts';
+import { kubectl } from './kubectl.ts';
+import type { ManagedProcess } from './process.ts';
+import { waitFor } from './process.ts';
+
+export interface RavenBoxOptions {
+  dir: string;
+  cluster: ClusterInfo;
+  topology?: BoxTopology;
+  /** Extra tunnel-agent flags (for example `--vpn-driver=libreswan`). */
+  agentArgs?: string[];
+  /** Apply the walkthrough's Gateways and raven-cfg (default true). */
+  walkthrough?: boolean;
+  detached?: boolean;
+}
+
+/**
+ * Raven on the cluster in a box: gateway-pickup (with its own ServiceAccount) and a tunnel-agent inside every node
+ * namespace (with the tunnel-agent ServiceAccount, reaching the apiserver through the box's relay), exactly as the
+ * walkthrough deploys them. The box plays the kubelet's part for Node status only.
+ */
+export class RavenBox {
+  readonly agents = new Map<string, ManagedProcess>();
+  private agentKubeconfig = '';
+
+  private constructor(readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions) {}
+
+  static async up(opts: RavenBoxOptions): Promise<RavenBox> {
+    const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached });
+    let pickup: AppProcess | undefined;
+    try {
+      const kube = await adminClient(opts.cluster);
+      if (opts.walkthrough ?? true) {
+        await kubectl(opts.cluster.kubeconfig, ['apply', '-f', join(WALKTHROUGH_DIR, 'raven-cfg.yaml'), '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
+      }
+      pickup = await startApp('gateway-pickup', {
+        access: opts.cluster, serviceAccount: 'raven-gateway-pickup', name: 'gateway-pickup',
+        args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false'],
+        detached: opts.detached,
+      });
+      const rb = new RavenBox(box, pickup, kube, opts);
+      rb.agentKubeconfig = await box.kubeconfigFor('raven-tunnel-agent');
+      for (const node of box.nodes) rb.startAgent(node);
+      return rb;
+    } catch (err) {
+      await pickup?.stop();
+      await box.down();
+      throw err;
+    }
+  }
+
+  startAgent(node: BoxNode): ManagedProcess {
+    const { command, args } = appCommand('tunnel-agent');
+    const proc = node.spawn(command, [
+      ...args, `--kubeconfig=${this.agentKubeconfig}`, `--node-name=${node.name}`, `--state-dir=${node.stateDir}`,
+      '--forward-node-ip', '--health-bind=127.0.0.1', ...(this.opts.agentArgs ?? []),
+    ], { name: 'tunnel-agent' });
+    this.agents.set(node.name, proc);
+    return proc;
+  }
+
+  async restartAgent(name: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<ManagedProcess> {
+    const proc = this.agents.get(name);
+    if (proc) await (signal === 'SIGKILL' ? proc.kill() : proc.stop());
+    return this.startAgent(this.box.node(name));
+  }
+
+  /** GET on a tunnel-agent's health server inside its node namespace. */
+  async agentHealth(node: string, path: '/readyz' | '/healthz' | '/metrics'): Promise<{ status: number; body: string }> {
+    const script = `fetch('http://127.0.0.1:10275${path}').then(async (r) => { process.stdout.write(r.status + '\\n' + await r.text()); }, (e) => { process.stdout.write('0\\n' + e.message); })`;
+    const { stdout } = await this.box.node(node).exec(process.execPath, ['-e', script]);
+    const [status, ...body] = stdout.split('\n');
+    return { status: Number(status), body: body.join('\n') };
+  }
+
+  /**
+   * Waits until every Gateway has its tunnel endpoint elected with a published key, every gateway reports all its
+   * peers Connected (handshakes done, probes answered through the tunnel), and every agent is ready.
+   */
+  async waitConverged(timeoutMs = 60_000): Promise<void> {
+    await waitFor('every Gateway elected and connected, every agent ready', async () => {
+      type Gw = {
+        metadata: { name: string };
+        spec?: { endpoints?: Array<{ type: string }> };
+        status?: { activeEndpoints?: Array<{ type: string; config?: Record<string, string> }>; connections?: Array<{ status: string }> };
+      };
+      const gws = (await this.kube.list<Gw>(RESOURCES.gateways)).items.filter((g) => g.spec?.endpoints?.some((e) => e.type === 'tunnel'));
+      const published = gws.every((g) => g.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.config?.publicKey));
+      if (!published) return false;
+      const connected = gws.length < 2 || gws.every((g) => (g.status?.connections ?? []).length >= gws.length - 1 && g.status!.connections!.every((c) => c.status === 'Connected'));
+      if (!connected) return false;
+      for (const node of this.box.nodes.filter((n) => n.isUp)) {
+        if ((await this.agentHealth(node.name, '/readyz')).status !== 200) return false;
+        // Every node of a Gateway has a role in the data path once it has caught up.
+        if (node.gateway && /raven_tunnel_role\{role="none"\} 1/.test((await this.agentHealth(node.name, '/metrics')).body)) return false;
+      }
+      return true;
+    }, timeoutMs, 250);
+  }
+
+  agentLog(node: string): string {
+    return readFileSync(join(this.box.node(node).logDir, 'tunnel-agent.log'), 'utf8');
+  }
+
+  async down(): Promise<void> {
+    for (const proc of this.agents.values()) await proc.stop(2_000).catch(() => undefined);
+    await this.pickup.stop().catch(() => undefined);
+    this.kube.close();
+    await this.box.down();
+  }
+}
