@@ -27,7 +27,8 @@ if (args.has('--npm')) {
 // Command -> Debian package that provides it.
 const aptNeeds = {
   ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
-  ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux',
+  ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux', nsenter: 'util-linux',
+  ping: 'iputils-ping',
 };
 if (args.has('--apt')) {
   const missing = [...new Set(Object.entries(aptNeeds).filter(([bin]) => !onPath(bin)).map(([, pkg]) => pkg))];
