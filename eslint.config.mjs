@@ -19,7 +19,7 @@ const boundaries = (extraForTests) => ({
   depConstraints: constraints(extraForTests),
 });
 export const moduleBoundaries = boundaries([]);
-const TEST_FILES = ['**/test/**/*.ts', '**/*.test.ts'];
+const TEST_FILES = ['**/test/**/*.ts', '**/*.test.ts', '**/bench/**/*.ts'];
 
 export default [
   { ignores: ['**/dist', '**/node_modules', '**/.nx', '.cluster', '.box', '**/*.mjs', '**/*.js'] },

@@ -121,9 +121,14 @@ export function planDataPath(input: PlanInput): DataPathPlan {
   // Never route a peer's own tunnel address into the tunnel, nor an address that is also one of ours.
   const localIPs = new Set(local.nodeIPs.values());
   const excluded = new Set([...localIPs, ...domains.map((d) => d.endpoint.publicIP).filter((ip): ip is string => !!ip)]);
+  const prefixCache = new Map<string, string[]>();
   const prefixesOf = (d: Domain): string[] => {
+    const cached = prefixCache.get(d.name);
+    if (cached) return cached;
     const ips = input.forwardNodeIP ? [...d.nodeIPs.values()] : [d.nodeIPs.get(d.endpoint.nodeName)].filter((ip): ip is string => !!ip);
-    return uniqueSorted([...d.subnets, ...ips.filter((ip) => !excluded.has(ip)).map(hostPrefix)]);
+    const prefixes = uniqueSorted([...d.subnets, ...ips.filter((ip) => !excluded.has(ip)).map(hostPrefix)]);
+    prefixCache.set(d.name, prefixes);
+    return prefixes;
   };
   const remotePrefixes = uniqueSorted(reachable.flatMap(prefixesOf));
   const localPrefixes = uniqueSorted([...local.subnets, ...(input.forwardNodeIP ? [...localIPs].map(hostPrefix) : [])]);

@@ -1,0 +1,58 @@
+// Planner + kernel apply for a gateway with 5,000 remote subnets (1,000 remote gateways x 5), in a throw-away
+// network namespace. Prints one JSON line with the timings; `npm run bench -- tunnel` runs it.
+import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
+import { addAddress, createBridge, createNetns, setLinkUp } from '@raven/testbed';
+import { DataPathApplier } from '../src/datapath.ts';
+import { planDataPath, type PlanInput } from '../src/planner.ts';
+
+const REMOTE_GATEWAYS = Number(process.env.BENCH_REMOTE_GATEWAYS ?? 1_000);
+const SUBNETS_EACH = 5;
+
+function gateways(churn = 0): Gateway[] {
+  const local = gatewayV1beta1Schema.parse({
+    apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name: 'gw-local' },
+    spec: { endpoints: [{ nodeName: 'self', type: 'tunnel', underNAT: false, publicIP: '198.18.0.1' }] },
+    status: {
+      activeEndpoints: [{ nodeName: 'self', type: 'tunnel', port: 4500, underNAT: false, publicIP: '198.18.0.1', config: { 'enable-l3-tunnel': 'true' } }],
+      nodes: [{ nodeName: 'self', privateIP: '172.30.0.2', subnets: ['10.0.0.0/24'] }, ...Array.from({ length: 10 }, (_, i) => ({ nodeName: `m${i}`, privateIP: `172.30.0.${10 + i}`, subnets: [`10.0.${1 + i}.0/24`] }))],
+    },
+  });
+  const remote = Array.from({ length: REMOTE_GATEWAYS }, (_, g) => {
+    const third = (s: number) => `10.${64 + Math.floor(g / 50)}.${(g % 50) * 5 + s}.${churn && g < REMOTE_GATEWAYS * churn ? 128 : 0}/25`;
+    return gatewayV1beta1Schema.parse({
+      apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name: `gw-${g}` },
+      status: {
+        activeEndpoints: [{ nodeName: `n${g}`, type: 'tunnel', port: 4500, underNAT: false, publicIP: `100.64.${Math.floor(g / 250)}.${g % 250}`, config: { 'enable-l3-tunnel': 'true', publicKey: Buffer.alloc(32, g % 256).toString('base64') } }],
+        nodes: [{ nodeName: `n${g}`, privateIP: `172.31.${Math.floor(g / 250)}.${g % 250}`, subnets: Array.from({ length: SUBNETS_EACH }, (_, s) => third(s)) }],
+      },
+    });
+  });
+  return [local, ...remote];
+}
+
+const ns = await createNetns('rvbench');
+try {
+  await createBridge(ns, 'eth0', {});
+  await addAddress(ns, 'eth0', '172.30.0.2/24');
+  await setLinkUp(ns, 'eth0');
+  await createBridge(ns, 'raven-wg0', {}); // stands in for the WireGuard device, which the VPN driver creates
+  const input = (churn: number): PlanInput => ({
+    nodeName: 'self', memberOf: 'gw-local', gateways: gateways(churn), l3Enabled: true,
+    host: { privateIP: '172.30.0.2', underlayDevice: 'eth0', underlayMtu: 1500 }, forwardNodeIP: false, driver: 'wireguard', keepaliveSeconds: 5,
+  });
+  const applier = new DataPathApplier(ns.exec);
+  const timed = async (churn: number) => {
+    const t0 = performance.now();
+    const plan = planDataPath(input(churn));
+    const t1 = performance.now();
+    const summary = await applier.apply(plan);
+    const t2 = performance.now();
+    return { planMs: t1 - t0, applyMs: t2 - t1, totalMs: t2 - t0, summary, remotePrefixes: plan.remotePrefixes.length };
+  };
+  const first = await timed(0);
+  const noop = await timed(0);
+  const churn = await timed(0.1);
+  console.log(JSON.stringify({ first, noop, churn }));
+} finally {
+  await ns.destroy();
+}
