@@ -77,6 +77,10 @@ describe('the L3 data path in the box (walkthrough topology, WireGuard)', () => 
       return byPeer['gw-cloud']?.status === 'Connected' && byPeer['gw-qingdao']?.status === 'Connected' && byPeer['gw-qingdao']?.relayedVia === 'gw-cloud'
         && /ms$/.test(byPeer['gw-qingdao']?.latencyRTT?.average ?? '');
     }, 30_000, 500);
+    // Every tunnel uses the preshared key derived from the PSK Secret.
+    const psks = (await node(CLOUD_GW).exec('wg', ['show', 'raven-wg0', 'preshared-keys'])).stdout.trim().split('\n');
+    expect(psks.length).toBeGreaterThanOrEqual(2);
+    for (const line of psks) expect(line.split('\t')[1]).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     const metrics = (await rb.agentHealth(HZ_GW, '/metrics')).body;
     expect(metrics).toMatch(/raven_tunnel_peer_reachable\{peer="gw-qingdao"\} 1/);
     expect(metrics).toMatch(/raven_tunnel_peer_handshake_age_seconds\{peer="gw-cloud"\} \d/);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
@@ -40,6 +41,9 @@ export class RavenBox {
       if (opts.walkthrough ?? true) {
         await kubectl(opts.cluster.kubeconfig, ['apply', '-f', join(WALKTHROUGH_DIR, 'raven-cfg.yaml'), '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
       }
+      // The tunnel PSK, as an operator creates it at install time (no default is shipped).
+      await kubectl(opts.cluster.kubeconfig, ['create', 'secret', 'generic', 'raven-agent-secret', '-n', 'kube-system', `--from-literal=vpn-connection-psk=${randomBytes(24).toString('base64')}`, '--dry-run=client', '-o', 'yaml'])
+        .then((manifest) => kubectl(opts.cluster.kubeconfig, ['apply', '-f', '-'], manifest));
       pickup = await startApp('gateway-pickup', {
         access: opts.cluster, serviceAccount: 'raven-gateway-pickup', name: 'gateway-pickup',
         args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false'],
