@@ -11,7 +11,7 @@ const controlPlaneSetup = new URL('./libs/testbed/src/vitest-global-setup.ts', i
  * objects and the kernel tests share the machine, so they must not interleave.
  */
 const projectDirs = [
-  'libs/api-types', 'libs/controller-kit', 'libs/netlink', 'libs/testbed', 'libs/tunnel-protocol', 'libs/pki',
+  'libs/api-types', 'libs/controller-kit', 'libs/netlink', 'libs/testbed', 'libs/tunnel-protocol', 'libs/pki', 'libs/node-certs',
   'apps/gateway-pickup', 'apps/tunnel-agent', 'apps/proxy-server', 'apps/proxy-client', 'test',
 ];
 

@@ -6,8 +6,8 @@ import type { ModeSwitches, NodeView } from './model.ts';
 
 /**
  * Why an endpoint can or cannot be elected right now. `soft` marks a verdict from the heartbeat alone (the Node is
- * Ready): such an endpoint is never chosen over a healthy one, but an active one is kept when nothing better exists,
- * so an apiserver or network hiccup that stops every renewal never leaves a domain with no gateway at all.
+ * Ready): such an endpoint is never elected beside a healthy one, but an active one stays when no candidate of its type
+ * is healthy, so a hiccup that stops every renewal never leaves a domain with no gateway at all.
  */
 export type Availability = { available: true } | { available: false; reason: string; soft?: boolean };
 
@@ -73,7 +73,8 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
     });
     const sticky = candidates.filter((e) => previouslyActive.has(endpointId(e)));
     const fresh = candidates.filter((e) => !previouslyActive.has(endpointId(e)));
-    const chosen = [...sticky, ...fresh, ...softlyUnavailable].slice(0, requested);
+    // Kept only when nothing healthy is left: a dead replica never shares traffic with a live one.
+    const chosen = (candidates.length > 0 ? [...sticky, ...fresh] : softlyUnavailable).slice(0, requested);
     for (const e of chosen) active.push(activeEndpoint(e, memberByName.get(e.nodeName)!, modes, input));
     typeReports.push({ type, requested, elected: chosen.length, unavailable });
   }

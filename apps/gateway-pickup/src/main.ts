@@ -5,6 +5,7 @@ import {
   intFlag, parseFlags, type Controller,
 } from '@raven/controller-kit';
 import { createCaches } from './caches.ts';
+import { csrApproverController } from './controllers/csr-approver.ts';
 import { dnsController } from './controllers/dns.ts';
 import { gatewayStatusController } from './controllers/gateway-status.ts';
 import { internalServiceController } from './controllers/internal-service.ts';
@@ -12,7 +13,7 @@ import { publicServiceController } from './controllers/public-service.ts';
 import { HeartbeatTracker } from './heartbeats.ts';
 import { startWebhook } from './webhook/index.ts';
 
-const CONTROLLERS = ['webhook', 'gatewaypickup', 'gatewaydns', 'gatewayinternalservice', 'gatewaypublicservice'] as const;
+const CONTROLLERS = ['webhook', 'gatewaypickup', 'gatewaydns', 'gatewayinternalservice', 'gatewaypublicservice', 'csrapprover'] as const;
 type ControllerName = (typeof CONTROLLERS)[number];
 
 const flags = {
@@ -26,6 +27,7 @@ const flags = {
   'leader-elect-lease-name': { type: 'string', description: 'Name of the leader Lease', default: 'raven-gateway-pickup' },
   'resync-period': { type: 'string', description: 'Every period, every object is reconciled again', default: '1m' },
   workers: { type: 'string', description: 'Concurrent reconciles of the election controller', default: '4' },
+  'csr-require-node-binding': { type: 'boolean', description: 'Approve proxy certificates only for requesters whose token is bound to a Pod on the named node', default: true },
   'public-ip-from-external-ip': { type: 'boolean', description: "Use a node's ExternalIP as an endpoint's public IP when spec and annotation give none", default: false },
   'webhook-port': { type: 'string', description: 'HTTPS port of the conversion webhook', default: String(CONVERSION_WEBHOOK.containerPort) },
   'webhook-bind': { type: 'string', description: 'Address the webhook listens on', default: '0.0.0.0' },
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
     gatewaydns: () => dnsController(common),
     gatewayinternalservice: () => internalServiceController(common),
     gatewaypublicservice: () => publicServiceController(common),
+    csrapprover: () => csrApproverController({ ...common, requireNodeBinding: values['csr-require-node-binding'] }),
   };
   // Handlers are registered now (before events flow) so no event is missed; workers start only while leading.
   const controllers = loops.map((c) => builders[c as Exclude<ControllerName, 'webhook'>]());

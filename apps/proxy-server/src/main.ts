@@ -1,16 +1,190 @@
-import { COMMON_FLAGS, ConfigError, createLogger, parseFlags } from '@raven/controller-kit';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { Server as GrpcServer, experimental } from '@grpc/grpc-js';
+import {
+  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, proxyInternalServiceNames, servingCommonName,
+} from '@raven/api-types';
+import {
+  COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
+} from '@raven/controller-kit';
+import {
+  CsrCertificateSource, FileCertificateSource, GrpcCertificateProvider, loadTrustBundle, type CertificateSource, type CertificateSpec,
+} from '@raven/node-certs';
+import { InformerClusterView } from './cluster.ts';
+import { Frontends, type TargetTls } from './frontend.ts';
+import { proxyMetrics } from './metrics.ts';
+import { PodNodes } from './pods.ts';
+import { activeServerGateway, domainKeyOf, isProxyCandidate, publicIPsOf } from './topology.ts';
+import { TunnelHub } from './tunnels.ts';
 
 const flags = {
   ...COMMON_FLAGS,
   'node-name': { type: 'string', description: 'This node (defaults to $NODE_NAME)' },
+  namespace: { type: 'string', description: 'Namespace of the internal Service (its names are in the serving certificate)', default: SYSTEM_NAMESPACE },
+  'bind-address': { type: 'string', description: 'Address of the tunnel and front-end listeners', default: '0.0.0.0' },
+  'tunnel-port': { type: 'string', description: 'mTLS port proxy-clients connect to (konnectivity agent protocol)', default: String(PORTS.proxyTunnel) },
+  'https-port': { type: 'string', description: 'HTTPS front end (target of the internal Service https-* ports)', default: String(PORTS.proxyInternalSecure) },
+  'http-port': { type: 'string', description: 'HTTP front end (target of the internal Service http-* ports)', default: String(PORTS.proxyInternalInsecure) },
+  'health-port': { type: 'string', description: '/healthz, /readyz and /metrics (0 = any free port)', default: String(PORTS.proxyMetrics) },
+  'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
+  'server-count': { type: 'string', description: 'serverCount sent to clients: replicas reachable behind one address (a load balancer); 1 when each replica has its own', default: '1' },
+  'ca-file': { type: 'string', description: 'CA bundle of the CSR signers: verifies proxy-client certificates and (by default) targets; default: the kubeconfig cluster CA' },
+  'tls-cert-file': { type: 'string', description: 'Serving certificate file (e.g. cert-manager) instead of one from the CSR API' },
+  'tls-private-key-file': { type: 'string', description: 'Key of --tls-cert-file' },
+  'cert-dir': { type: 'string', description: 'Keep the CSR-issued key and certificate here across restarts', default: '' },
+  'cert-expiration': { type: 'string', description: 'Requested certificate lifetime (CSR expirationSeconds), e.g. 24h; default: the signer\'s' },
+  'cert-renew-before': { type: 'string', description: 'Renew this long before expiry; default: at 70-90% of the lifetime' },
+  'target-ca-file': { type: 'string', description: 'CA bundle that target (kubelet, exporter) certificates must chain to; default: --ca-file' },
+  'target-client-cert-file': { type: 'string', description: 'Client certificate presented to HTTPS targets (e.g. a kubelet client certificate)' },
+  'target-client-key-file': { type: 'string', description: 'Key of --target-client-cert-file' },
+  'insecure-skip-target-verify': { type: 'boolean', description: 'Do not verify target certificates (logged; for targets without a verifiable certificate only)', default: false },
+  'frontend-client-ca-file': { type: 'string', description: 'Require HTTPS front-end callers to present a certificate from this CA' },
+  'dial-timeout': { type: 'string', description: 'Opening a connection to a target, through a tunnel or directly (and its TLS handshake)', default: '10s' },
+  'client-wait': { type: 'string', description: 'How long a request for a domain with no connected proxy-client waits for one (after a failover or a reconnect)', default: '3s' },
+  'request-head-timeout': { type: 'string', description: 'Receiving the first request head of a front-end connection', default: '30s' },
+  'idle-timeout': { type: 'string', description: 'Closing a front-end connection with no traffic either way this long (0 = never)', default: '4h' },
+  'half-close-timeout': { type: 'string', description: 'After a caller half-closed through a tunnel, how long the target may stay silent before the connection closes', default: '30s' },
+  'shutdown-grace': { type: 'string', description: 'How long in-flight requests and streams may finish after SIGTERM', default: '15s' },
 } as const;
 
 async function main(): Promise<void> {
-  parseFlags('proxy-server', 'Raven L7 proxy server (cloud): accepts edge proxy-clients and forwards cloud HTTP/HTTPS requests to edge nodes by name.', flags);
-  throw new ConfigError('proxy-server: not available in this build yet');
+  const { values } = parseFlags('proxy-server', 'Raven L7 proxy server (cloud): accepts edge proxy-clients and forwards cloud HTTP/HTTPS requests to edge nodes by name.', flags);
+  const nodeName = values['node-name'] || process.env.NODE_NAME;
+  if (!nodeName) throw new ConfigError('--node-name (or $NODE_NAME) is required');
+  const log = createLogger('proxy-server', { level: values['log-level'], node: nodeName });
+  const namespace = values.namespace ?? SYSTEM_NAMESPACE;
+  const bind = values['bind-address'] ?? '0.0.0.0';
+  const graceMs = durationFlag('shutdown-grace', values['shutdown-grace'], 15_000);
+  const timeouts = {
+    dialMs: durationFlag('dial-timeout', values['dial-timeout'], 10_000),
+    headMs: durationFlag('request-head-timeout', values['request-head-timeout'], 30_000),
+    idleMs: values['idle-timeout'] === '0' ? 0 : durationFlag('idle-timeout', values['idle-timeout'], 4 * 3_600_000),
+    halfCloseMs: durationFlag('half-close-timeout', values['half-close-timeout'], 30_000),
+  };
+  if (!!values['tls-cert-file'] !== !!values['tls-private-key-file']) throw new ConfigError('--tls-cert-file and --tls-private-key-file go together');
+  if (!!values['target-client-cert-file'] !== !!values['target-client-key-file']) throw new ConfigError('--target-client-cert-file and --target-client-key-file go together');
+
+  const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: `raven-proxy-server/${nodeName}` });
+  const shutdown = new Shutdown(log, graceMs);
+  const health = new HealthServer('raven_proxy_server');
+  kube.instrument(health.registry, 'raven_proxy_server');
+  health.addLivenessCheck('process', () => ({ ok: true }));
+  const healthPort = await health.listen(intFlag('health-port', values['health-port'], PORTS.proxyMetrics), values['health-bind']);
+  shutdown.onStop('health', () => health.close());
+  shutdown.onStop('kube-client', () => kube.close());
+
+  const view = new InformerClusterView(kube, log, health.registry);
+  view.start();
+  shutdown.onStop('informers', () => view.stop());
+  health.addReadinessCheck('informers-synced', () => ({ ok: view.synced() }));
+  health.addReadinessCheck('node-known', () => ({ ok: !view.synced() || !!view.node(nodeName), detail: `node ${nodeName}` }));
+
+  const trust = loadTrustBundle(kube, values['ca-file']);
+  const serving: CertificateSource = values['tls-cert-file']
+    ? new FileCertificateSource({ log, name: 'serving', certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file']! })
+    : new CsrCertificateSource({
+      kube, log, name: 'serving', signerName: CSR_SIGNERS.serving, usages: ['digital signature', 'server auth'],
+      csrNamePrefix: `raven-proxy-server-${nodeName}`, dir: values['cert-dir'] || undefined, trustBundle: () => trust,
+      expirationSeconds: values['cert-expiration'] ? Math.round(durationFlag('cert-expiration', values['cert-expiration'], 0) / 1000) : undefined,
+      renewBeforeMs: values['cert-renew-before'] ? durationFlag('cert-renew-before', values['cert-renew-before'], 0) : undefined,
+      spec: (): CertificateSpec | undefined => {
+        const me = view.synced() ? view.node(nodeName) : undefined;
+        if (!me) return undefined;
+        return {
+          commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION],
+          dnsNames: [nodeName, ...proxyInternalServiceNames(namespace)],
+          ipAddresses: [...new Set([...me.internalIPs, ...me.externalIPs, ...publicIPsOf(view, nodeName)])],
+        };
+      },
+    });
+  if (serving instanceof CsrCertificateSource) view.onChange(() => serving.refresh());
+  serving.start();
+  shutdown.onStop('serving-certificate', () => serving.stop());
+  health.addReadinessCheck('serving-certificate', () => {
+    const s = serving.status();
+    return { ok: s.ready, detail: s.ready ? `expires ${s.notAfter?.toISOString()}` : s.lastError ?? 'waiting for issuance' };
+  });
+
+  const targetCa = values['target-ca-file'] ? readFileSync(values['target-ca-file'], 'utf8') : trust;
+  const targetClient = values['target-client-cert-file']
+    ? new FileCertificateSource({ log, name: 'target-client', certFile: values['target-client-cert-file'], keyFile: values['target-client-key-file']! })
+    : undefined;
+  targetClient?.start();
+  if (values['insecure-skip-target-verify']) log.warn('--insecure-skip-target-verify: target certificates are NOT verified; anyone on a target network can impersonate a target');
+  const targetTls = (): TargetTls => ({ ca: targetCa, insecure: values['insecure-skip-target-verify'], cert: targetClient?.current()?.certPem, key: targetClient?.current()?.keyPem });
+
+  const metrics = proxyMetrics(health.registry, () => frontends.bytes());
+  const hub: TunnelHub = new TunnelHub({ serverId: nodeName, serverCount: intFlag('server-count', values['server-count'], 1), view, log, metrics, dialTimeoutMs: timeouts.dialMs, clientWaitMs: durationFlag('client-wait', values['client-wait'], 3_000) });
+
+  const pods = new PodNodes(kube, log);
+  const ownDomain = () => {
+    const me = view.node(nodeName);
+    return me ? domainKeyOf(me) : undefined;
+  };
+  const frontends: Frontends = new Frontends({ view, hub, ownDomain, isActive: () => hub.active, podNode: pods.lookup, targetTls, timeouts, metrics, log });
+
+  const reconcileActivation = () => {
+    if (!view.synced()) return;
+    const gateway = activeServerGateway(view, nodeName);
+    if (gateway && !shutdown.signal.aborted) {
+      if (!hub.active) log.info({ gateway: gateway.metadata.name }, 'elected proxy endpoint: serving');
+      hub.activate();
+    } else if (hub.active) {
+      log.info('no longer an elected proxy endpoint: standby');
+      hub.deactivate();
+    }
+    metrics.active.set(hub.active ? 1 : 0);
+  };
+  view.onChange(reconcileActivation);
+
+  const heartbeat = new HeartbeatRenewer({ kube, log, component: 'proxy', nodeName });
+  void heartbeat.run(shutdown.signal, () => view.synced() && isProxyCandidate(view, nodeName));
+
+  await view.waitForSync(shutdown.signal);
+  reconcileActivation();
+  log.info({ healthPort }, 'caches synced; waiting for the serving certificate');
+  const firstCert = await serving.whenReady(shutdown.signal);
+  if (!firstCert) return;
+
+  // Tunnel listener: mTLS with client certificates from the signers' CA; certificates rotate without a restart.
+  const provider = new GrpcCertificateProvider(serving, trust);
+  const grpc = new GrpcServer({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  hub.attach(grpc);
+  const tunnelPort = await new Promise<number>((resolve, reject) => grpc.bindAsync(
+    `${bind.includes(':') ? `[${bind}]` : bind}:${intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel)}`,
+    experimental.createCertificateProviderServerCredentials(provider, provider, true),
+    (err, port) => (err ? reject(err) : resolve(port)),
+  ));
+
+  const clientCa = values['frontend-client-ca-file'] ? readFileSync(values['frontend-client-ca-file'], 'utf8') : undefined;
+  if (!clientCa) log.warn('HTTPS front end accepts callers without a client certificate; restrict access to the internal Service, or set --frontend-client-ca-file');
+  const httpFrontend = frontends.createHttpServer();
+  const httpsFrontend = frontends.createHttpsServer({ cert: firstCert.certPem, key: firstCert.keyPem, clientCa });
+  serving.on('change', (pair) => httpsFrontend.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ...(clientCa ? { ca: clientCa } : {}) }));
+  const listen = (server: NetServer, port: number) => new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host: bind, backlog: 4096 }, () => resolve((server.address() as AddressInfo).port));
+  });
+  const httpPort = await listen(httpFrontend, intFlag('http-port', values['http-port'], PORTS.proxyInternalInsecure));
+  const httpsPort = await listen(httpsFrontend, intFlag('https-port', values['https-port'], PORTS.proxyInternalSecure));
+  health.addReadinessCheck('listeners', () => ({ ok: true, detail: `tunnel ${tunnelPort}, https ${httpsPort}, http ${httpPort}` }));
+  log.info({ tunnelPort, httpsPort, httpPort, healthPort, active: hub.active }, 'proxy-server listening');
+
+  // Drain (stoppers run last-registered first): stop taking requests and let streams finish, then release tunnels.
+  shutdown.onStop('tunnels', async () => {
+    hub.deactivate();
+    await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
+  });
+  shutdown.onStop('frontends', async () => {
+    httpFrontend.close();
+    httpsFrontend.close();
+    const deadline = Date.now() + graceMs - 1_000;
+    while (frontends.connections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    frontends.destroyAll();
+  });
 }
 
 main().catch((err: unknown) => {
-  createLogger('proxy-server').fatal({ err }, (err as Error).message);
+  createLogger('proxy-server').fatal({ err }, err instanceof ConfigError ? err.message : 'fatal error');
   process.exit(err instanceof ConfigError ? 2 : 1);
 });

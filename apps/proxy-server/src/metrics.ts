@@ -5,7 +5,6 @@ export interface ProxyMetrics {
   clients: Gauge;
   streams: Gauge<'frontend'>;
   requests: Counter<'frontend' | 'code'>;
-  upgrades: Counter<'frontend'>;
   bytes: Counter<'direction'>;
   dialSeconds: Histogram<'path' | 'result'>;
   errors: Counter<'reason'>;
@@ -17,9 +16,8 @@ export function proxyMetrics(registry: Registry, bytes: () => { toTargets: numbe
   return {
     active: new Gauge({ name: `${p}_active`, help: '1 while this replica is an elected proxy endpoint of an exposed Gateway', registers: [registry] }),
     clients: new Gauge({ name: `${p}_connected_clients`, help: 'proxy-clients holding a tunnel to this replica', registers: [registry] }),
-    streams: new Gauge({ name: `${p}_streams_active`, help: 'Requests and upgraded streams in flight, by front end', labelNames: ['frontend'], registers: [registry] }),
-    requests: new Counter({ name: `${p}_requests_total`, help: 'Requests answered, by front end and status code', labelNames: ['frontend', 'code'], registers: [registry] }),
-    upgrades: new Counter({ name: `${p}_upgrades_total`, help: 'Connections upgraded (websocket, SPDY) end to end', labelNames: ['frontend'], registers: [registry] }),
+    streams: new Gauge({ name: `${p}_streams_active`, help: 'Front-end connections open (each relayed to one target), by front end', labelNames: ['frontend'], registers: [registry] }),
+    requests: new Counter({ name: `${p}_requests_total`, help: 'Front-end connections by outcome of their first request: code="relayed", or the refusal status', labelNames: ['frontend', 'code'], registers: [registry] }),
     bytes: new Counter({
       name: `${p}_bytes_total`, help: 'Bytes relayed to and from targets (tunnelled and direct)', labelNames: ['direction'], registers: [registry],
       collect() {

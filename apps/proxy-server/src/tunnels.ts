@@ -22,6 +22,8 @@ export interface TunnelHubOptions {
   log: Logger;
   metrics: ProxyMetrics;
   dialTimeoutMs: number;
+  /** A dial for a domain with no connected client waits this long for one (failover, reconnects) before failing. */
+  clientWaitMs: number;
 }
 
 /**
@@ -37,6 +39,8 @@ export class TunnelHub {
   private readonly admitted = new Map<string, AdmittedClient>();
   private readonly byDomain = new Map<DomainKey, Set<string>>();
   private readonly retired: TunnelServerStats[] = [];
+  /** Dials waiting for a client of their domain to connect (a server just activated, a client reconnecting). */
+  private readonly waiters = new Map<DomainKey, Set<() => void>>();
 
   constructor(private readonly opts: TunnelHubOptions) {}
 
@@ -125,6 +129,8 @@ export class TunnelHub {
    * then the others if it is gone. A client whose node has meanwhile left the domain is skipped.
    */
   async dial(domain: DomainKey, address: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<TunnelStream> {
+    if (!this.server) throw new DialError('no-agent', 'this proxy-server is on standby');
+    if (!this.hasClientFor(domain)) await this.clientConnected(domain, Math.min(options.timeoutMs ?? this.opts.dialTimeoutMs, this.opts.clientWaitMs));
     const server = this.server;
     if (!server) throw new DialError('no-agent', 'this proxy-server is on standby');
     const candidates = [...(this.byDomain.get(domain) ?? [])]
@@ -145,6 +151,22 @@ export class TunnelHub {
       }
     }
     throw lastError;
+  }
+
+  /** Resolves when a client of `domain` registers, or after `ms`. */
+  private clientConnected(domain: DomainKey, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.waiters.get(domain);
+      if (!set) this.waiters.set(domain, (set = new Set()));
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0 && this.waiters.get(domain) === set) this.waiters.delete(domain);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
   }
 
   private authorize(agent: AgentAdmission): void {
@@ -174,6 +196,7 @@ export class TunnelHub {
     let set = this.byDomain.get(admitted.domain);
     if (!set) this.byDomain.set(admitted.domain, (set = new Set()));
     set.add(admitted.node);
+    for (const wake of [...(this.waiters.get(admitted.domain) ?? [])]) wake();
   }
 
   private forget(node: string): void {

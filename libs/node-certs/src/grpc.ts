@@ -26,7 +26,8 @@ export class GrpcCertificateProvider {
 
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    listener({ caCertificate: Buffer.from(this.caPem) });
+    // Asynchronously: grpc-js registers its watcher only after subscribing, and would miss a synchronous first update.
+    queueMicrotask(() => this.caListeners.has(listener) && listener({ caCertificate: Buffer.from(this.caPem) }));
   }
 
   removeCaCertificateListener(listener: CaListener): void {
@@ -35,8 +36,10 @@ export class GrpcCertificateProvider {
 
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    const pair = this.identity?.current();
-    if (pair) listener(toUpdate(pair));
+    queueMicrotask(() => {
+      const pair = this.identity?.current();
+      if (pair && this.identityListeners.has(listener)) listener(toUpdate(pair));
+    });
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {

@@ -156,7 +156,9 @@ export class ControlPlane {
       `--controllers=${KCM_CONTROLLERS.join(',')}`,
       `--cluster-signing-cert-file=${pkiDir}/ca.crt`, `--cluster-signing-key-file=${pkiDir}/ca.key`,
       `--root-ca-file=${pkiDir}/ca.crt`, `--service-account-private-key-file=${pkiDir}/sa.key`,
-      '--leader-elect=false', '--secure-port=0', '--use-service-account-credentials=false', '--v=1',
+      // Each controller runs as its own ServiceAccount (as in real clusters): the bootstrap RBAC roles then apply,
+      // for example the certificate controller's right to sign approved CSRs.
+      '--leader-elect=false', '--secure-port=0', '--use-service-account-credentials=true', '--v=1',
     ]);
   }
 

@@ -1,0 +1,271 @@
+import { connect as netConnect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { checkServerIdentity, connect as tlsConnect, createServer as createTlsServer, type PeerCertificate, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Logger } from '@raven/controller-kit';
+import { PROXY_HOST_HEADER } from '@raven/api-types';
+import { DialError } from '@raven/tunnel-protocol';
+import { HeadError, readHead } from './head.ts';
+import type { ProxyMetrics } from './metrics.ts';
+import { RouteError, routeRequest, type Frontend, type RouteTarget } from './routing.ts';
+import type { ClusterView, DomainKey } from './topology.ts';
+import type { TunnelHub } from './tunnels.ts';
+
+export interface TargetTls {
+  /** CA bundle target certificates must chain to. */
+  ca: string;
+  /** Client certificate presented to targets (for example a kubelet client certificate), if configured. */
+  cert?: string;
+  key?: string;
+  /** Skip verification: only by an explicit flag, and logged at start. */
+  insecure: boolean;
+}
+
+export interface Timeouts {
+  /** Opening a connection to a target (tunnel dial or TCP connect) and its TLS handshake. */
+  dialMs: number;
+  /** Receiving the first request head. */
+  headMs: number;
+  /** Closing a connection with no traffic either way; 0 = never. */
+  idleMs: number;
+  /** After the caller half-closed: how long the target may still answer before the connection is closed. */
+  halfCloseMs: number;
+}
+
+export interface FrontendOptions {
+  view: ClusterView;
+  hub: TunnelHub;
+  /** The domain this server sits in: its targets are dialed directly, not through a tunnel. */
+  ownDomain: () => DomainKey | undefined;
+  isActive: () => boolean;
+  podNode: (namespace: string, pod: string) => Promise<string | undefined>;
+  targetTls: () => TargetTls;
+  timeouts: Timeouts;
+  metrics: ProxyMetrics;
+  log: Logger;
+}
+
+/** Why a connection was not relayed after routing; the error metric's reason label. */
+type RelayFailure = 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
+
+class RelayError extends Error {
+  override readonly name = 'RelayError';
+  constructor(readonly status: number, readonly reason: RelayFailure, message: string) {
+    super(message);
+  }
+}
+
+const MAX_HEAD = 64 * 1024;
+const TLS_VERIFY_CODES = /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ERR_TLS/;
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict',
+  431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+/**
+ * The internal front ends (10264 HTTP, 10263 HTTPS). A connection is routed by its first request head (node and
+ * port, see routeRequest); then one connection is opened to that target (through a proxy-client of the node's
+ * domain, or directly within our own domain; with TLS re-originated and verified for the HTTPS front end) and the
+ * two are relayed byte for byte with backpressure, as konnectivity relays a CONNECT. Keep-alive requests, chunked
+ * log follows, websocket and SPDY upgrades (exec, attach, port-forward) therefore pass end to end unchanged, and
+ * every request on the connection goes to the node the first one named (clients pool connections per node name).
+ *
+ * Half-close: the tunnel protocol cannot carry one, so a caller's EOF is not passed through a tunnel; the target's
+ * answer still flows back until the target closes or `halfCloseMs` of silence passes. Direct connections pass it.
+ */
+export class Frontends {
+  private readonly live = new Set<Socket>();
+  private readonly closedBytes = { toTargets: 0, fromTargets: 0 };
+
+  constructor(private readonly opts: FrontendOptions) {}
+
+  createHttpServer(): NetServer {
+    return createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept('http', socket));
+  }
+
+  createHttpsServer(tls: { cert: string; key: string; clientCa?: string }): TlsServer {
+    return createTlsServer({
+      cert: tls.cert, key: tls.key, allowHalfOpen: true, ALPNProtocols: ['http/1.1'],
+      ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+    }, (socket) => this.accept('https', socket));
+  }
+
+  /** Bytes relayed so far (callers' view: read from callers = sent to targets), live connections included. */
+  bytes(): { toTargets: number; fromTargets: number } {
+    let { toTargets, fromTargets } = this.closedBytes;
+    for (const socket of this.live) {
+      toTargets += socket.bytesRead;
+      fromTargets += socket.bytesWritten;
+    }
+    return { toTargets, fromTargets };
+  }
+
+  get connections(): number {
+    return this.live.size;
+  }
+
+  /** Drain end: closes whatever is still open. */
+  destroyAll(): void {
+    for (const socket of this.live) socket.destroy();
+  }
+
+  private accept(frontend: Frontend, socket: Socket): void {
+    const { metrics } = this.opts;
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined);
+    this.live.add(socket);
+    metrics.streams.inc({ frontend });
+    socket.once('close', () => {
+      this.live.delete(socket);
+      this.closedBytes.toTargets += socket.bytesRead;
+      this.closedBytes.fromTargets += socket.bytesWritten;
+      metrics.streams.dec({ frontend });
+    });
+    void this.serve(frontend, socket);
+  }
+
+  private async serve(frontend: Frontend, socket: Socket): Promise<void> {
+    const { metrics, timeouts } = this.opts;
+    let first;
+    try {
+      first = await readHead(socket, MAX_HEAD, timeouts.headMs);
+    } catch (err) {
+      return this.refuse(socket, frontend, err);
+    }
+    let target: RouteTarget;
+    let upstream: Duplex;
+    try {
+      if (!this.opts.isActive()) throw new RelayError(503, 'standby', 'raven proxy: this proxy-server is on standby (not an elected proxy endpoint)');
+      const { request } = first;
+      target = await routeRequest(
+        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
+        this.opts.view, this.opts.podNode,
+      );
+      upstream = await this.connect(target);
+    } catch (err) {
+      return this.refuse(socket, frontend, err, first.request.host, first.request.url);
+    }
+    if (socket.destroyed) return void upstream.destroy();
+    metrics.requests.inc({ frontend, code: 'relayed' });
+    upstream.write(first.rest.length > 0 ? Buffer.concat([first.head, first.rest]) : first.head);
+    this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls);
+  }
+
+  /** Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's. */
+  private relay(caller: Socket, upstream: Duplex, passHalfClose: boolean): void {
+    const { idleMs, halfCloseMs } = this.opts.timeouts;
+    upstream.on('error', () => caller.destroy());
+    caller.on('error', () => upstream.destroy());
+    upstream.once('close', () => {
+      // Whatever the target sent is flushed to the caller before its socket closes.
+      if (caller.writableEnded || caller.destroyed) return;
+      caller.end();
+      caller.setTimeout(halfCloseMs, () => caller.destroy());
+    });
+    caller.once('close', () => upstream.destroy());
+    upstream.once('end', () => caller.end());
+    caller.once('end', () => {
+      if (passHalfClose) upstream.end();
+      else caller.setTimeout(halfCloseMs, () => caller.destroy());
+    });
+    if (idleMs > 0) caller.setTimeout(idleMs, () => caller.destroy());
+    caller.pipe(upstream, { end: false });
+    upstream.pipe(caller, { end: false });
+    caller.resume();
+  }
+
+  /** Opens a byte stream to the target: tunnel or direct, then TLS if the front end was HTTPS. */
+  private async connect(target: RouteTarget): Promise<Duplex> {
+    const { hub, metrics, timeouts } = this.opts;
+    const address = `${isIP(target.ip) === 6 ? `[${target.ip}]` : target.ip}:${target.port}`;
+    let raw: Duplex;
+    if (target.domain === this.opts.ownDomain()) {
+      const started = performance.now();
+      raw = await tcpConnect(target.ip, target.port, timeouts.dialMs).catch((err: NodeJS.ErrnoException) => {
+        metrics.dialSeconds.observe({ path: 'direct', result: err.code ?? 'error' }, (performance.now() - started) / 1000);
+        throw err;
+      });
+      metrics.dialSeconds.observe({ path: 'direct', result: 'ok' }, (performance.now() - started) / 1000);
+    } else {
+      raw = await hub.dial(target.domain, address, { timeoutMs: timeouts.dialMs });
+    }
+    if (!target.tls) return raw;
+    return this.startTls(raw, target);
+  }
+
+  private startTls(raw: Duplex, target: RouteTarget): Promise<TLSSocket> {
+    const tls = this.opts.targetTls();
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({
+        socket: raw, ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: !tls.insecure,
+        servername: target.node, ALPNProtocols: ['http/1.1'],
+        // A kubelet serving certificate names the node and its addresses; either identity is accepted.
+        checkServerIdentity: (_host, cert) => verifyTargetIdentity(target, cert),
+      });
+      const timer = setTimeout(() => socket.destroy(new RelayError(504, 'dial-timeout', `raven proxy: TLS handshake with ${target.node} timed out`)), this.opts.timeouts.dialMs);
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        raw.destroy();
+        reject(err);
+      };
+      socket.once('error', onError);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.removeListener('error', onError);
+        resolve(socket);
+      });
+    });
+  }
+
+  private refuse(socket: Socket, frontend: Frontend, err: unknown, host?: string, url?: string): void {
+    const { status, reason, message } = classify(err);
+    this.opts.metrics.errors.inc({ reason });
+    this.opts.metrics.requests.inc({ frontend, code: String(status) });
+    this.opts.log.info({ frontend, status, reason, host, url, err: message }, 'request not relayed');
+    if (socket.destroyed) return;
+    const body = `${message}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.setTimeout(5_000, () => socket.destroy());
+  }
+}
+
+function classify(err: unknown): { status: number; reason: string; message: string } {
+  if (err instanceof RouteError || err instanceof RelayError) return { status: err.status, reason: err.reason, message: err.message };
+  if (err instanceof HeadError) return { status: err.status, reason: 'bad-request', message: `raven proxy: ${err.message}` };
+  if (err instanceof DialError) {
+    switch (err.reason) {
+      case 'no-agent': return { status: 502, reason: 'no-client', message: `raven proxy: ${err.message}` };
+      case 'timeout': return { status: 504, reason: 'dial-timeout', message: `raven proxy: ${err.message}` };
+      case 'refused': return { status: 502, reason: 'dial-refused', message: `raven proxy: ${err.message}` };
+      default: return { status: 502, reason: 'tunnel-lost', message: `raven proxy: ${err.message}` };
+    }
+  }
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e?.code && TLS_VERIFY_CODES.test(e.code)) return { status: 502, reason: 'tls-verify', message: `raven proxy: the target's TLS certificate failed verification: ${e.message}` };
+  if (e?.code === 'ETIMEDOUT') return { status: 504, reason: 'dial-timeout', message: `raven proxy: ${e.message}` };
+  if (e?.code === 'ECONNREFUSED') return { status: 502, reason: 'dial-refused', message: `raven proxy: ${e.message}` };
+  return { status: 502, reason: 'upstream-error', message: `raven proxy: ${e?.message ?? String(err)}` };
+}
+
+function verifyTargetIdentity(target: RouteTarget, cert: PeerCertificate): Error | undefined {
+  const byName = checkServerIdentity(target.node, cert);
+  if (!byName) return undefined;
+  return checkServerIdentity(target.ip, cert) ? byName : undefined;
+}
+
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host, port, noDelay: true, allowHalfOpen: true });
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect ${host}:${port} timed out`), { code: 'ETIMEDOUT' })), timeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    });
+  });
+}

@@ -1,0 +1,431 @@
+// `npm run bench -- proxy [soak]`. L7 proxy benchmark: one request mix through direct / our proxy (proxy-server + proxy-client) / konnectivity
+// v0.34.0 (proxy-server in http-connect mode + proxy-agent), all measured in one run, plus how many concurrent
+// streams one proxy-server replica holds within 256 MB RSS.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request, type ClientRequestArgs } from 'node:http';
+import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Duplex } from 'node:stream';
+import { LABELS, PROXY_SERVICE_ACCOUNTS, SYSTEM_NAMESPACE, proxyClientCommonName, servingCommonName } from '@raven/api-types';
+import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { issueCertificate, loadCA, type CertificateAuthority } from '@raven/pki';
+import {
+  WORKSPACE_ROOT, adminClient, binaryPath, freePort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
+} from '@raven/testbed';
+import { printReport } from './report.ts';
+
+const ns = SYSTEM_NAMESPACE;
+const MiB = 1024 * 1024;
+const BLOB = 64 * MiB;
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 100);
+const LOAD_MS = Number(process.env.BENCH_LOAD_MS ?? 5_000);
+const RSS_BUDGET_MB = 256;
+const STREAM_STEP = 1_000;
+const STREAM_MAX = Number(process.env.BENCH_STREAMS_MAX ?? 16_000);
+
+export const IPS = { cloud: '127.0.0.91', edge: '127.0.0.92' };
+export const NAMES = { cloud: 'bench-cloud', edge: 'bench-edge', gwCloud: 'bench-gw-cloud', gwEdge: 'bench-gw-edge' };
+
+export interface ProxyStack {
+  cluster: Cluster;
+  kube: KubeClient;
+  dir: string;
+  ports: { http: number; https: number; tunnel: number; feHttp: number; feHttps: number };
+  server: AppProcess;
+  client: AppProcess;
+  target: ChildProcess;
+  konnectivity?: { uds: string; server: ChildProcess; agent: ChildProcess };
+  stop(): Promise<void>;
+}
+
+function spawnLogged(dir: string, name: string, command: string, args: string[]): ChildProcess {
+  const child = spawn(command, args, { cwd: WORKSPACE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const append = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 1_000_000) out = out.slice(-100_000);
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  child.once('exit', () => writeFileSync(join(dir, `${name}.log`), out));
+  process.once('exit', () => child.kill('SIGKILL'));
+  Object.assign(child, { output: () => out });
+  return child;
+}
+
+const output = (child: ChildProcess) => (child as ChildProcess & { output(): string }).output();
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+}
+
+/** A listener port konnectivity accepts (it refuses the ephemeral range). */
+async function upstreamPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 25_000);
+    const probe = createNetServer();
+    const free = await new Promise<boolean>((resolve) => probe.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
+    if (free) {
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      return port;
+    }
+  }
+}
+
+async function boundKubeconfig(kube: KubeClient, cluster: Cluster, sa: string, node: string, dir: string): Promise<string> {
+  const pod = `${sa}-${node}`;
+  const created = await kube.create<{ metadata: { uid: string } }>(RESOURCES.pods, {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: ns }, spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: 'main', image: `raven/${sa}` }] },
+  });
+  const review = await kube.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod, uid: created.metadata.uid } } },
+  });
+  return writeKubeconfig(join(dir, `${pod}.kubeconfig`), cluster.info().server, cluster.info().caPem, { token: review.status.token });
+}
+
+/**
+ * A control plane, gateway-pickup, our proxy-server (cloud) and proxy-client (edge) as bundles with their own
+ * ServiceAccounts, a kubelet-like target on the edge node, and optionally konnectivity's server and agent beside them.
+ */
+export async function startProxyStack(opts: { konnectivity: boolean; serverArgs?: string[] }): Promise<ProxyStack> {
+  const dir = mkdtempSync(join(tmpdir(), 'raven-bench-proxy-'));
+  const cluster = await startCluster({ dir: join(dir, 'cluster') });
+  const undo: Array<() => Promise<unknown>> = [() => cluster.destroy()];
+  try {
+    return await buildStack(opts, dir, cluster, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await step().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }, dir: string, cluster: Cluster, undo: Array<() => Promise<unknown>>): Promise<ProxyStack> {
+  const kube = await adminClient(cluster.info());
+  undo.push(async () => kube.close());
+  const ca: CertificateAuthority = await loadCA({ certPem: readFileSync(cluster.info().caCertFile, 'utf8'), keyPem: readFileSync(cluster.info().caKeyFile, 'utf8') });
+  const ports = { http: await freePort(), https: await freePort(), tunnel: await freePort(), feHttp: await freePort(), feHttps: await freePort() };
+  await registerNode(kube, { name: NAMES.cloud, internalIP: IPS.cloud, labels: { [LABELS.gateway]: NAMES.gwCloud } });
+  await registerNode(kube, { name: NAMES.edge, internalIP: IPS.edge, labels: { [LABELS.gateway]: NAMES.gwEdge } });
+  await kube.create(RESOURCES.configMaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'raven-cfg', namespace: ns }, data: { 'enable-l3-tunnel': 'false', 'enable-l7-proxy': 'true' } });
+  const gateway = (name: string, spec: object) => kube.create(RESOURCES.gateways, { apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec });
+  await gateway(NAMES.gwCloud, {
+    exposeType: 'PublicIP', proxyConfig: { Replicas: 1, proxyHTTPPort: String(ports.http), proxyHTTPSPort: String(ports.https) }, tunnelConfig: { Replicas: 0 },
+    endpoints: [{ nodeName: NAMES.cloud, type: 'proxy', port: ports.tunnel, publicIP: IPS.cloud }],
+  });
+  await gateway(NAMES.gwEdge, { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 0 }, endpoints: [{ nodeName: NAMES.edge, type: 'proxy', underNAT: true }] });
+
+  const pickup = await startApp('gateway-pickup', {
+    access: cluster.info(), serviceAccount: 'raven-gateway-pickup', name: 'pickup',
+    args: ['--controllers=gatewaypickup,csrapprover', '--leader-elect=false', '--log-level=warn'],
+  });
+  undo.push(() => pickup.stop());
+
+  const kubelet = await issueCertificate(ca, { commonName: servingCommonName(NAMES.edge), organizations: ['system:nodes'], dnsNames: [NAMES.edge], ipAddresses: [IPS.edge], usages: ['server'] });
+  writeFileSync(join(dir, 'kubelet.crt'), kubelet.certPem);
+  writeFileSync(join(dir, 'kubelet.key'), kubelet.keyPem);
+  const target = spawnLogged(dir, 'target', process.execPath, ['--import', 'tsx', join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/kubelet.ts'), JSON.stringify({
+    node: NAMES.edge, host: IPS.edge, httpsPort: ports.https, httpPort: ports.http, certFile: join(dir, 'kubelet.crt'), keyFile: join(dir, 'kubelet.key'),
+  })]);
+  undo.push(() => stopChild(target));
+  await waitFor('the target', async () => output(target).includes('"ready":true'), 20_000, 50);
+
+  const server = await startApp('proxy-server', {
+    access: cluster.info(), serviceAccount: PROXY_SERVICE_ACCOUNTS.server, name: 'proxy-server', kubeconfig: await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.server, NAMES.cloud, dir),
+    args: [`--node-name=${NAMES.cloud}`, `--bind-address=${IPS.cloud}`, `--tunnel-port=${ports.tunnel}`, `--http-port=${ports.feHttp}`, `--https-port=${ports.feHttps}`, '--log-level=warn', ...(opts.serverArgs ?? [])],
+  });
+  undo.push(() => server.stop());
+  const client = await startApp('proxy-client', {
+    access: cluster.info(), serviceAccount: PROXY_SERVICE_ACCOUNTS.client, name: 'proxy-client', kubeconfig: await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.client, NAMES.edge, dir),
+    args: [`--node-name=${NAMES.edge}`, '--log-level=warn'],
+  });
+  undo.push(() => client.stop());
+  await waitFor('the proxy-client connected', async () => /raven_proxy_server_connected_clients 1/.test(await server.metrics()), 20_000, 100);
+
+  let konnectivity: ProxyStack['konnectivity'];
+  if (opts.konnectivity) {
+    const uds = join(dir, 'konnectivity.sock');
+    const serving = await issueCertificate(ca, { commonName: 'konnectivity-server', ipAddresses: ['127.0.0.1'], usages: ['server'] });
+    const agentCert = await issueCertificate(ca, { commonName: proxyClientCommonName(NAMES.edge), usages: ['client'] });
+    for (const [file, content] of [['konn.crt', serving.certPem], ['konn.key', serving.keyPem], ['agent.crt', agentCert.certPem], ['agent.key', agentCert.keyPem]]) writeFileSync(join(dir, file!), content!);
+    const agentPort = await upstreamPort();
+    const konnServer = spawnLogged(dir, 'konnectivity-server', binaryPath('konnectivity-server'), [
+      '--mode=http-connect', '--proxy-strategies=destHost', '--server-id=konn', '--server-count=1', '-v=0', `--uds-name=${uds}`, '--delete-existing-uds-file',
+      '--server-port=0', '--agent-bind-address=127.0.0.1', `--agent-port=${agentPort}`,
+      `--cluster-cert=${join(dir, 'konn.crt')}`, `--cluster-key=${join(dir, 'konn.key')}`, `--cluster-ca-cert=${cluster.info().caCertFile}`,
+      '--admin-bind-address=127.0.0.1', `--admin-port=${await upstreamPort()}`, '--health-bind-address=127.0.0.1', `--health-port=${await upstreamPort()}`,
+    ]);
+    undo.push(() => stopChild(konnServer));
+    await waitFor('konnectivity-server', async () => readdirSync(dir).includes('konnectivity.sock'), 20_000, 100);
+    const konnAgent = spawnLogged(dir, 'konnectivity-agent', binaryPath('konnectivity-agent'), [
+      `--agent-id=${NAMES.edge}`, `--agent-identifiers=ipv4=${IPS.edge}`, '-v=0', '--proxy-server-host=127.0.0.1', `--proxy-server-port=${agentPort}`,
+      `--ca-cert=${cluster.info().caCertFile}`, `--agent-cert=${join(dir, 'agent.crt')}`, `--agent-key=${join(dir, 'agent.key')}`,
+      '--admin-bind-address=127.0.0.1', `--admin-server-port=${await upstreamPort()}`, '--health-server-host=127.0.0.1', `--health-server-port=${await upstreamPort()}`,
+    ]);
+    undo.push(() => stopChild(konnAgent));
+    konnectivity = { uds, server: konnServer, agent: konnAgent };
+    await waitFor('konnectivity carrying a request', async () => {
+      const socket = await connectThrough(uds, `${IPS.edge}:${ports.http}`).catch(() => undefined);
+      socket?.destroy();
+      return !!socket;
+    }, 20_000, 200);
+  }
+
+  return {
+    cluster, kube, dir, ports, server, client, target, konnectivity,
+    stop: async () => {
+      for (const step of undo.reverse()) await step().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An HTTP CONNECT tunnel through konnectivity's frontend (the way kube-apiserver uses it). */
+function connectThrough(uds: string, target: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(uds);
+    socket.setNoDelay(true);
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      socket.off('error', reject);
+      socket.pause();
+      const rest = head.subarray(end + 4);
+      if (rest.length > 0) socket.unshift(rest);
+      if (!/^HTTP\/\d\.\d 200/.test(head.toString())) {
+        socket.destroy();
+        reject(new Error(`CONNECT ${target}: ${head.subarray(0, head.indexOf('\r\n')).toString()}`));
+      } else resolve(socket);
+    };
+    socket.on('data', onData);
+  });
+}
+
+/** Keep-alive connections that each start with a CONNECT through konnectivity. */
+class ConnectAgent extends Agent {
+  constructor(private readonly uds: string, private readonly target: string) {
+    super({ keepAlive: true, maxSockets: Infinity });
+  }
+
+  override createConnection(_options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex {
+    connectThrough(this.uds, this.target).then((s) => {
+      callback?.(null, s);
+      s.resume(); // node:http is reading it now; connectThrough paused it so nothing was lost before
+    }, (err: Error) => callback?.(err, undefined as unknown as Duplex));
+    return undefined as unknown as Duplex;
+  }
+}
+
+export interface Route {
+  name: string;
+  agent: () => Agent;
+  address: string;
+  port: number;
+  host: string;
+}
+
+export function routes(stack: ProxyStack): Route[] {
+  const target = `${NAMES.edge}:${stack.ports.http}`;
+  const list: Route[] = [
+    { name: 'direct', agent: () => new Agent({ keepAlive: true, maxSockets: Infinity }), address: IPS.edge, port: stack.ports.http, host: target },
+    { name: 'raven (ours)', agent: () => new Agent({ keepAlive: true, maxSockets: Infinity }), address: IPS.cloud, port: stack.ports.feHttp, host: target },
+  ];
+  const konn = stack.konnectivity;
+  // The upstream agent dials the address it is given literally (it cannot resolve node names), so it gets the IP.
+  if (konn) list.push({ name: 'konnectivity', agent: () => new ConnectAgent(konn.uds, `${IPS.edge}:${stack.ports.http}`), address: '127.0.0.1', port: 1, host: target });
+  return list;
+}
+
+export function get(route: Route, agent: Agent, path: string): Promise<{ status: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ agent, host: route.address, port: route.port, path, headers: { host: route.host } }, (res) => {
+      let bytes = 0;
+      res.on('data', (d: Buffer) => (bytes += d.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(30_000, () => req.destroy(new Error(`${route.name}: GET ${path} timed out`)));
+    req.end();
+  });
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+/** `concurrency` workers issuing small GETs back to back for `ms`: requests per second and latency percentiles. */
+export async function smallGets(route: Route, concurrency: number, ms: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+  const agent = route.agent();
+  const latencies: number[] = [];
+  let errors = 0;
+  const until = performance.now() + ms;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < until) {
+      const t = performance.now();
+      const res = await get(route, agent, '/healthz').catch(() => undefined);
+      if (res?.status === 200) latencies.push(performance.now() - t);
+      else errors++;
+    }
+  }));
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+async function blob(route: Route, repeats: number): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < repeats; i++) {
+    const agent = route.agent();
+    const t = performance.now();
+    const res = await get(route, agent, `/blob?size=${BLOB}`);
+    if (res.bytes !== BLOB) throw new Error(`${route.name}: got ${res.bytes} of ${BLOB} bytes`);
+    best = Math.min(best, performance.now() - t);
+    agent.destroy();
+  }
+  return BLOB / MiB / (best / 1000);
+}
+
+export function rssMB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+export function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Opens idle streams (GET /hold) through our front end in steps until the server's RSS passes the budget. */
+async function streamCapacity(stack: ProxyStack): Promise<{ held: number; rssAtHeld: number; rssAt10k: number | undefined; baseline: number }> {
+  const route = routes(stack)[1]!;
+  const sockets: Array<{ destroy(): void }> = [];
+  const pid = stack.server.proc.pid;
+  const baseline = rssMB(pid);
+  let held = 0;
+  let rssAtHeld = baseline;
+  let rssAt10k: number | undefined;
+  const openOne = () => new Promise<void>((resolve, reject) => {
+    const req = request({ host: route.address, port: route.port, path: '/hold', headers: { host: route.host }, agent: false }, (res) => {
+      res.once('data', () => resolve());
+      res.on('error', () => undefined);
+    });
+    req.on('error', reject);
+    req.setTimeout(30_000, () => req.destroy(new Error('hold timed out')));
+    sockets.push(req);
+    req.end();
+  });
+  try {
+    while (held < STREAM_MAX) {
+      const batch = Array.from({ length: STREAM_STEP }, openOne);
+      const results = await Promise.allSettled(batch);
+      const failed = results.filter((r) => r.status === 'rejected').length;
+      await sleep(500);
+      const rss = rssMB(pid);
+      if (failed > 0 || rss > RSS_BUDGET_MB) {
+        console.log(`  ${held + STREAM_STEP - failed} streams: RSS ${rss.toFixed(0)} MB${failed ? `, ${failed} failed` : ''}: stop`);
+        break;
+      }
+      held += STREAM_STEP;
+      rssAtHeld = rss;
+      if (held === 10_000) rssAt10k = rss;
+      if (held % 4_000 === 0) console.log(`  ${held} streams: proxy-server RSS ${rss.toFixed(0)} MB`);
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+  return { held, rssAtHeld, rssAt10k, baseline };
+}
+
+/** CPU time (user + system) a process has used so far, in ms: immune to other load on the machine. */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface RouteFigures {
+  rps: number;
+  p50: number;
+  p99: number;
+  idleP50: number;
+  idleP99: number;
+  mibps: number;
+  /** Proxy processes' CPU per 1,000 small GETs and per GiB streamed (none for direct). */
+  cpuPerKReq?: number;
+  cpuPerGiB?: number;
+}
+
+export async function run(): Promise<void> {
+  if (process.argv[3] === 'soak') return (await import('./proxy-soak.ts')).soak();
+  const ROUNDS = 3;
+  console.log(`L7 proxy benchmark: ${CONCURRENCY} concurrent small GETs (${LOAD_MS / 1000} s), one at a time (2 s), 64 MiB streamed; routes interleaved, best of ${ROUNDS} rounds each; direct / ours / konnectivity v0.34.0; loopback, one shared machine`);
+  const stack = await startProxyStack({ konnectivity: true });
+  try {
+    const list = routes(stack);
+    const pids: Record<string, number[]> = {
+      'raven (ours)': [stack.server.proc.pid, stack.client.proc.pid],
+      konnectivity: [stack.konnectivity!.server.pid!, stack.konnectivity!.agent.pid!],
+    };
+    const cpu = (name: string) => (pids[name] ?? []).reduce((sum, pid) => sum + cpuMs(pid), 0);
+    const best = new Map<string, RouteFigures>();
+    const cpuTotals = new Map<string, { req: number; reqMs: number; bytes: number; bytesMs: number }>();
+    for (const route of list) await smallGets(route, CONCURRENCY, 1_000); // warm-up: connections, JIT
+    // Rounds interleave the routes, so that load from elsewhere on the machine hits them alike.
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const route of list) {
+        const c0 = cpu(route.name);
+        const load = await smallGets(route, CONCURRENCY, LOAD_MS);
+        if (load.errors > 0) throw new Error(`${route.name}: ${load.errors} failed requests`);
+        const c1 = cpu(route.name);
+        const idle = await smallGets(route, 1, 2_000);
+        const c2 = cpu(route.name);
+        const mibps = await blob(route, 1);
+        const c3 = cpu(route.name);
+        const t = cpuTotals.get(route.name) ?? { req: 0, reqMs: 0, bytes: 0, bytesMs: 0 };
+        cpuTotals.set(route.name, { req: t.req + load.rps * (LOAD_MS / 1000), reqMs: t.reqMs + (c1 - c0), bytes: t.bytes + BLOB, bytesMs: t.bytesMs + (c3 - c2) });
+        const prev = best.get(route.name);
+        best.set(route.name, {
+          rps: Math.max(prev?.rps ?? 0, load.rps), p50: Math.min(prev?.p50 ?? Infinity, load.p50), p99: Math.min(prev?.p99 ?? Infinity, load.p99),
+          idleP50: Math.min(prev?.idleP50 ?? Infinity, idle.p50), idleP99: Math.min(prev?.idleP99 ?? Infinity, idle.p99), mibps: Math.max(prev?.mibps ?? 0, mibps),
+        });
+      }
+      console.log(`  round ${round + 1}/${ROUNDS} done`);
+    }
+    for (const [name, t] of cpuTotals) {
+      if (!pids[name]) continue;
+      best.get(name)!.cpuPerKReq = t.reqMs / (t.req / 1000);
+      best.get(name)!.cpuPerGiB = t.bytesMs / 1000 / (t.bytes / 2 ** 30);
+    }
+    console.log(`\n${'route'.padEnd(14)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'1-conc p50'.padStart(10)} ${'1-conc p99'.padStart(10)} ${'MiB/s'.padStart(7)} ${'CPU ms/1k req'.padStart(14)} ${'CPU s/GiB'.padStart(10)}`);
+    for (const route of list) {
+      const r = best.get(route.name)!;
+      console.log(`${route.name.padEnd(14)} ${r.rps.toFixed(0).padStart(8)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)} ${r.idleP50.toFixed(3).padStart(10)} ${r.idleP99.toFixed(3).padStart(10)} ${r.mibps.toFixed(0).padStart(7)} ${(r.cpuPerKReq?.toFixed(0) ?? '-').padStart(14)} ${(r.cpuPerGiB?.toFixed(2) ?? '-').padStart(10)}`);
+    }
+    console.log('\nconcurrent streams held by one proxy-server replica:');
+    const capacity = await streamCapacity(stack);
+    const [direct, ours, konn] = [best.get('direct')!, best.get('raven (ours)')!, best.get('konnectivity')!];
+    printReport('L7 proxy', [
+      { what: `small GETs x${CONCURRENCY}: ours / konnectivity throughput`, value: ours.rps / konn.rps, unit: 'x', goal: { op: '>=', value: 1 } },
+      { what: '64 MiB stream: ours / konnectivity throughput', value: ours.mibps / konn.mibps, unit: 'x', goal: { op: '>=', value: 1 } },
+      { what: 'CPU per request: konnectivity / ours', value: konn.cpuPerKReq! / ours.cpuPerKReq!, unit: 'x' },
+      { what: 'CPU per GiB: konnectivity / ours', value: konn.cpuPerGiB! / ours.cpuPerGiB!, unit: 'x' },
+      { what: 'added p99 latency over direct, 1 request at a time', value: ours.idleP99 - direct.idleP99, unit: 'ms', goal: { op: '<=', value: 1 } },
+      { what: "konnectivity's added p99, 1 request at a time", value: konn.idleP99 - direct.idleP99, unit: 'ms' },
+      { what: `added p99 latency over direct, ${CONCURRENCY} concurrent`, value: ours.p99 - direct.p99, unit: 'ms' },
+      { what: `konnectivity's added p99, ${CONCURRENCY} concurrent`, value: konn.p99 - direct.p99, unit: 'ms' },
+      { what: `streams one server holds within ${RSS_BUDGET_MB} MB RSS`, value: capacity.held, unit: 'streams', goal: { op: '>=', value: 10_000 } },
+      { what: 'proxy-server RSS at 10k streams', value: capacity.rssAt10k ?? NaN, unit: `MB (idle ${capacity.baseline.toFixed(0)})` },
+    ]);
+  } finally {
+    await stack.stop();
+  }
+}

@@ -1,0 +1,112 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { WORKSPACE_ROOT } from '@raven/testbed';
+import { APPS, readManifests, type App, type Workload } from './support.ts';
+
+/**
+ * Acceptance 3, the static half (no Docker engine here): each app's Dockerfile is multi-stage, pinned to one exact
+ * Node 22 LTS image, bundles that app, ships only the bundle directory, runs as the user its manifest expects, and
+ * (tunnel-agent) installs a package for every program the agent runs.
+ */
+interface Instruction { cmd: string; args: string }
+
+function instructions(path: string): { lines: string[]; stages: Instruction[][] } {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const joined = lines.filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\\\n/g, ' ');
+  const all = joined.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+    const m = /^([A-Z]+)\s+(.*)$/.exec(l);
+    if (!m) throw new Error(`${path}: not an instruction: ${l}`);
+    return { cmd: m[1]!, args: m[2]!.replace(/\s+/g, ' ') };
+  });
+  const stages: Instruction[][] = [];
+  for (const i of all) {
+    if (i.cmd === 'FROM') stages.push([]);
+    stages.at(-1)?.push(i);
+  }
+  return { lines, stages };
+}
+
+const dockerfile = (app: App) => join(WORKSPACE_ROOT, 'apps', app, 'Dockerfile');
+const NODE_IMAGE = /^node:(22)\.(\d+)\.(\d+)-bookworm-slim(@sha256:[0-9a-f]{64})?$/;
+
+describe.each(APPS)('apps/%s/Dockerfile', (app) => {
+  const { lines, stages } = instructions(dockerfile(app));
+  const [build, runtime] = stages;
+  const manifest = readManifests(join(WORKSPACE_ROOT, 'k8s/base', `${app}.yaml`)).find((o): o is Workload => o.kind === 'Deployment' || o.kind === 'DaemonSet')!;
+
+  it('is two stages on one exact Node 22 LTS image', () => {
+    expect(lines[0]).toBe('# syntax=docker/dockerfile:1');
+    expect(stages).toHaveLength(2);
+    const froms = stages.map((s) => s[0]!.args);
+    expect(froms[0]).toMatch(/ AS build$/);
+    const images = froms.map((f) => f.replace(/ AS build$/, ''));
+    for (const image of images) expect(image).toMatch(NODE_IMAGE);
+    expect(images[1]).toBe(images[0]);
+  });
+
+  it('bundles this app in the build stage, without running install scripts', () => {
+    const runs = build!.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' && ');
+    expect(runs).toContain('npm ci --ignore-scripts');
+    expect(runs).toMatch(new RegExp(`node scripts/bundle\\.mjs ${app}(\\s|$)`));
+  });
+
+  it('copies only the bundle directory into the runtime stage', () => {
+    const copies = runtime!.filter((i) => i.cmd === 'COPY' || i.cmd === 'ADD');
+    expect(copies).toEqual([{ cmd: 'COPY', args: `--from=build /src/dist/apps/${app}/ /app/` }]);
+    expect(runtime!.find((i) => i.cmd === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps", "/app/main.js"]');
+    const labels = runtime!.filter((i) => i.cmd === 'LABEL').map((i) => i.args).join(' ');
+    expect(labels).toContain(`org.opencontainers.image.title="raven-${app}"`);
+    expect(labels).toContain('org.opencontainers.image.version="${VERSION}"');
+    expect(labels).toContain('org.opencontainers.image.description=');
+  });
+
+  it('runs as the user its manifest expects: non-root except tunnel-agent', () => {
+    const user = runtime!.filter((i) => i.cmd === 'USER').at(-1)?.args;
+    const pod = manifest.spec.template.spec;
+    const uid = pod.containers[0]!.securityContext?.runAsUser ?? pod.securityContext?.runAsUser;
+    expect(user).toBe(`${uid}:${uid}`);
+    if (app === 'tunnel-agent') expect(uid).toBe(0);
+    else expect(uid).toBe(65532);
+  });
+});
+
+describe('the images together', () => {
+  it('share one Node version, an LTS line', () => {
+    const images = new Set(APPS.map((app) => instructions(dockerfile(app)).stages[1]![0]!.args));
+    expect(images.size).toBe(1);
+    const [, major] = NODE_IMAGE.exec([...images][0]!)!;
+    expect(Number(major) % 2).toBe(0);
+  });
+
+  it('tunnel-agent installs a package for every program the agent runs', () => {
+    const sources = [join(WORKSPACE_ROOT, 'apps/tunnel-agent/src'), join(WORKSPACE_ROOT, 'libs/netlink/src')].flatMap((dir) =>
+      readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(dir, f), 'utf8')));
+    const programs = new Set(sources.flatMap((s) => [...s.matchAll(/\.run\('([\w./-]+)'/g)].map((m) => m[1]!)));
+    // Named from a variable: libs/netlink/src/iptables.ts (`${prefix}-save`) and batch.ts (ip, bridge).
+    for (const p of ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore', 'ip', 'bridge']) programs.add(p);
+    const packageOf: Record<string, string> = {
+      ip: 'iproute2', bridge: 'iproute2', ipset: 'ipset', sysctl: 'procps', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
+      ipsec: 'libreswan', '/usr/libexec/ipsec/pluto': 'libreswan',
+      'iptables-save': 'iptables', 'iptables-restore': 'iptables', 'ip6tables-save': 'iptables', 'ip6tables-restore': 'iptables',
+    };
+    const { stages } = instructions(dockerfile('tunnel-agent'));
+    const install = stages[1]!.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' ');
+    const packages = new Set(/apt-get install -y --no-install-recommends ([a-z0-9 .+-]+?) &&/.exec(install)?.[1]?.split(' '));
+    expect(programs.size).toBeGreaterThanOrEqual(10);
+    for (const program of programs) {
+      expect(packageOf[program], `no package known for ${program}`).toBeDefined();
+      expect(packages, program).toContain(packageOf[program]);
+    }
+    expect(install).toContain('update-alternatives --set iptables /usr/sbin/iptables-nft');
+  });
+
+  it('.dockerignore keeps node_modules, build output and git out, and the build inputs in', () => {
+    const ignored = readFileSync(join(WORKSPACE_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    for (const p of ['**/node_modules', '**/dist', '.git', '.cluster']) expect(ignored).toContain(p);
+    const { stages } = instructions(dockerfile('gateway-pickup'));
+    const inputs = stages[0]!.filter((i) => i.cmd === 'COPY').flatMap((i) => i.args.split(' ').slice(0, -1));
+    expect(inputs).toEqual(['package.json', 'package-lock.json', 'tsconfig.base.json', 'libs/', 'apps/', 'scripts/bundle.mjs']);
+    for (const input of inputs) expect(ignored.some((p) => p === input.replace(/\/$/, '') || input.startsWith(`${p}/`)), input).toBe(false);
+  });
+});
