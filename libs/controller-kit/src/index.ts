@@ -14,3 +14,4 @@ export * from './status.ts';
 export * from './heartbeat.ts';
 export * from './equal.ts';
 export * from './controller.ts';
+export * from './credentials.ts';

@@ -1,8 +1,8 @@
-import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
+import { Agent, request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
-import { ApiError, ConfigError } from './errors.ts';
+import { loadCredentials, type Credentials } from './credentials.ts';
+import { ApiError } from './errors.ts';
 
 export interface ResourceType {
   group: string; // '' for the core group
@@ -69,13 +69,10 @@ export interface WatchEvent<T> {
 
 const CREDENTIAL_REFRESH_MS = 60_000;
 
-type TlsOptions = Pick<AgentOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
-
 /**
- * A lean JSON client for the Kubernetes API on node:https with one keep-alive agent.
- * KubeConfig (from @kubernetes/client-node) supplies the endpoint and credentials: `--kubeconfig`, then
- * $KUBECONFIG, then the in-cluster service account. Bearer tokens are re-read periodically so that rotated
- * projected service-account tokens keep working.
+ * A lean JSON client for the Kubernetes API on node:https with one keep-alive agent. Credentials come from
+ * `--kubeconfig`, then $KUBECONFIG, then the in-cluster ServiceAccount (see credentials.ts); headers (bearer tokens)
+ * are re-read periodically so that rotated projected ServiceAccount tokens keep working.
  */
 export class KubeClient {
   private agent: Agent;
@@ -83,24 +80,17 @@ export class KubeClient {
   private headersAt = 0;
   private requests?: Counter<'verb' | 'code'>;
   readonly server: URL;
+  /** The cluster CA (PEM) of the configuration, when it names one. */
+  readonly caPem?: string;
 
-  private constructor(readonly kubeConfig: KubeConfig, tls: TlsOptions, readonly userAgent: string) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new ConfigError('kubeconfig has no current cluster');
-    this.server = new URL(cluster.server);
-    this.agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16, ...tls });
+  private constructor(private readonly credentials: Credentials, readonly userAgent: string) {
+    this.server = credentials.server;
+    this.caPem = credentials.caPem;
+    this.agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16, ...credentials.tls });
   }
 
   static async load(opts: { kubeconfig?: string; userAgent: string }): Promise<KubeClient> {
-    const kc = new KubeConfig();
-    const path = opts.kubeconfig || process.env.KUBECONFIG;
-    if (path) kc.loadFromFile(path);
-    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else throw new ConfigError('no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster');
-    const tls: RequestOptions = {};
-    await kc.applyToHTTPSOptions(tls);
-    const { ca, cert, key, rejectUnauthorized, servername } = tls;
-    const client = new KubeClient(kc, { ca, cert, key, rejectUnauthorized, servername }, opts.userAgent);
+    const client = new KubeClient(await loadCredentials(opts.kubeconfig), opts.userAgent);
     await client.refreshHeaders();
     return client;
   }
@@ -111,13 +101,8 @@ export class KubeClient {
   }
 
   private async refreshHeaders(): Promise<void> {
-    const opts: RequestOptions = { headers: {} };
-    await this.kubeConfig.applyToHTTPSOptions(opts);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(opts.headers ?? {})) if (typeof v === 'string') headers[k] = v;
-    this.headers = headers;
+    this.headers = await this.credentials.headers();
     this.headersAt = Date.now();
-    (opts.agent as Agent | undefined)?.destroy();
   }
 
   private async send(method: string, path: string, init: RequestInit): Promise<IncomingMessage> {

@@ -7,8 +7,6 @@ import { ConfigError, type KubeClient } from '@raven/controller-kit';
  */
 export function loadTrustBundle(kube: KubeClient, caFile: string | undefined): string {
   if (caFile) return readFileSync(caFile, 'utf8');
-  const cluster = kube.kubeConfig.getCurrentCluster();
-  if (cluster?.caData) return Buffer.from(cluster.caData, 'base64').toString('utf8');
-  if (cluster?.caFile) return readFileSync(cluster.caFile, 'utf8');
+  if (kube.caPem) return kube.caPem;
   throw new ConfigError('no CA bundle: the kubeconfig has no cluster CA; pass the CA file flag');
 }
