@@ -130,7 +130,7 @@ async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }
   const kubelet = await issueCertificate(ca, { commonName: servingCommonName(NAMES.edge), organizations: ['system:nodes'], dnsNames: [NAMES.edge], ipAddresses: [IPS.edge], usages: ['server'] });
   writeFileSync(join(dir, 'kubelet.crt'), kubelet.certPem);
   writeFileSync(join(dir, 'kubelet.key'), kubelet.keyPem);
-  const target = spawnLogged(dir, 'target', process.execPath, ['--import', 'tsx', join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/kubelet.ts'), JSON.stringify({
+  const target = spawnLogged(dir, 'target', process.execPath, ['--import', 'tsx', join(WORKSPACE_ROOT, 'libs/testbed/fixtures/kubelet.ts'), JSON.stringify({
     node: NAMES.edge, host: IPS.edge, httpsPort: ports.https, httpPort: ports.http, certFile: join(dir, 'kubelet.crt'), keyFile: join(dir, 'kubelet.key'),
   })]);
   undo.push(() => stopChild(target));

@@ -3,8 +3,11 @@
 // network namespaces, gateway-pickup, and a tunnel-agent in every node. Then the walkthrough's checks.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PORTS, PROXY_SERVICE_ACCOUNTS } from '@raven/api-types';
 import {
-  Box, ControlPlane, RavenBox, WORKSPACE_ROOT, formatConnectivity, kubectl, pidAlive, startCluster, type BoxHost, type ConnectivityPair,
+  Box, ControlPlane, INSIDE_APISERVER, RavenBox, TSX_LOADER, WORKSPACE_ROOT, adminClient, appCommand, boundKubeconfig, clusterCa,
+  formatConnectivity, kubectl, pidAlive, startApp, startCluster, startKubelet, waitFor, type BoxHost, type BoxNode, type BoxTopology,
+  type ClusterInfo, type ConnectivityPair, type Fixture, type ManagedProcess,
 } from '@raven/testbed';
 
 const DEMO_DIR = join(WORKSPACE_ROOT, '.demo');
@@ -87,7 +90,14 @@ async function main(): Promise<void> {
     console.log(await k('get', 'gateways', '-o', 'custom-columns=GATEWAY:.metadata.name,PEERS:.status.connections[*].gateway,STATUS:.status.connections[*].status,RTT:.status.connections[*].latencyRTT.average,RELAYED-VIA:.status.connections[*].relayedVia'));
     if (failed.length > 0) process.exitCode = 1;
 
-    if (keep) {
+    if (!keep) {
+      await rb.down();
+      rb = undefined;
+      const l7ok = await l7Demo(cluster.info());
+      if (!l7ok) process.exitCode = 1;
+    }
+
+    if (keep && rb) {
       const pids = [rb.pickup.proc.pid, ...[...rb.agents.values()].map((p) => p.pid)];
       writeFileSync(STATE, JSON.stringify({ pids }, null, 2));
       step('Kept running');
@@ -103,6 +113,88 @@ async function main(): Promise<void> {
       await rb?.down();
       await cluster.destroy();
     }
+  }
+}
+
+/**
+ * Walkthrough 2.3: edge IPs that conflict across domains, reached from the cloud by node name through the L7 proxy.
+ * A second box: the same nodes, but qingdao's LAN reuses hangzhou's addresses (172.16.2.103 and .104 twice).
+ */
+async function l7Demo(cluster: ClusterInfo): Promise<boolean> {
+  step('8. Walkthrough 2.3 (L7 proxy): a new box where qingdao\'s nodes have the SAME IPs as hangzhou\'s');
+  const walk = (name: string, ip: string, podCIDR: string, publicIP?: string) => ({ name, internalIP: ip, podCIDR, ...(publicIP ? { publicIP } : {}) });
+  const topology: BoxTopology = {
+    domains: [
+      { name: 'cloud', gateway: 'gw-cloud', lan: '192.168.0.0/24', wanIP: '198.18.0.10', nodes: [walk(CLOUD_GW, '192.168.0.195', '10.224.0.128/26', '198.18.0.11'), walk('izwz9ey0js5z7mornclpd6z', '192.168.0.196', '10.224.0.0/26')] },
+      { name: 'hangzhou', gateway: 'gw-hangzhou', lan: '172.16.2.0/24', wanIP: '198.18.0.21', nodes: [walk(HZ_GW, '172.16.2.103', '10.224.1.128/26'), walk(HZ_2, '172.16.2.104', '10.224.1.0/26')] },
+      { name: 'qingdao', gateway: 'gw-qingdao', lan: '172.16.2.0/24', wanIP: '198.18.0.31', nodes: [walk(QD_1, '172.16.2.103', '10.224.2.128/26'), walk(QD_GW, '172.16.2.104', '10.224.2.0/26')] },
+    ],
+  };
+  const box = await Box.up({ dir: join(DEMO_DIR, 'box-l7'), cluster, topology });
+  const kube = await adminClient(cluster);
+  const procs: ManagedProcess[] = [];
+  const fixtures: Fixture[] = [];
+  const pods: string[] = [];
+  let pickup: Awaited<ReturnType<typeof startApp>> | undefined;
+  try {
+    console.log(box.describe());
+    pickup = await startApp('gateway-pickup', {
+      access: cluster, serviceAccount: 'raven-gateway-pickup', name: 'gateway-pickup-l7',
+      args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,csrapprover', '--leader-elect=false'],
+    });
+    const ca = await clusterCa(cluster);
+    const kubeletDir = join(DEMO_DIR, 'kubelets');
+    mkdirSync(kubeletDir, { recursive: true });
+    for (const n of box.nodes.filter((x) => x.domain !== 'cloud')) {
+      fixtures.push(await startKubelet(ca, kubeletDir, { node: n.name, host: '0.0.0.0', ips: [n.internalIP], httpsPort: PORTS.kubeletSecure, httpPort: PORTS.kubeletReadOnly, wrap: [...n.wrap] }));
+    }
+    const spawn = async (n: BoxNode, app: 'proxy-server' | 'proxy-client', sa: string) => {
+      const { kubeconfig, pod } = await boundKubeconfig(kube, { server: INSIDE_APISERVER, caPem: cluster.caPem }, sa, n.name, kubeletDir);
+      pods.push(pod);
+      const { command, args } = appCommand(app);
+      procs.push(n.spawn(command, [...args.map((a) => (a === 'tsx' ? TSX_LOADER : a)), `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`], { name: app }));
+    };
+    await spawn(box.node(CLOUD_GW), 'proxy-server', PROXY_SERVICE_ACCOUNTS.server);
+    await spawn(box.node(HZ_GW), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
+    await spawn(box.node(QD_1), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
+    console.log('proxy-server on the cloud gateway, a proxy-client on each edge Gateway\'s proxy endpoint; certificates from the CSR API, approved by gateway-pickup');
+    const cloud = box.node(CLOUD_GW);
+    const call = async (tls: boolean, host: string, path: string): Promise<{ status: number; body: string }> => {
+      const script = `const m = await import(${JSON.stringify(tls ? 'node:https' : 'node:http')});
+        const req = m.request({ host: '192.168.0.195', port: ${tls ? PORTS.proxyInternalSecure : PORTS.proxyInternalInsecure}, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(host)} }, rejectUnauthorized: false }, (res) => {
+          let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => { console.log(JSON.stringify({ status: res.statusCode, body })); process.exit(0); }); });
+        req.on('error', (e) => { console.log(JSON.stringify({ status: 0, body: e.message })); process.exit(0); }); req.end();`;
+      const { stdout } = await cloud.exec(process.execPath, ['--input-type=module', '-e', script]);
+      return JSON.parse(stdout.trim().split('\n').pop()!) as { status: number; body: string };
+    };
+    await waitFor('the proxies to connect and serve', async () => (await call(false, `${HZ_2}:${PORTS.kubeletReadOnly}`, '/healthz')).status === 200
+      && (await call(false, `${QD_GW}:${PORTS.kubeletReadOnly}`, '/healthz')).status === 200, 90_000, 500);
+
+    step('   From the cloud, by node name, through x-raven-proxy-internal-svc\'s targets (HTTP 10264, HTTPS 10263)');
+    let ok = true;
+    for (const [node, ip] of [[HZ_2, '172.16.2.104'], [QD_GW, '172.16.2.104'], [HZ_GW, '172.16.2.103'], [QD_1, '172.16.2.103']] as const) {
+      const viaHttp = await call(false, `${node}:${PORTS.kubeletReadOnly}`, '/whoami');
+      const viaHttps = await call(true, `${node}:${PORTS.kubeletSecure}`, '/metrics');
+      const answered = (JSON.parse(viaHttp.body) as { node?: string }).node;
+      const right = viaHttp.status === 200 && answered === node && viaHttps.status === 200 && viaHttps.body.includes(`node="${node}"`);
+      ok &&= right;
+      console.log(`  ${node} (InternalIP ${ip}): GET :${PORTS.kubeletReadOnly}/whoami → ${viaHttp.status}, answered by ${answered}; GET :${PORTS.kubeletSecure}/metrics (TLS verified to the node) → ${viaHttps.status} ${right ? 'ok' : 'WRONG NODE'}`);
+    }
+    const refused = await call(false, `${HZ_2}:22`, '/');
+    console.log(`  a port that no Gateway exposes (:22) → ${refused.status} (not an open proxy)`);
+    const ambiguous = await call(false, `172.16.2.104:${PORTS.kubeletReadOnly}`, '/whoami');
+    console.log(`  the bare IP 172.16.2.104 (two nodes have it) → ${ambiguous.status}: ${ambiguous.body.trim().slice(0, 100)}`);
+    step('   kubectl -n kube-system get configmap edge-tunnel-nodes (the DNS records cloud components resolve node names with)');
+    console.log(await kubectl(cluster.kubeconfig, ['-n', 'kube-system', 'get', 'configmap', 'edge-tunnel-nodes', '-o', 'jsonpath={.data.tunnel-nodes}']));
+    console.log(bold(ok ? '\nevery node answered by name, despite the conflicting IPs' : '\nsome requests reached the wrong node or failed'));
+    return ok;
+  } finally {
+    for (const p of procs) await p.stop(2_000).catch(() => undefined);
+    await Promise.all(fixtures.map((f) => f.stop()));
+    await pickup?.stop();
+    for (const pod of pods) await kube.delete({ group: '', version: 'v1', plural: 'pods', namespaced: true }, { namespace: 'kube-system', name: pod }).catch(() => undefined);
+    kube.close();
+    await box.down();
   }
 }
 

@@ -13,3 +13,5 @@ export * from './nodes.ts';
 export * from './app-process.ts';
 export * from './box/index.ts';
 export * from './raven-box.ts';
+export * from './l7.ts';
+export * from './websocket.ts';

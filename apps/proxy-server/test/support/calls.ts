@@ -5,7 +5,7 @@ import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
-import { OP, encodeFrame, newKey, readFrames, type Frame } from './websocket.ts';
+import { OP, encodeFrame, newKey, readFrames, type Frame } from '@raven/testbed';
 
 /** The four kinds of call a cloud component makes to an edge node through the proxy; no test-bed imports (they run inside box nodes too). */
 
