@@ -14,7 +14,7 @@ import { LABELS, PROXY_SERVICE_ACCOUNTS, SYSTEM_NAMESPACE, proxyClientCommonName
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { issueCertificate, loadCA, type CertificateAuthority } from '@raven/pki';
 import {
-  WORKSPACE_ROOT, adminClient, binaryPath, freePort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
+  WORKSPACE_ROOT, sendConnect, adminClient, binaryPath, freePort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
 } from '@raven/testbed';
 import { printReport } from './report.ts';
 
@@ -187,29 +187,16 @@ async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }
 }
 
 /** An HTTP CONNECT tunnel through konnectivity's frontend (the way kube-apiserver uses it). */
-function connectThrough(uds: string, target: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect(uds);
-    socket.setNoDelay(true);
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
-    let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      socket.off('error', reject);
-      socket.pause();
-      const rest = head.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      if (!/^HTTP\/\d\.\d 200/.test(head.toString())) {
-        socket.destroy();
-        reject(new Error(`CONNECT ${target}: ${head.subarray(0, head.indexOf('\r\n')).toString()}`));
-      } else resolve(socket);
-    };
-    socket.on('data', onData);
-  });
+async function connectThrough(uds: string, target: string): Promise<Socket> {
+  const socket = netConnect(uds);
+  socket.setNoDelay(true);
+  await once(socket, 'connect');
+  const statusLine = await sendConnect(socket, target);
+  if (!/^HTTP\/\d\.\d 200/.test(statusLine)) {
+    socket.destroy();
+    throw new Error(`CONNECT ${target}: ${statusLine}`);
+  }
+  return socket;
 }
 
 /** Keep-alive connections that each start with a CONNECT through konnectivity. */

@@ -15,3 +15,4 @@ export * from './box/index.ts';
 export * from './raven-box.ts';
 export * from './l7.ts';
 export * from './websocket.ts';
+export * from './http-connect.ts';

@@ -8,6 +8,7 @@ import { execPath } from 'node:process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { sendConnect } from '@raven/testbed';
 import { createCA, issueCertificate, type KeyPairPem } from '@raven/pki';
 import { LOCALHOST } from './support.ts';
 
@@ -136,22 +137,6 @@ export async function waitForPort(port: number, process: UpstreamProcess, timeou
 export async function httpConnect(port: number, pki: TestPki, target: string): Promise<{ socket: TLSSocket; statusLine: string }> {
   const socket = tlsConnect({ host: LOCALHOST, port, ca: pki.caPem, cert: pki.frontendClient.certPem, key: pki.frontendClient.keyPem, servername: 'localhost' });
   await once(socket, 'secureConnect');
-  socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
-  const statusLine = await new Promise<string>((resolve, reject) => {
-    let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      socket.off('error', reject);
-      socket.pause();
-      const rest = head.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      resolve(head.subarray(0, head.indexOf('\r\n')).toString());
-    };
-    socket.on('data', onData);
-    socket.once('error', reject);
-  });
+  const statusLine = await sendConnect(socket, target);
   return { socket, statusLine };
 }
