@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { PORTS, PROXY_SERVICE_ACCOUNTS } from '@raven/api-types';
 import {
-  Box, ControlPlane, INSIDE_APISERVER, RavenBox, TSX_LOADER, WORKSPACE_ROOT, adminClient, appCommand, boundKubeconfig, clusterCa,
+  Box, ControlPlane, INSIDE_APISERVER, RavenBox, WORKSPACE_ROOT, adminClient, appCommand, boundKubeconfig, clusterCa,
   formatConnectivity, kubectl, pidAlive, startApp, startCluster, startKubelet, waitFor, type BoxHost, type BoxNode, type BoxTopology,
   type ClusterInfo, type ConnectivityPair, type Fixture, type ManagedProcess,
 } from '@raven/testbed';
@@ -152,7 +152,7 @@ async function l7Demo(cluster: ClusterInfo): Promise<boolean> {
       const { kubeconfig, pod } = await boundKubeconfig(kube, { server: INSIDE_APISERVER, caPem: cluster.caPem }, sa, n.name, kubeletDir);
       pods.push(pod);
       const { command, args } = appCommand(app);
-      procs.push(n.spawn(command, [...args.map((a) => (a === 'tsx' ? TSX_LOADER : a)), `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`], { name: app }));
+      procs.push(n.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`], { name: app }));
     };
     await spawn(box.node(CLOUD_GW), 'proxy-server', PROXY_SERVICE_ACCOUNTS.server);
     await spawn(box.node(HZ_GW), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);

@@ -69,7 +69,7 @@ async function boundInside(serviceAccount: string, node: string): Promise<string
 
 function spawnApp(node: BoxNode, app: 'proxy-server' | 'proxy-client', kubeconfig: string): ManagedProcess {
   const { command, args } = appCommand(app);
-  const proc = node.spawn(command, [...args.map((a) => (a === 'tsx' ? TSX_LOADER : a)), `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug'], { name: app });
+  const proc = node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug'], { name: app });
   procs.set(`${app}/${node.name}`, proc);
   return proc;
 }

@@ -3,6 +3,9 @@ import { join } from 'node:path';
 
 export const WORKSPACE_ROOT = new URL('../../../', import.meta.url).pathname;
 
+/** tsx's loader as an absolute URL, usable from any working directory. */
+export const TSX_LOADER = import.meta.resolve('tsx');
+
 export type AppName = 'gateway-pickup' | 'tunnel-agent' | 'proxy-server' | 'proxy-client';
 
 /**
@@ -16,5 +19,7 @@ export function appCommand(app: AppName): { command: string; args: string[] } {
     if (!existsSync(bundle)) throw new Error(`RAVEN_APP_MODE=bundle but ${bundle} is missing; run npm run build`);
     return { command: process.execPath, args: ['--enable-source-maps', bundle] };
   }
-  return { command: process.execPath, args: ['--import', 'tsx', join(WORKSPACE_ROOT, 'apps', app, 'src/main.ts')] };
+  // tsx by absolute URL: processes started inside a box node run with `/` as their directory, where a bare
+  // `--import tsx` would not resolve.
+  return { command: process.execPath, args: ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps', app, 'src/main.ts')] };
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SYSTEM_NAMESPACE, servingCommonName } from '@raven/api-types';
 import { RESOURCES, isNotFound, type KubeClient } from '@raven/controller-kit';
 import { issueCertificate, loadCA, type CertificateAuthority } from '@raven/pki';
-import { WORKSPACE_ROOT } from './apps.ts';
+import { TSX_LOADER, WORKSPACE_ROOT } from './apps.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import { waitFor } from './process.ts';
@@ -14,8 +14,6 @@ import { waitFor } from './process.ts';
 
 const ns = SYSTEM_NAMESPACE;
 
-/** tsx's loader as an absolute URL: inside a box node's mount namespace the working directory is `/`, where a bare `--import tsx` does not resolve. */
-export const TSX_LOADER = import.meta.resolve('tsx');
 
 export function clusterCa(cluster: ClusterInfo): Promise<CertificateAuthority> {
   return loadCA({ certPem: readFileSync(cluster.caCertFile, 'utf8'), keyPem: readFileSync(cluster.caKeyFile, 'utf8') });
