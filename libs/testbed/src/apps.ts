@@ -1,10 +1,15 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 export const WORKSPACE_ROOT = new URL('../../../', import.meta.url).pathname;
 
-/** tsx's loader as an absolute URL, usable from any working directory. */
-export const TSX_LOADER = import.meta.resolve('tsx');
+/**
+ * tsx's loader as an absolute URL, usable from any working directory (its package exports `.` as this file).
+ * Resolved through require: vitest's global-setup module runner does not support `import.meta.resolve`.
+ */
+export const TSX_LOADER = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/loader.mjs')).href;
 
 export type AppName = 'gateway-pickup' | 'tunnel-agent' | 'proxy-server' | 'proxy-client';
 
