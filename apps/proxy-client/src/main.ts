@@ -3,7 +3,7 @@ import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, GrpcCertificateProvider, loadTrustBundle, type CertificateSource,
+  CsrCertificateSource, FileCertificateSource, loadTrustBundle, type CertificateSource,
 } from '@raven/node-certs';
 import { parseHostPort, tcpDialer, type Dialer } from '@raven/tunnel-protocol';
 import { Counter, Gauge } from 'prom-client';
@@ -95,9 +95,8 @@ async function main(): Promise<void> {
       throw refused ? new Error(`dial ${address}: not allowed by raven proxy-client policy: ${(err as Error).message}`) : err;
     }
   };
-  const provider = new GrpcCertificateProvider(identity, trust);
   const connections = new ServerConnections({
-    nodeName, log, provider, dialer, dialTimeoutMs, staticServerName: values['server-name'], drainGraceMs: graceMs,
+    nodeName, log, identity, trust, dialer, dialTimeoutMs, staticServerName: values['server-name'], drainGraceMs: graceMs,
     syncIntervalMs: durationFlag('reconnect-interval', values['reconnect-interval'], 1_000),
     syncIntervalCapMs: durationFlag('reconnect-max', values['reconnect-max'], 10_000),
   });

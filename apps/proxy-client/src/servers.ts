@@ -1,15 +1,17 @@
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { experimental, type ChannelCredentials } from '@grpc/grpc-js';
 import { servingCommonName } from '@raven/api-types';
 import type { Logger } from '@raven/controller-kit';
-import type { GrpcCertificateProvider } from '@raven/node-certs';
-import { AgentTunnelSet, type Dialer } from '@raven/tunnel-protocol';
+import type { CertificateSource } from '@raven/node-certs';
+import { AgentTunnelSet, type ConnectTls, type Dialer } from '@raven/tunnel-protocol';
 import type { ClientPlan, ServerTarget } from './plan.ts';
 
 export interface ServerConnectionsOptions {
   nodeName: string;
   log: Logger;
-  provider: GrpcCertificateProvider;
+  /** Our client certificate; read at every connect, so a rotated one is used from the next tunnel on. */
+  identity: CertificateSource;
+  /** CA bundle proxy-server certificates must chain to. */
+  trust: string;
   dialer: Dialer;
   dialTimeoutMs: number;
   /** TLS name to verify statically configured servers against, when it differs from their address. */
@@ -90,9 +92,7 @@ export class ServerConnections {
     const { log, nodeName } = this.opts;
     const set = new AgentTunnelSet({
       address: target.address,
-      credentials: this.credentials(target),
-      // A discovered server is verified by its node name (a DNS SAN of its serving certificate) rather than its IP.
-      channelOptions: target.node || this.opts.staticServerName ? { 'grpc.ssl_target_name_override': target.node ?? this.opts.staticServerName } : {},
+      tls: () => this.tls(target),
       agentId: nodeName,
       identifiers: { host: identifiers },
       dialer: this.opts.dialer,
@@ -124,16 +124,20 @@ export class ServerConnections {
   }
 
   /** mTLS with our client certificate; a discovered server must present the serving certificate of its node. */
-  private credentials(target: ServerTarget): ChannelCredentials {
-    const provider = this.opts.provider;
+  private tls(target: ServerTarget): ConnectTls {
+    const pair = this.opts.identity.current();
+    if (!pair) throw new Error('no client certificate yet');
     const expectedNode = target.node;
-    return experimental.createCertificateProviderChannelCredentials(provider, provider, {
+    // A discovered server is verified by its node name (a DNS SAN of its serving certificate) rather than its IP.
+    const servername = target.node ?? this.opts.staticServerName;
+    return {
+      ca: this.opts.trust, cert: pair.certPem, key: pair.keyPem, ...(servername ? { servername } : {}),
       checkServerIdentity: (host: string, cert: PeerCertificate) => {
         const byName = checkServerIdentity(host, cert);
         if (byName || !expectedNode) return byName;
         const cn = cert.subject?.CN;
         return cn === servingCommonName(expectedNode) ? undefined : new Error(`proxy-server at ${target.address} presented ${String(cn)}, not ${servingCommonName(expectedNode)}`);
       },
-    });
+    };
   }
 }

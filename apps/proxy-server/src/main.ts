@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { createSecureServer as createHttp2Server, type Http2Session } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
-import { Server as GrpcServer, experimental } from '@grpc/grpc-js';
 import {
   CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, proxyInternalServiceNames, servingCommonName,
 } from '@raven/api-types';
@@ -8,7 +8,7 @@ import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, GrpcCertificateProvider, loadTrustBundle, type CertificateSource, type CertificateSpec,
+  CsrCertificateSource, FileCertificateSource, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
 } from '@raven/node-certs';
 import { InformerClusterView } from './cluster.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
@@ -147,24 +147,25 @@ async function main(): Promise<void> {
   if (!firstCert) return;
 
   // Tunnel listener: mTLS with client certificates from the signers' CA; certificates rotate without a restart.
-  const provider = new GrpcCertificateProvider(serving, trust);
-  const grpc = new GrpcServer({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
-  hub.attach(grpc);
-  const tunnelPort = await new Promise<number>((resolve, reject) => grpc.bindAsync(
-    `${bind.includes(':') ? `[${bind}]` : bind}:${intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel)}`,
-    experimental.createCertificateProviderServerCredentials(provider, provider, true),
-    (err, port) => (err ? reject(err) : resolve(port)),
-  ));
+  const tunnelServer = createHttp2Server({ requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
+  serveCurrentCertificate(tunnelServer, serving, { ca: trust });
+  const tunnelSessions = new Set<Http2Session>();
+  tunnelServer.on('session', (session) => {
+    tunnelSessions.add(session);
+    session.once('close', () => tunnelSessions.delete(session));
+  });
+  hub.attach(tunnelServer);
 
   const clientCa = values['frontend-client-ca-file'] ? readFileSync(values['frontend-client-ca-file'], 'utf8') : undefined;
   if (!clientCa) log.warn('HTTPS front end accepts callers without a client certificate; restrict access to the internal Service, or set --frontend-client-ca-file');
   const httpFrontend = frontends.createHttpServer();
   const httpsFrontend = frontends.createHttpsServer({ cert: firstCert.certPem, key: firstCert.keyPem, clientCa });
-  serving.on('change', (pair) => httpsFrontend.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ...(clientCa ? { ca: clientCa } : {}) }));
+  serveCurrentCertificate(httpsFrontend, serving, clientCa ? { ca: clientCa } : {});
   const listen = (server: NetServer, port: number) => new Promise<number>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port, host: bind, backlog: 4096 }, () => resolve((server.address() as AddressInfo).port));
   });
+  const tunnelPort = await listen(tunnelServer, intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel));
   const httpPort = await listen(httpFrontend, intFlag('http-port', values['http-port'], PORTS.proxyInternalInsecure));
   const httpsPort = await listen(httpsFrontend, intFlag('https-port', values['https-port'], PORTS.proxyInternalSecure));
   health.addReadinessCheck('listeners', () => ({ ok: true, detail: `tunnel ${tunnelPort}, https ${httpsPort}, http ${httpPort}` }));
@@ -173,7 +174,12 @@ async function main(): Promise<void> {
   // Drain (stoppers run last-registered first): stop taking requests and let streams finish, then release tunnels.
   shutdown.onStop('tunnels', async () => {
     hub.deactivate();
-    await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
+    // Deactivation ended every Connect call with OK; the sessions go once their last stream has closed.
+    tunnelServer.close();
+    for (const session of tunnelSessions) session.close();
+    const deadline = Date.now() + 2_000;
+    while (tunnelSessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const session of tunnelSessions) session.destroy();
   });
   shutdown.onStop('frontends', async () => {
     httpFrontend.close();

@@ -1,8 +1,8 @@
-import { status, type Server, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import type { Http2SecureServer } from 'node:http2';
 import type { Logger } from '@raven/controller-kit';
 import {
-  DialError, TunnelServer, agentServiceDefinition,
-  type AgentAdmission, type Packet, type ReceivedPacket, type TunnelServerStats, type TunnelStream,
+  DialError, GrpcStatus, TunnelServer, serveAgentService,
+  type AgentAdmission, type TunnelServerStats, type TunnelStream,
 } from '@raven/tunnel-protocol';
 import { AdmissionError, admitClient, type AdmittedClient } from './admission.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -48,15 +48,11 @@ export class TunnelHub {
     return this.server !== undefined;
   }
 
-  attach(grpc: Server): void {
-    grpc.addService(agentServiceDefinition, {
-      Connect: (call: ServerDuplexStream<ReceivedPacket, Packet>) => {
-        if (this.server) return this.server.handleConnect(call);
-        call.on('error', () => undefined);
-        this.opts.metrics.errors.inc({ reason: 'standby' });
-        const refusal: Partial<StatusObject> = { code: status.UNAVAILABLE, details: 'raven proxy-server is on standby (not an elected proxy endpoint)' };
-        call.emit('error', refusal);
-      },
+  attach(http2: Http2SecureServer): void {
+    serveAgentService(http2, (call) => {
+      if (this.server) return this.server.handleConnect(call);
+      this.opts.metrics.errors.inc({ reason: 'standby' });
+      call.finish(GrpcStatus.UNAVAILABLE, 'raven proxy-server is on standby (not an elected proxy endpoint)');
     });
   }
 

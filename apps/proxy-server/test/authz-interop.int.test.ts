@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createSecureServer as createHttp2Server, type Http2Session } from 'node:http2';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { Server as GrpcServer, ServerCredentials, credentials as channelCredentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LABELS, PROXY_SERVICE_ACCOUNTS, proxyClientCommonName, servingCommonName } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
@@ -56,8 +56,7 @@ const agentAs = async (cn: string, signer: CertificateAuthority, overrides: Part
   const pair = await issueCertificate(signer, { commonName: cn, usages: ['client'] });
   return {
     address: `${ip.c}:${ports.tunnel}`,
-    credentials: channelCredentials.createSsl(Buffer.from(ca.certPem), Buffer.from(pair.keyPem), Buffer.from(pair.certPem)),
-    channelOptions: { 'grpc.ssl_target_name_override': node.c },
+    tls: () => ({ ca: ca.certPem, key: pair.keyPem, cert: pair.certPem, servername: node.c }),
     agentId: node.b1, identifiers: { host: [node.b1] }, dialer: tcpDialer(), handshakeTimeoutMs: 5_000,
     ...overrides,
   };
@@ -122,14 +121,16 @@ beforeAll(async () => {
   // A TunnelServer of our own, standing in for "some server" that sends the proxy-client arbitrary dials.
   const serving = await issueCertificate(ca, { commonName: 'test-tunnel-server', ipAddresses: ['127.0.0.1'], usages: ['server'] });
   testTunnel = new TunnelServer({ serverId: 'test', serverCount: 1 });
-  const grpc = new GrpcServer();
-  testTunnel.addTo(grpc);
-  await new Promise<number>((resolve, reject) => grpc.bindAsync(`127.0.0.1:${ports.testTunnel}`,
-    ServerCredentials.createSsl(Buffer.from(ca.certPem), [{ cert_chain: Buffer.from(serving.certPem), private_key: Buffer.from(serving.keyPem) }], true),
-    (err, port) => (err ? reject(err) : resolve(port))));
+  const http2 = createHttp2Server({ ca: ca.certPem, cert: serving.certPem, key: serving.keyPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
+  const sessions = new Set<Http2Session>();
+  http2.on('session', (session) => sessions.add(session));
+  testTunnel.attach(http2);
+  http2.listen(ports.testTunnel, '127.0.0.1');
+  await once(http2, 'listening');
   cleanups.push(() => {
     testTunnel.close();
-    grpc.forceShutdown();
+    http2.close();
+    for (const session of sessions) session.destroy();
   });
 
   const bound = async (sa: string, n: string) => {
@@ -160,7 +161,7 @@ describe('who may connect to the tunnel port', () => {
   it('a client without a certificate of the cluster CA is refused at the TLS handshake', async () => {
     const foreign = await createCA('not-the-cluster-ca');
     await expect(AgentTunnel.connect(await agentAs(proxyClientCommonName(node.b1), foreign, {}))).rejects.toBeInstanceOf(HandshakeError);
-    const noCert: AgentTunnelOptions = { ...(await agentAs(proxyClientCommonName(node.b1), ca, {})), credentials: channelCredentials.createSsl(Buffer.from(ca.certPem)) };
+    const noCert: AgentTunnelOptions = { ...(await agentAs(proxyClientCommonName(node.b1), ca, {})), tls: () => ({ ca: ca.certPem, servername: node.c }) };
     await expect(AgentTunnel.connect(noCert)).rejects.toBeInstanceOf(HandshakeError);
     expect(await server.metrics()).toMatch(/raven_proxy_server_connected_clients 1/);
   });

@@ -1,7 +1,7 @@
 export { CertificateSource, type KeyPair, type CertificateStatus } from './source.ts';
 export { CsrCertificateSource, CsrDeniedError, certificateSatisfies, type CertificateSpec, type CsrSourceOptions, type KeyUsage } from './csr-source.ts';
 export { FileCertificateSource, type FileSourceOptions } from './file-source.ts';
-export { GrpcCertificateProvider } from './grpc.ts';
+export { serveCurrentCertificate } from './serving.ts';
 export { loadTrustBundle } from './trust.ts';
 export {
   inspectCsr, viewCertificate, keyMatchesCertificate, issuedBy, normalizeIp, CsrParseError,

@@ -2,12 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Server, experimental, type ServiceError, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createCA, createCsr, issueCertificate } from '@raven/pki';
 import {
-  CertificateSource, FileCertificateSource, GrpcCertificateProvider, certificateSatisfies, inspectCsr, issuedBy, keyMatchesCertificate, viewCertificate, type KeyPair,
+  CertificateSource, FileCertificateSource, certificateSatisfies, serveCurrentCertificate, inspectCsr, issuedBy, keyMatchesCertificate, viewCertificate, type KeyPair,
 } from '../src/index.ts';
 
 const log = pino({ level: 'silent' });
@@ -60,36 +62,29 @@ describe('certificate helpers', () => {
   });
 });
 
-describe('GrpcCertificateProvider', () => {
-  it('serves mTLS from a source and picks up a rotated certificate for new connections', async () => {
+describe('serveCurrentCertificate', () => {
+  it('serves mTLS from a source and gives connections after a rotation the new certificate', async () => {
     const ca = await createCA('ca');
     const first = await issueCertificate(ca, { commonName: 'server-1', ipAddresses: ['127.0.0.1'], usages: ['server'] });
     const client = await issueCertificate(ca, { commonName: 'client', usages: ['client'] });
     const serving = new SettableSource(first);
-    const provider = new GrpcCertificateProvider(serving, ca.certPem);
-    const server = new Server();
-    const identity = (b: Buffer) => b;
-    server.addService({ Who: { path: '/t/Who', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } }, {
-      Who: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => callback(null, Buffer.from(String(call.getAuthContext().sslPeerCertificate?.subject.CN ?? ''))),
-    });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', experimental.createCertificateProviderServerCredentials(provider, provider, true), (e, p) => (e ? reject(e) : resolve(p))));
-    const clientProvider = new GrpcCertificateProvider(new SettableSource(client), ca.certPem);
+    const server = createTlsServer({ requestCert: true, rejectUnauthorized: true }, (socket: TLSSocket) => socket.end(String(socket.getPeerCertificate().subject.CN)));
+    serveCurrentCertificate(server, serving, { ca: ca.certPem });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
     const ask = () => new Promise<{ peer: string; serverCn: string }>((resolve, reject) => {
-      let serverCn = '';
-      const c = new Client(`127.0.0.1:${port}`, experimental.createCertificateProviderChannelCredentials(clientProvider, clientProvider, {
-        checkServerIdentity: (_host, cert) => void (serverCn = String(cert.subject.CN)),
-      }));
-      c.makeUnaryRequest('/t/Who', identity, identity, Buffer.alloc(0), (err: ServiceError | null, res?: Buffer) => {
-        c.close();
-        if (err) reject(err);
-        else resolve({ peer: res!.toString(), serverCn });
+      const socket = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: ca.certPem, cert: client.certPem, key: client.keyPem }, () => {
+        const serverCn = String(socket.getPeerCertificate().subject.CN);
+        let peer = '';
+        socket.on('data', (d: Buffer) => (peer += d.toString()));
+        socket.on('end', () => resolve({ peer, serverCn }));
       });
+      socket.on('error', reject);
     });
     expect(await ask()).toEqual({ peer: 'client', serverCn: 'server-1' });
     serving.set(await issueCertificate(ca, { commonName: 'server-2', ipAddresses: ['127.0.0.1'], usages: ['server'] }));
-    await sleep(10);
     expect((await ask()).serverCn).toBe('server-2');
-    server.forceShutdown();
+    server.close();
   });
 });
 

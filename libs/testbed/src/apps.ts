@@ -19,12 +19,14 @@ export type AppName = 'gateway-pickup' | 'tunnel-agent' | 'proxy-server' | 'prox
  * never exercises a stale bundle.
  */
 export function appCommand(app: AppName): { command: string; args: string[] } {
+  // Extra node flags for every app process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (NODE_OPTIONS refuses those).
+  const nodeArgs = process.env.RAVEN_APP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const bundle = join(WORKSPACE_ROOT, 'dist/apps', app, 'main.js');
   if (process.env.RAVEN_APP_MODE === 'bundle') {
     if (!existsSync(bundle)) throw new Error(`RAVEN_APP_MODE=bundle but ${bundle} is missing; run npm run build`);
-    return { command: process.execPath, args: ['--enable-source-maps', bundle] };
+    return { command: process.execPath, args: [...nodeArgs, '--enable-source-maps', bundle] };
   }
   // tsx by absolute URL: processes started inside a box node run with `/` as their directory, where a bare
   // `--import tsx` would not resolve.
-  return { command: process.execPath, args: ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps', app, 'src/main.ts')] };
+  return { command: process.execPath, args: [...nodeArgs, '--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps', app, 'src/main.ts')] };
 }

@@ -1,25 +1,24 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import {
-  Client, Metadata, status,
-  type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type ServiceError,
-} from '@grpc/grpc-js';
-import { decodePacket, encodePacket } from './codec.ts';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { describeDialError, type Dialer } from './dialer.ts';
 import { HandshakeError } from './errors.ts';
+import { GrpcStatus, GrpcStatusError, startConnectCall, type ConnectTls, type OutgoingCall } from './grpc.ts';
 import { formatAgentIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 import { MAX_DATA_CHUNK, PacketLink } from './link.ts';
 import { silentLogger, type Logger } from './logger.ts';
-import { PacketType, UNRECOGNIZED, packetTypeName, type DialRequest, type Packet, type ReceivedPacket } from './packet.ts';
-import { BEARER_PREFIX, CONNECT_METHOD_PATH, MetadataKey } from './service.ts';
+import { PacketType, UNRECOGNIZED, packetTypeName, type DialRequest, type ReceivedPacket } from './packet.ts';
+import { BEARER_PREFIX, MetadataKey } from './service.ts';
 
 export interface AgentTunnelOptions {
   /** host:port of the proxy server's agent endpoint (possibly a load balancer in front of replicas). */
   address: string;
-  credentials: ChannelCredentials;
-  /** Merged over our defaults (own subchannel per tunnel, no retries, 60 s keepalive). */
-  channelOptions?: ChannelOptions;
+  /** TLS (mTLS with `cert`/`key`) for each new connection, read at every connect so rotated certificates apply; undefined = plaintext h2c. */
+  tls: (() => ConnectTls) | undefined;
+  /** Keepalive pings; upstream servers refuse pings more frequent than every 30 s. */
+  keepaliveMs?: number;
+  keepaliveTimeoutMs?: number;
   agentId: string;
   /** Sent as the agentIdentifiers header; a string is sent verbatim. */
   identifiers?: Partial<AgentIdentifiers> | string;
@@ -48,8 +47,6 @@ export interface AgentTunnelEvents {
   closed: [error: Error | undefined];
 }
 
-type ConnectCall = ClientDuplexStream<Packet, ReceivedPacket>;
-
 /** What an EndpointConnection needs from the tunnel carrying it. */
 interface ConnectionHost {
   readonly link: PacketLink;
@@ -57,16 +54,6 @@ interface ConnectionHost {
   countBytesToServer(n: number): void;
   forget(connectId: bigint): void;
 }
-
-const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
-  // Each tunnel must be its own HTTP/2 connection, or a load balancer can never spread them over replicas.
-  'grpc.use_local_subchannel_pool': 1,
-  'grpc.enable_retries': 0,
-  // Upstream servers refuse pings more frequent than every 30 s.
-  'grpc.keepalive_time_ms': 60_000,
-  'grpc.keepalive_timeout_ms': 20_000,
-  'grpc-node.flow_control_window': 4 * 1024 * 1024,
-};
 
 /**
  * One Connect stream from this agent to one proxy-server replica. The server dials through it;
@@ -89,32 +76,31 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
 
   static async connect(options: AgentTunnelOptions): Promise<AgentTunnel> {
     const token = options.authToken ? await options.authToken() : undefined;
-    const client = new Client(options.address, options.credentials, { ...DEFAULT_CHANNEL_OPTIONS, ...options.channelOptions });
-    const metadata = new Metadata();
-    metadata.set(MetadataKey.agentId, options.agentId);
     const identifiers = options.identifiers ?? '';
-    metadata.set(MetadataKey.agentIdentifiers, typeof identifiers === 'string' ? identifiers : formatAgentIdentifiers(identifiers));
-    if (token !== undefined) metadata.set(MetadataKey.authorization, BEARER_PREFIX + token);
-    const call: ConnectCall = client.makeBidiStreamRequest(CONNECT_METHOD_PATH, encodePacket, decodePacket, metadata);
+    // HTTP/2 header names are lowercase; gRPC peers look metadata up case-insensitively.
+    const metadata: Record<string, string> = {
+      [MetadataKey.agentId.toLowerCase()]: options.agentId,
+      [MetadataKey.agentIdentifiers.toLowerCase()]: typeof identifiers === 'string' ? identifiers : formatAgentIdentifiers(identifiers),
+      ...(token !== undefined ? { [MetadataKey.authorization]: BEARER_PREFIX + token } : {}),
+    };
+    // Each tunnel is its own HTTP/2 connection, or a load balancer could never spread them over replicas.
+    const call = startConnectCall(options.address, options.tls?.(), metadata, { intervalMs: options.keepaliveMs ?? 60_000, timeoutMs: options.keepaliveTimeoutMs ?? 20_000 });
     try {
       const headers = await responseHeaders(call, options.handshakeTimeoutMs ?? 15_000);
       const serverId = singleHeader(headers, MetadataKey.serverId);
       const serverCount = Number(singleHeader(headers, MetadataKey.serverCount));
       if (!Number.isSafeInteger(serverCount) || serverCount < 0) {
-        throw new HandshakeError('bad-metadata', `serverCount header is not a count: ${String(headers.get(MetadataKey.serverCount)[0])}`);
+        throw new HandshakeError('bad-metadata', `serverCount header is not a count: ${String(headers[MetadataKey.serverCount.toLowerCase()])}`);
       }
-      return new AgentTunnel(client, call, serverId, serverCount, options);
+      return new AgentTunnel(call, serverId, serverCount, options);
     } catch (error) {
-      call.on('error', () => undefined); // cancel() reports CANCELLED as an error event
-      call.cancel();
-      client.close();
+      call.session.destroy();
       throw error;
     }
   }
 
   private constructor(
-    private readonly client: Client,
-    private readonly call: ConnectCall,
+    private readonly call: OutgoingCall,
     readonly serverId: string,
     readonly serverCount: number,
     private readonly options: AgentTunnelOptions,
@@ -123,17 +109,15 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.log = options.logger ?? silentLogger;
     this.dialTimeoutMs = options.dialTimeoutMs ?? 5_000;
-    this.link = new PacketLink(call);
+    this.link = new PacketLink(call.stream);
     this.host = {
       link: this.link,
       closeLingerMs: options.closeLingerMs ?? 10_000,
       countBytesToServer: (n) => (this.counters.bytesToServer += n),
       forget: (connectId) => this.connections.delete(connectId),
     };
-    call.on('data', this.onPacket);
-    call.on('end', () => this.teardown(undefined));
-    call.on('error', (error: ServiceError) => this.teardown(error));
-    call.on('close', () => this.teardown(undefined));
+    this.link.start(this.onPacket, (error) => this.teardown(error));
+    void call.status.then((status) => this.teardown(status));
     this.log.info({ serverId, serverCount, address: options.address }, 'tunnel to proxy server established');
   }
 
@@ -241,8 +225,7 @@ export class AgentTunnel extends EventEmitter<AgentTunnelEvents> {
     this.pendingDials.clear();
     for (const connection of [...this.connections.values()]) connection.tunnelLost();
     this.connections.clear();
-    this.call.cancel();
-    this.client.close();
+    this.call.session.destroy();
     this.log.info({ serverId: this.serverId, err: error }, 'tunnel to proxy server ended');
     this.resolveClosed(error);
     this.emit('closed', error);
@@ -373,43 +356,28 @@ class EndpointConnection {
   };
 }
 
-function responseHeaders(call: ConnectCall, timeoutMs: number): Promise<Metadata> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      clearTimeout(timer);
-      call.removeListener('metadata', onMetadata);
-      call.removeListener('error', onError);
-      call.removeListener('end', onEnd);
-    };
-    const onMetadata = (headers: Metadata) => {
-      cleanup();
-      resolve(headers);
-    };
-    const onError = (error: ServiceError) => {
-      cleanup();
-      const unauthorized = error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED;
-      const reason = unauthorized ? 'unauthorized' : error.code === status.INVALID_ARGUMENT ? 'bad-metadata' : 'unavailable';
-      reject(new HandshakeError(reason, `Connect refused: ${error.details || error.message}`, { cause: error }));
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new HandshakeError('unavailable', 'Connect stream ended before the server sent its headers'));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new HandshakeError('timeout', `no response headers within ${timeoutMs} ms`));
-    }, timeoutMs);
-    call.on('metadata', onMetadata);
-    call.on('error', onError);
-    call.on('end', onEnd);
+async function responseHeaders(call: OutgoingCall, timeoutMs: number): Promise<IncomingHttpHeaders> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HandshakeError('timeout', `no response headers within ${timeoutMs} ms`)), timeoutMs);
   });
+  try {
+    return await Promise.race([call.headers, timeout]);
+  } catch (error) {
+    if (!(error instanceof GrpcStatusError)) throw error;
+    const unauthorized = error.code === GrpcStatus.UNAUTHENTICATED || error.code === GrpcStatus.PERMISSION_DENIED;
+    const reason = unauthorized ? 'unauthorized' : error.code === GrpcStatus.INVALID_ARGUMENT ? 'bad-metadata' : 'unavailable';
+    throw new HandshakeError(reason, `Connect refused: ${error.details}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-function singleHeader(headers: Metadata, key: string): string {
-  const values = headers.get(key);
-  const [value] = values;
-  if (values.length !== 1 || typeof value !== 'string') {
+function singleHeader(headers: IncomingHttpHeaders, key: string): string {
+  const value = headers[key.toLowerCase()];
+  const values = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  if (values.length !== 1 || typeof values[0] !== 'string') {
     throw new HandshakeError('bad-metadata', `expected exactly one ${key} response header, got ${values.length}`);
   }
-  return value;
+  return values[0];
 }

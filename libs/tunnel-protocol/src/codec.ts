@@ -139,10 +139,27 @@ function writePayload(buf: Buffer, pos: number, p: Packet): number {
 
 /** Serializes a packet into one freshly allocated buffer of exactly the encoded size. */
 export function encodePacket(p: Packet): Buffer {
+  return encode(p, 0);
+}
+
+/**
+ * Serializes a packet as one gRPC length-prefixed message (flag byte 0 = uncompressed, 4-byte big-endian length,
+ * the packet), in a single allocation: the bytes that go on the HTTP/2 stream.
+ */
+export function encodePacketFrame(p: Packet): Buffer {
+  const buf = encode(p, GRPC_PREFIX_BYTES);
+  buf[0] = 0;
+  buf.writeUInt32BE(buf.length - GRPC_PREFIX_BYTES, 1);
+  return buf;
+}
+
+export const GRPC_PREFIX_BYTES = 5;
+
+function encode(p: Packet, prefix: number): Buffer {
   const payload = payloadSize(p);
   const size = (p.type === PacketType.DIAL_REQ ? 0 : 2) + 1 + varintSize(payload) + payload;
-  const buf = Buffer.allocUnsafe(size);
-  let pos = 0;
+  const buf = Buffer.allocUnsafe(prefix + size);
+  let pos = prefix;
   if (p.type !== PacketType.DIAL_REQ) {
     buf[pos++] = (FIELD_TYPE << 3) | WIRE_VARINT;
     buf[pos++] = p.type;

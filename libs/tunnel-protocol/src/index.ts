@@ -2,8 +2,12 @@ export { PacketType, UNRECOGNIZED, packetTypeName } from './packet.ts';
 export type {
   Packet, ReceivedPacket, DialRequest, DialResponse, CloseRequest, CloseResponse, DataPacket, CloseDial, Drain, UnrecognizedPacket,
 } from './packet.ts';
-export { encodePacket, decodePacket } from './codec.ts';
-export { CONNECT_METHOD_PATH, MetadataKey, BEARER_PREFIX, agentServiceDefinition } from './service.ts';
+export { encodePacket, encodePacketFrame, decodePacket } from './codec.ts';
+export { CONNECT_METHOD_PATH, MetadataKey, BEARER_PREFIX } from './service.ts';
+export {
+  GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, encodeGrpcMessage, decodeGrpcMessage,
+  MAX_MESSAGE_BYTES, type AgentServiceOptions, type ConnectTls,
+} from './grpc.ts';
 export { formatAgentIdentifiers, parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 export {
   ProtocolError, DialError, TunnelStreamError, HandshakeError,

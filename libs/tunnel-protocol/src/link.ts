@@ -1,13 +1,22 @@
-import { Duplex } from 'node:stream';
-import type { Packet } from './packet.ts';
+import type { Duplex } from 'node:stream';
+import { decodePacket, encodePacketFrame } from './codec.ts';
+import { ProtocolError } from './errors.ts';
+import { MessageDeframer } from './grpc.ts';
+import type { Packet, ReceivedPacket } from './packet.ts';
 
 /** Largest DATA payload we send; upstream peers accept gRPC messages up to 4 MiB. */
 export const MAX_DATA_CHUNK = 64 * 1024;
 
 /**
- * One Connect stream (a grpc-js object-mode Duplex of packets) shared by many tunnelled
+ * Bytes a link queues before it counts as congested. An HTTP/2 stream's own high-water mark (16 KiB) is a
+ * quarter of one DATA chunk and would stall the pipeline after every chunk; 1 MiB is about 7 ms at 150 MB/s.
+ */
+const LINK_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * One Connect stream (an HTTP/2 stream carrying gRPC-framed packets) shared by many tunnelled
  * connections, with backpressure in both directions:
- *  - outbound: once the stream's write buffer is full (`congested`), connections stop producing
+ *  - outbound: once the stream's write buffer holds LINK_BUFFER_BYTES (`congested`), connections stop producing
  *    DATA and park a resume callback; on 'drain' the callbacks run in FIFO order, each one only
  *    while the stream has room, so waking thousands of connections cannot overfill the buffer;
  *  - inbound: a connection whose consumer is full `hold`s the stream, which stops reading packets
@@ -20,18 +29,33 @@ export class PacketLink {
   private readonly writeWaiters = new Set<() => void>();
   private readonly holders = new Set<object>();
   private closed = false;
+  private readonly deframer = new MessageDeframer();
 
-  private readonly call: Duplex;
-
-  /** `call` is a grpc-js Connect stream; their declared types hide that they are Duplexes. */
-  constructor(call: object) {
-    if (!(call instanceof Duplex)) throw new TypeError('PacketLink needs a Duplex stream');
-    this.call = call;
+  constructor(private readonly call: Duplex) {
     call.on('drain', this.onDrain);
   }
 
+  /**
+   * Starts reading: every packet goes to `onPacket`; a malformed message stops reading and goes to `onInvalid`
+   * (the caller tears the tunnel down).
+   */
+  start(onPacket: (packet: ReceivedPacket) => void, onInvalid: (error: ProtocolError) => void): void {
+    const deliver = (message: Buffer) => onPacket(decodePacket(message));
+    this.call.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      try {
+        this.deframer.push(chunk, deliver);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this.call.pause();
+        onInvalid(error);
+      }
+    });
+  }
+
   get congested(): boolean {
-    return this.call.writableNeedDrain;
+    // 'drain' (which wakes the waiters) follows once the buffer empties, as it passed the stream's own mark on the way.
+    return this.call.writableLength >= LINK_BUFFER_BYTES;
   }
 
   get open(): boolean {
@@ -41,7 +65,7 @@ export class PacketLink {
   /** Queues a packet; a packet sent on a closed link is dropped. Returns false once congested. */
   send(packet: Packet): boolean {
     if (this.closed || this.call.writableEnded || this.call.destroyed) return false;
-    return this.call.write(packet);
+    return this.call.write(encodePacketFrame(packet));
   }
 
   /** Calls `resume` after the next drain; only meaningful while `congested`. Idempotent per callback. */
@@ -74,7 +98,7 @@ export class PacketLink {
 
   private readonly onDrain = (): void => {
     for (const resume of this.writeWaiters) {
-      if (this.closed || this.call.writableNeedDrain) return;
+      if (this.closed || this.congested) return;
       this.writeWaiters.delete(resume);
       resume();
     }

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
-import { Metadata, status, type Server, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { DialError, HandshakeError, type DialFailureReason } from './errors.ts';
+import { GrpcStatus, serveAgentService, type AgentServiceOptions, type IncomingCall } from './grpc.ts';
 import { parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
-import { widenReceiveWindow } from './http2-window.ts';
 import { PacketLink } from './link.ts';
 import { silentLogger, type Logger } from './logger.ts';
-import { PacketType, UNRECOGNIZED, packetTypeName, type Packet, type ReceivedPacket } from './packet.ts';
-import { BEARER_PREFIX, MetadataKey, agentServiceDefinition } from './service.ts';
+import { PacketType, UNRECOGNIZED, packetTypeName, type ReceivedPacket } from './packet.ts';
+import { BEARER_PREFIX, MetadataKey } from './service.ts';
 import { TunnelStream, type StreamCarrier } from './tunnel-stream.ts';
 
 /** What the authorize hook sees about an agent before it is admitted. */
@@ -21,7 +21,8 @@ export interface AgentAdmission {
   /** Token from `authorization: Bearer <token>`, sent by agents using service-account auth. */
   bearerToken: string | undefined;
   peer: string;
-  metadata: Metadata;
+  /** Every metadata header the agent sent. */
+  metadata: Record<string, string | string[]>;
 }
 
 export interface AgentInfo {
@@ -57,11 +58,6 @@ export interface TunnelServerOptions {
   dialTimeoutMs?: number;
   /** Per-direction buffer of each TunnelStream, in bytes. */
   streamHighWaterMark?: number;
-  /**
-   * HTTP/2 receive window per agent connection (default 4 MiB; 0 keeps Node's 64 KiB). It bounds
-   * agent->server throughput to one window per round trip; see widenReceiveWindow.
-   */
-  receiveWindowBytes?: number;
   logger?: Logger;
 }
 
@@ -90,8 +86,6 @@ export interface TunnelServerEvents {
   dialFailed: [dial: { agent: AgentInfo | undefined; address: string; error: DialError }];
 }
 
-type ConnectCall = ServerDuplexStream<ReceivedPacket, Packet>;
-
 interface PendingDial {
   readonly address: string;
   readonly startedAt: number;
@@ -116,7 +110,7 @@ interface ServerHooks {
 }
 
 /**
- * The cloud side of the tunnel: konnectivity's AgentService for a grpc-js Server. Agents connect
+ * The cloud side of the tunnel: konnectivity's AgentService on an HTTP/2 server. Agents connect
  * in, and `dial` opens TCP connections from an agent to a target, returned as Duplex streams.
  */
 export class TunnelServer extends EventEmitter<TunnelServerEvents> {
@@ -154,14 +148,14 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.streamHighWaterMark = options.streamHighWaterMark ?? 64 * 1024;
   }
 
-  /** Registers AgentService on a grpc-js server (whose credentials decide TLS/mTLS). */
-  addTo(server: Server): void {
-    server.addService(agentServiceDefinition, { Connect: this.handleConnect });
+  /** Serves AgentService on an HTTP/2 server (whose options decide TLS/mTLS; see agentServerSettings). */
+  attach(server: Http2Server | Http2SecureServer, options?: AgentServiceOptions): void {
+    serveAgentService(server, this.handleConnect, options);
   }
 
-  /** The Connect handler, for callers that assemble the service themselves. */
-  readonly handleConnect = (call: ConnectCall): void => {
-    call.on('error', (error) => this.log.debug({ err: error, peer: call.getPeer() }, 'agent stream error'));
+  /** The Connect handler, for callers that route calls themselves. */
+  readonly handleConnect = (call: IncomingCall): void => {
+    call.stream.on('error', (error) => this.log.debug({ err: error, peer: call.peer }, 'agent stream error'));
     this.admit(call).catch((error: unknown) => this.log.error({ err: error }, 'agent admission crashed'));
   };
 
@@ -195,7 +189,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     };
   }
 
-  /** Ends every agent stream (agents reconnect elsewhere) and refuses new ones. The grpc Server is the caller's. */
+  /** Ends every agent stream (agents reconnect elsewhere) and refuses new ones. The HTTP/2 server is the caller's. */
   close(): void {
     this.closing = true;
     for (const stream of [...this.streams]) stream.shutdown();
@@ -217,52 +211,47 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.emit('agentDisconnected', stream.info(), error);
   }
 
-  private async admit(call: ConnectCall): Promise<void> {
-    const peer = call.getPeer();
+  private async admit(call: IncomingCall): Promise<void> {
+    const peer = call.peer;
     let agentId: string | undefined;
     try {
-      if (this.closing) throw new StatusError(status.UNAVAILABLE, 'server is shutting down');
-      agentId = singleHeader(call.metadata, MetadataKey.agentId, true);
-      const identifiersHeader = singleHeader(call.metadata, MetadataKey.agentIdentifiers, false);
+      if (this.closing) throw new StatusError(GrpcStatus.UNAVAILABLE, 'server is shutting down');
+      agentId = singleHeader(call, MetadataKey.agentId, true);
+      const identifiersHeader = singleHeader(call, MetadataKey.agentIdentifiers, false);
       const identifiers = identifiersHeader ? parseAgentIdentifiers(identifiersHeader) : emptyIdentifiers();
-      const authorization = singleHeader(call.metadata, MetadataKey.authorization, false);
+      const authorization = singleHeader(call, MetadataKey.authorization, false);
       const admission: AgentAdmission = {
         agentId,
         identifiers,
-        peerCertificate: call.getAuthContext().sslPeerCertificate,
+        peerCertificate: call.peerCertificate,
         bearerToken: authorization?.startsWith(BEARER_PREFIX) ? authorization.slice(BEARER_PREFIX.length) : undefined,
         peer,
-        metadata: call.metadata,
+        metadata: call.allMetadata(),
       };
       if (this.options.authorize) {
         try {
           await this.options.authorize(admission);
         } catch (error) {
-          throw new StatusError(status.PERMISSION_DENIED, `agent refused: ${errorMessage(error)}`);
+          throw new StatusError(GrpcStatus.PERMISSION_DENIED, `agent refused: ${errorMessage(error)}`);
         }
       }
-      if (call.cancelled || call.destroyed) return;
-      if (this.closing) throw new StatusError(status.UNAVAILABLE, 'server is shutting down');
+      if (call.gone) return;
+      if (this.closing) throw new StatusError(GrpcStatus.UNAVAILABLE, 'server is shutting down');
       this.register(call, admission);
     } catch (error) {
       const rejection = error instanceof StatusError ? error
-        : error instanceof HandshakeError ? new StatusError(status.INVALID_ARGUMENT, error.message)
-        : new StatusError(status.INTERNAL, errorMessage(error));
+        : error instanceof HandshakeError ? new StatusError(GrpcStatus.INVALID_ARGUMENT, error.message)
+        : new StatusError(GrpcStatus.INTERNAL, errorMessage(error));
       this.log.warn({ agentId, peer, err: rejection }, 'agent rejected');
       this.emit('agentRejected', { agentId, peer, error: rejection });
-      const statusObject: Partial<StatusObject> = { code: rejection.code, details: rejection.message };
-      call.emit('error', statusObject);
+      call.finish(rejection.code, rejection.message);
     }
   }
 
-  private register(call: ConnectCall, admission: AgentAdmission): void {
+  private register(call: IncomingCall, admission: AgentAdmission): void {
     const serverCount = typeof this.options.serverCount === 'function' ? this.options.serverCount() : this.options.serverCount;
-    const headers = new Metadata();
-    headers.set(MetadataKey.serverId, this.options.serverId);
-    headers.set(MetadataKey.serverCount, String(serverCount));
-    call.sendMetadata(headers);
-    const window = this.options.receiveWindowBytes ?? 4 * 1024 * 1024;
-    if (window > 0 && !widenReceiveWindow(call, window)) this.log.warn({ agentId: admission.agentId }, 'could not widen the HTTP/2 receive window');
+    // HTTP/2 header names are lowercase; gRPC peers look metadata up case-insensitively.
+    call.respond({ [MetadataKey.serverId.toLowerCase()]: this.options.serverId, [MetadataKey.serverCount.toLowerCase()]: String(serverCount) });
 
     const stream = new AgentStream(call, admission, this.hooks, this.log, this.streamHighWaterMark);
     this.streams.add(stream);
@@ -315,13 +304,13 @@ class AgentStream implements StreamCarrier {
   private ended = false;
 
   constructor(
-    private readonly call: ConnectCall,
+    private readonly call: IncomingCall,
     admission: AgentAdmission,
     private readonly hooks: ServerHooks,
     private readonly log: Logger,
     private readonly streamHighWaterMark: number,
   ) {
-    this.link = new PacketLink(call);
+    this.link = new PacketLink(call.stream);
     this.agentId = admission.agentId;
     this.peer = admission.peer;
     this.identifiers = admission.identifiers;
@@ -360,19 +349,24 @@ class AgentStream implements StreamCarrier {
   }
 
   start(): void {
-    this.call.on('data', this.onPacket);
+    const stream = this.call.stream;
+    this.link.start(this.onPacket, (error) => {
+      this.log.warn({ agentId: this.agentId, err: error }, 'malformed message from agent; ending its stream');
+      this.call.finish(GrpcStatus.INTERNAL, error.message);
+      this.teardown(error);
+    });
     // The agent half-closed: finish our side with OK, as upstream does on EOF.
-    this.call.on('end', () => {
-      if (!this.call.writableEnded) this.call.end();
+    stream.on('end', () => {
+      this.call.finish(GrpcStatus.OK);
       this.teardown(undefined);
     });
-    this.call.on('close', () => this.teardown(new Error('agent stream closed')));
-    this.call.on('cancelled', () => this.teardown(new Error('agent stream cancelled')));
-    this.call.on('error', (error) => this.teardown(error));
+    stream.on('close', () => this.teardown(new Error('agent stream closed')));
+    stream.on('aborted', () => this.teardown(new Error('agent stream cancelled')));
+    stream.on('error', (error) => this.teardown(error));
   }
 
   shutdown(): void {
-    if (!this.call.writableEnded) this.call.end();
+    this.call.finish(GrpcStatus.OK);
     this.teardown(new Error('tunnel server closing'));
   }
 
@@ -521,17 +515,17 @@ class AgentStream implements StreamCarrier {
 class StatusError extends Error {
   override readonly name = 'StatusError';
   constructor(
-    readonly code: status,
+    readonly code: GrpcStatus,
     message: string,
   ) {
     super(message);
   }
 }
 
-function singleHeader(metadata: Metadata, key: string, required: true): string;
-function singleHeader(metadata: Metadata, key: string, required: false): string | undefined;
-function singleHeader(metadata: Metadata, key: string, required: boolean): string | undefined {
-  const values = metadata.get(key);
+function singleHeader(call: IncomingCall, key: string, required: true): string;
+function singleHeader(call: IncomingCall, key: string, required: false): string | undefined;
+function singleHeader(call: IncomingCall, key: string, required: boolean): string | undefined {
+  const values = call.metadata(key);
   if (values.length === 0 && !required) return undefined;
   const [value] = values;
   if (values.length !== 1 || typeof value !== 'string' || (required && value === '')) {

@@ -1,6 +1,3 @@
-import type { ServiceDefinition } from '@grpc/grpc-js';
-import { decodePacket, encodePacket } from './codec.ts';
-
 /** Upstream's agent.proto has no package, so the path carries no package prefix. */
 export const CONNECT_METHOD_PATH = '/AgentService/Connect';
 
@@ -22,17 +19,3 @@ export const MetadataKey = {
 } as const;
 
 export const BEARER_PREFIX = 'Bearer ';
-
-/** The wire contract as grpc-js wants it, for `server.addService` and for reference by clients. */
-export const agentServiceDefinition = {
-  Connect: {
-    path: CONNECT_METHOD_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: encodePacket,
-    requestDeserialize: decodePacket,
-    responseSerialize: encodePacket,
-    responseDeserialize: decodePacket,
-    originalName: 'connect',
-  },
-} satisfies ServiceDefinition;

@@ -3,10 +3,10 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { Server, ServerCredentials, credentials as channelCredentials } from '@grpc/grpc-js';
+import { createSecureServer as createHttp2Server, type Http2SecureServer, type Http2Session } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentTunnelSet, TunnelServer, tcpDialer, type AgentAdmission, type Logger } from '../src/index.ts';
-import { LOCALHOST, patternChunk, readAll, sha256, waitFor } from './support.ts';
+import { LOCALHOST, patternChunk, readAll, sha256, trackSessions, waitFor } from './support.ts';
 import {
   PROXY_AGENT_BIN, PROXY_SERVER_BIN, createTestPki, freePort, httpConnect, requireBinaries, startUpstream, waitForPort,
   type TestPki, type UpstreamProcess,
@@ -107,12 +107,11 @@ describe('(a) upstream proxy-server in http-connect mode + our agent', () => {
 
     agents = new AgentTunnelSet({
       address: `${LOCALHOST}:${agentPort}`,
-      credentials: channelCredentials.createSsl(Buffer.from(pki.caPem), Buffer.from(pki.agent.keyPem), Buffer.from(pki.agent.certPem)),
+      tls: () => ({ ca: pki.caPem, key: pki.agent.keyPem, cert: pki.agent.certPem, servername: 'localhost' }),
       agentId: 'raven-agent-1',
       // destHost routing: the upstream server picks us for CONNECT 127.0.0.1:<port>.
       identifiers: { host: ['node-a'], ipv4: [LOCALHOST] },
       dialer: tcpDialer({ allow: (host, port) => host === LOCALHOST && port !== FORBIDDEN_PORT }),
-      channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
       syncIntervalMs: 100,
     });
     agents.start();
@@ -173,7 +172,7 @@ describe('(a) upstream proxy-server in http-connect mode + our agent', () => {
 });
 
 describe('(b) our server + upstream proxy-agent', () => {
-  const replicas: Array<{ tunnel: TunnelServer; grpc: Server; port: number; admissions: AgentAdmission[] }> = [];
+  const replicas: Array<{ tunnel: TunnelServer; http2: Http2SecureServer; sessions: Set<Http2Session>; port: number; admissions: AgentAdmission[] }> = [];
   let agent: UpstreamProcess;
   const log = testLogger();
 
@@ -186,11 +185,13 @@ describe('(b) our server + upstream proxy-agent', () => {
         if (admission.peerCertificate?.subject.CN !== 'raven-agent') throw new Error('unexpected client certificate');
       },
     });
-    const grpc = new Server();
-    tunnel.addTo(grpc);
-    const creds = ServerCredentials.createSsl(Buffer.from(pki.caPem), [{ cert_chain: Buffer.from(pki.server.certPem), private_key: Buffer.from(pki.server.keyPem) }], true);
-    const port = await new Promise<number>((resolve, reject) => grpc.bindAsync(`${LOCALHOST}:0`, creds, (e, p) => (e ? reject(e) : resolve(p))));
-    const replica = { tunnel, grpc, port, admissions };
+    const http2 = createHttp2Server({ ca: pki.caPem, cert: pki.server.certPem, key: pki.server.keyPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
+    const sessions = trackSessions(http2);
+    tunnel.attach(http2);
+    http2.listen(0, LOCALHOST);
+    await once(http2, 'listening');
+    const port = (http2.address() as AddressInfo).port;
+    const replica = { tunnel, http2, sessions, port, admissions };
     replicas.push(replica);
     return replica;
   }
@@ -220,7 +221,8 @@ describe('(b) our server + upstream proxy-agent', () => {
     await agent?.stop();
     for (const r of replicas) {
       r.tunnel.close();
-      r.grpc.forceShutdown();
+      r.http2.close();
+      for (const session of r.sessions) session.destroy();
     }
   });
 

@@ -3,10 +3,10 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Server, ServerCredentials, credentials as channelCredentials } from '@grpc/grpc-js';
+import { createServer as createHttp2Server, type Http2Server, type Http2Session } from 'node:http2';
 import {
   AgentTunnel, TunnelServer, tcpDialer,
-  type AgentTunnelOptions, type TunnelServerOptions,
+  type AgentServiceOptions, type AgentTunnelOptions, type TunnelServerOptions,
 } from '../src/index.ts';
 
 export const LOCALHOST = '127.0.0.1';
@@ -36,34 +36,47 @@ export const echoServer = () => tcpServer((socket) => socket.pipe(socket));
 
 export interface RunningTunnelServer {
   tunnel: TunnelServer;
-  grpc: Server;
+  http2: Http2Server;
   port: number;
   address: string;
   stop(): Promise<void>;
 }
 
-/** Our TunnelServer on a plaintext grpc-js server (the transport security is the caller's business). */
-export async function startTunnelServer(options: Partial<TunnelServerOptions> = {}, port = 0): Promise<RunningTunnelServer> {
-  const tunnel = new TunnelServer({ serverId: 'server-1', serverCount: 1, ...options });
-  const grpc = new Server();
-  tunnel.addTo(grpc);
-  const bound = await new Promise<number>((resolve, reject) =>
-    grpc.bindAsync(`${LOCALHOST}:${port}`, ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
-  );
+/** Our TunnelServer on a plaintext HTTP/2 server (the transport security is the caller's business). */
+export async function startTunnelServer(options: Partial<TunnelServerOptions> & AgentServiceOptions = {}, port = 0): Promise<RunningTunnelServer> {
+  const { keepaliveMs, keepaliveTimeoutMs, receiveWindowBytes, ...serverOptions } = options;
+  const tunnel = new TunnelServer({ serverId: 'server-1', serverCount: 1, ...serverOptions });
+  const http2 = createHttp2Server();
+  const sessions = trackSessions(http2);
+  tunnel.attach(http2, { keepaliveMs, keepaliveTimeoutMs, receiveWindowBytes });
+  http2.listen(port, LOCALHOST);
+  await once(http2, 'listening');
+  const bound = (http2.address() as AddressInfo).port;
   return {
-    tunnel, grpc, port: bound, address: `${LOCALHOST}:${bound}`,
+    tunnel, http2, port: bound, address: `${LOCALHOST}:${bound}`,
     stop: async () => {
       tunnel.close();
-      grpc.forceShutdown();
+      http2.close();
+      for (const session of sessions) session.destroy();
       await sleep(10);
     },
   };
 }
 
+/** The live sessions of an HTTP/2 server, so a test can drop them all (a server crash, as agents see it). */
+export function trackSessions(server: { on(event: 'session', listener: (session: Http2Session) => void): unknown }): Set<Http2Session> {
+  const sessions = new Set<Http2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  return sessions;
+}
+
 export function agentOptions(address: string, overrides: Partial<AgentTunnelOptions> = {}): AgentTunnelOptions {
   return {
     address,
-    credentials: channelCredentials.createInsecure(),
+    tls: undefined,
     agentId: 'agent-a',
     identifiers: { host: ['node-a'] },
     dialer: tcpDialer(),
