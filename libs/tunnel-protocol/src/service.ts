@@ -2,8 +2,8 @@
 export const CONNECT_METHOD_PATH = '/AgentService/Connect';
 
 /**
- * gRPC metadata keys of the handshake (konnectivity proto/header). gRPC lowercases keys on the wire;
- * grpc-js and grpc-go both look them up case-insensitively, so the upstream spelling is kept.
+ * gRPC metadata keys of the handshake (konnectivity proto/header). HTTP/2 carries them lowercased and gRPC
+ * implementations look them up case-insensitively; the upstream spelling is kept for reference.
  */
 export const MetadataKey = {
   /** agent -> server, exactly one: the agent's unique ID. */
