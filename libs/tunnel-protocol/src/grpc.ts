@@ -42,6 +42,11 @@ export class GrpcStatusError extends Error {
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** HTTP/2 receive window per stream and per connection: one tunnel is one stream, so it bounds a tunnel's throughput per RTT. */
 export const RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
+/**
+ * Request metadata we send: agentIdentifiers lists every member of a domain in one header. grpc-go servers take up to
+ * 16 MiB; a Node (nghttp2) server takes at most 64 KiB per header field, some 1,000-1,800 members.
+ */
+const MAX_SEND_HEADER_BYTES = 1024 * 1024;
 /** Largest HTTP/2 frame we accept: a whole 64 KiB DATA message fits in one frame, so it arrives as one chunk. */
 const MAX_FRAME_BYTES = 128 * 1024;
 
@@ -286,6 +291,7 @@ export function startConnectCall(address: string, tls: ConnectTls | undefined, m
   const session = http2Connect(`${tls ? 'https' : 'http'}://${address}`, {
     settings: { initialWindowSize: RECEIVE_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES, enablePush: false },
     maxSessionMemory: 64,
+    maxSendHeaderBlockLength: MAX_SEND_HEADER_BYTES,
     ...(tls ? {
       ca: tls.ca, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'],
       ...(tls.servername ? { servername: tls.servername } : {}),
