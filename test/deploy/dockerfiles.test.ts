@@ -54,7 +54,7 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
   it('copies only the bundle directory into the runtime stage', () => {
     const copies = runtime!.filter((i) => i.cmd === 'COPY' || i.cmd === 'ADD');
     expect(copies).toEqual([{ cmd: 'COPY', args: `--from=build /src/dist/apps/${app}/ /app/` }]);
-    expect(runtime!.find((i) => i.cmd === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps", "/app/main.js"]');
+    expect(runtime!.find((i) => i.cmd === 'ENTRYPOINT')?.args).toBe('["node", "/app/main.js"]');
     const labels = runtime!.filter((i) => i.cmd === 'LABEL').map((i) => i.args).join(' ');
     expect(labels).toContain(`org.opencontainers.image.title="raven-${app}"`);
     expect(labels).toContain('org.opencontainers.image.version="${VERSION}"');
