@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request, type ClientRequestArgs } from 'node:http';
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,7 +14,7 @@ import { LABELS, PROXY_SERVICE_ACCOUNTS, SYSTEM_NAMESPACE, proxyClientCommonName
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { issueCertificate, loadCA, type CertificateAuthority } from '@raven/pki';
 import {
-  WORKSPACE_ROOT, sendConnect, adminClient, binaryPath, freePort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
+  WORKSPACE_ROOT, sendConnect, adminClient, binaryPath, freePort, konnectivityPort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
 } from '@raven/testbed';
 import { printReport } from './report.ts';
 
@@ -63,19 +63,6 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGKILL');
   await once(child, 'exit');
-}
-
-/** A listener port konnectivity accepts (it refuses the ephemeral range). */
-async function upstreamPort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 25_000);
-    const probe = createNetServer();
-    const free = await new Promise<boolean>((resolve) => probe.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
-    if (free) {
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
-      return port;
-    }
-  }
 }
 
 async function boundKubeconfig(kube: KubeClient, cluster: Cluster, sa: string, node: string, dir: string): Promise<string> {
@@ -154,19 +141,19 @@ async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }
     const serving = await issueCertificate(ca, { commonName: 'konnectivity-server', ipAddresses: ['127.0.0.1'], usages: ['server'] });
     const agentCert = await issueCertificate(ca, { commonName: proxyClientCommonName(NAMES.edge), usages: ['client'] });
     for (const [file, content] of [['konn.crt', serving.certPem], ['konn.key', serving.keyPem], ['agent.crt', agentCert.certPem], ['agent.key', agentCert.keyPem]]) writeFileSync(join(dir, file!), content!);
-    const agentPort = await upstreamPort();
+    const agentPort = await konnectivityPort();
     const konnServer = spawnLogged(dir, 'konnectivity-server', binaryPath('konnectivity-server'), [
       '--mode=http-connect', '--proxy-strategies=destHost', '--server-id=konn', '--server-count=1', '-v=0', `--uds-name=${uds}`, '--delete-existing-uds-file',
       '--server-port=0', '--agent-bind-address=127.0.0.1', `--agent-port=${agentPort}`,
       `--cluster-cert=${join(dir, 'konn.crt')}`, `--cluster-key=${join(dir, 'konn.key')}`, `--cluster-ca-cert=${cluster.info().caCertFile}`,
-      '--admin-bind-address=127.0.0.1', `--admin-port=${await upstreamPort()}`, '--health-bind-address=127.0.0.1', `--health-port=${await upstreamPort()}`,
+      '--admin-bind-address=127.0.0.1', `--admin-port=${await konnectivityPort()}`, '--health-bind-address=127.0.0.1', `--health-port=${await konnectivityPort()}`,
     ]);
     undo.push(() => stopChild(konnServer));
     await waitFor('konnectivity-server', async () => readdirSync(dir).includes('konnectivity.sock'), 20_000, 100);
     const konnAgent = spawnLogged(dir, 'konnectivity-agent', binaryPath('konnectivity-agent'), [
       `--agent-id=${NAMES.edge}`, `--agent-identifiers=ipv4=${IPS.edge}`, '-v=0', '--proxy-server-host=127.0.0.1', `--proxy-server-port=${agentPort}`,
       `--ca-cert=${cluster.info().caCertFile}`, `--agent-cert=${join(dir, 'agent.crt')}`, `--agent-key=${join(dir, 'agent.key')}`,
-      '--admin-bind-address=127.0.0.1', `--admin-server-port=${await upstreamPort()}`, '--health-server-host=127.0.0.1', `--health-server-port=${await upstreamPort()}`,
+      '--admin-bind-address=127.0.0.1', `--admin-server-port=${await konnectivityPort()}`, '--health-server-host=127.0.0.1', `--health-server-port=${await konnectivityPort()}`,
     ]);
     undo.push(() => stopChild(konnAgent));
     konnectivity = { uds, server: konnServer, agent: konnAgent };

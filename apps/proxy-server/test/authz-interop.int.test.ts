@@ -3,14 +3,13 @@ import { once } from 'node:events';
 import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createSecureServer as createHttp2Server, type Http2Session } from 'node:http2';
-import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LABELS, PROXY_SERVICE_ACCOUNTS, proxyClientCommonName, servingCommonName } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { createCA, issueCertificate, type CertificateAuthority, type KeyPairPem } from '@raven/pki';
-import { adminClient, binaryPath, deleteNode, freePort, registerNode, uniqueName, waitFor, type AppProcess } from '@raven/testbed';
+import { adminClient, binaryPath, deleteNode, freePort, konnectivityPort, registerNode, uniqueName, waitFor, type AppProcess } from '@raven/testbed';
 import { AgentTunnel, DialError, HandshakeError, TunnelServer, tcpDialer, type AgentTunnelOptions } from '@raven/tunnel-protocol';
 import {
   boundKubeconfig, clusterCa, deletePod, enableL7, httpGet, startKubelet, startPickup, startProxyClient, startProxyServer, tempDir, type Fixture,
@@ -77,19 +76,6 @@ function startUpstream(name: string, bin: string, args: string[]): ChildProcess 
     }
   });
   return child;
-}
-
-/** A port konnectivity accepts for its listeners (it refuses the ephemeral range). */
-async function upstreamPort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 25_000);
-    const probe = createNetServer();
-    const free = await new Promise<boolean>((resolve) => probe.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
-    if (free) {
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
-      return port;
-    }
-  }
 }
 
 let restoreConfig: (() => Promise<void>) | undefined;
@@ -223,14 +209,14 @@ describe('what a proxy-client dials', () => {
 
 describe('interoperability with upstream konnectivity v0.34.0', () => {
   it('our proxy-client serves requests through an upstream konnectivity proxy-server (http-connect, destHost)', async () => {
-    const [agentPort, frontendPort] = [await upstreamPort(), await upstreamPort()];
+    const [agentPort, frontendPort] = [await konnectivityPort(), await konnectivityPort()];
     const serving = await writePair('konn-server', await issueCertificate(ca, { commonName: 'konnectivity-server', ipAddresses: ['127.0.0.1'], usages: ['server'] }));
     const frontendClient = await issueCertificate(ca, { commonName: 'kube-apiserver', usages: ['client'] });
     startUpstream('konnectivity-server', binaryPath('konnectivity-server'), [
       '--mode=http-connect', '--proxy-strategies=destHost', '--server-id=konn-1', '--server-count=1', '-v=2',
       '--server-bind-address=127.0.0.1', `--server-port=${frontendPort}`, `--server-cert=${serving.cert}`, `--server-key=${serving.key}`, `--server-ca-cert=${cluster.caCertFile}`,
       '--agent-bind-address=127.0.0.1', `--agent-port=${agentPort}`, `--cluster-cert=${serving.cert}`, `--cluster-key=${serving.key}`, `--cluster-ca-cert=${cluster.caCertFile}`,
-      '--admin-bind-address=127.0.0.1', `--admin-port=${await upstreamPort()}`, '--health-bind-address=127.0.0.1', `--health-port=${await upstreamPort()}`,
+      '--admin-bind-address=127.0.0.1', `--admin-port=${await konnectivityPort()}`, '--health-bind-address=127.0.0.1', `--health-port=${await konnectivityPort()}`,
     ]);
     const second = await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.client, node.a1, dir, 'konn');
     pods.push(second.pod);
@@ -258,7 +244,7 @@ describe('interoperability with upstream konnectivity v0.34.0', () => {
     startUpstream('konnectivity-agent', binaryPath('konnectivity-agent'), [
       `--agent-id=${node.b1}`, `--agent-identifiers=host=${node.b1}`, '-v=2', `--proxy-server-host=${ip.c}`, `--proxy-server-port=${ports.tunnel}`,
       `--ca-cert=${cluster.caCertFile}`, `--agent-cert=${agentCert.cert}`, `--agent-key=${agentCert.key}`,
-      '--admin-bind-address=127.0.0.1', `--admin-server-port=${await upstreamPort()}`, '--health-server-host=127.0.0.1', `--health-server-port=${await upstreamPort()}`,
+      '--admin-bind-address=127.0.0.1', `--admin-server-port=${await konnectivityPort()}`, '--health-server-host=127.0.0.1', `--health-server-port=${await konnectivityPort()}`,
       '--sync-interval=100ms', '--sync-interval-cap=1s',
     ]);
     const res = await waitFor('b1 served through the upstream agent', async () => {

@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execPath } from 'node:process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { sendConnect } from '@raven/testbed';
+import { konnectivityPort, sendConnect } from '@raven/testbed';
 import { createCA, issueCertificate, type KeyPairPem } from '@raven/pki';
 import { LOCALHOST } from './support.ts';
 
@@ -24,21 +24,8 @@ export function requireBinaries(): void {
   }
 }
 
-/** A free loopback port inside 1024..49151: upstream refuses ephemeral ports for its listeners. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 25_000);
-    const server = createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, LOCALHOST, () => resolve(true));
-    });
-    if (free) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      return port;
-    }
-  }
-}
+/** Upstream refuses ephemeral ports for its listeners. */
+export const freePort = (): Promise<number> => konnectivityPort(LOCALHOST);
 
 export interface TestPki {
   dir: string;
