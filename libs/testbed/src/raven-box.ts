@@ -89,6 +89,7 @@ export class RavenBox {
    * peers Connected (handshakes done, probes answered through the tunnel), and every agent is ready.
    */
   async waitConverged(timeoutMs = 60_000): Promise<void> {
+    let missing = '';
     await waitFor('every Gateway elected and connected, every agent ready', async () => {
       type Gw = {
         metadata: { name: string };
@@ -96,17 +97,41 @@ export class RavenBox {
         status?: { activeEndpoints?: Array<{ type: string; config?: Record<string, string> }>; connections?: Array<{ status: string }> };
       };
       const gws = (await this.kube.list<Gw>(RESOURCES.gateways)).items.filter((g) => g.spec?.endpoints?.some((e) => e.type === 'tunnel'));
-      const published = gws.every((g) => g.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.config?.publicKey));
-      if (!published) return false;
-      const connected = gws.length < 2 || gws.every((g) => (g.status?.connections ?? []).length >= gws.length - 1 && g.status!.connections!.every((c) => c.status === 'Connected'));
-      if (!connected) return false;
+      const unpublished = gws.filter((g) => !g.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.config?.publicKey));
+      if (unpublished.length > 0) {
+        missing = `no elected tunnel endpoint with a key: ${unpublished.map((g) => g.metadata.name).join(', ')}`;
+        return false;
+      }
+      const unconnected = gws.length < 2 ? [] : gws.filter((g) => (g.status?.connections ?? []).length < gws.length - 1 || !g.status!.connections!.every((c) => c.status === 'Connected'));
+      if (unconnected.length > 0) {
+        missing = `not connected to every peer: ${unconnected.map((g) => `${g.metadata.name} ${JSON.stringify(g.status?.connections ?? [])}`).join('; ')}`;
+        return false;
+      }
       for (const node of this.box.nodes.filter((n) => n.isUp)) {
-        if ((await this.agentHealth(node.name, '/readyz')).status !== 200) return false;
+        if ((await this.agentHealth(node.name, '/readyz')).status !== 200) {
+          missing = `agent not ready on ${node.name}`;
+          return false;
+        }
         // Every node of a Gateway has a role in the data path once it has caught up.
-        if (node.gateway && /raven_tunnel_role\{role="none"\} 1/.test((await this.agentHealth(node.name, '/metrics')).body)) return false;
+        if (node.gateway && /raven_tunnel_role\{role="none"\} 1/.test((await this.agentHealth(node.name, '/metrics')).body)) {
+          missing = `agent on ${node.name} has no data-path role yet`;
+          return false;
+        }
       }
       return true;
-    }, timeoutMs, 250);
+    }, timeoutMs, 250).catch((err: Error) => {
+      // The box's logs go with it; keep the agents' last words in the failure.
+      const tails = this.box.nodes.filter((n) => n.isUp).map((n) => `--- ${n.name}\n${this.agentLogTail(n.name, 8)}`).join('\n');
+      throw new Error(`${err.message}; ${missing}\n${tails}`);
+    });
+  }
+
+  private agentLogTail(node: string, lines: number): string {
+    try {
+      return this.agentLog(node).trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
   }
 
   agentLog(node: string): string {
