@@ -83,10 +83,11 @@ export class Frontends {
     return createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept('http', socket));
   }
 
-  createHttpsServer(tls: { cert: string; key: string; clientCa?: string }): TlsServer {
+  /** The certificate (and the client CA) come from the caller's serveCurrentCertificate, which follows rotation. */
+  createHttpsServer(opts: { requireClientCert: boolean }): TlsServer {
     return createTlsServer({
-      cert: tls.cert, key: tls.key, allowHalfOpen: true, ALPNProtocols: ['http/1.1'],
-      ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+      allowHalfOpen: true, ALPNProtocols: ['http/1.1'],
+      ...(opts.requireClientCert ? { requestCert: true, rejectUnauthorized: true } : {}),
     }, (socket) => this.accept('https', socket));
   }
 

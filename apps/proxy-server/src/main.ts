@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createSecureServer as createHttp2Server, type Http2Session } from 'node:http2';
+import { createSecureServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import {
   CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, proxyInternalServiceNames, servingCommonName,
@@ -143,23 +143,17 @@ async function main(): Promise<void> {
   await view.waitForSync(shutdown.signal);
   reconcileActivation();
   log.info({ healthPort }, 'caches synced; waiting for the serving certificate');
-  const firstCert = await serving.whenReady(shutdown.signal);
-  if (!firstCert) return;
+  if (!(await serving.whenReady(shutdown.signal))) return;
 
   // Tunnel listener: mTLS with client certificates from the signers' CA; certificates rotate without a restart.
   const tunnelServer = createHttp2Server({ requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
   serveCurrentCertificate(tunnelServer, serving, { ca: trust });
-  const tunnelSessions = new Set<Http2Session>();
-  tunnelServer.on('session', (session) => {
-    tunnelSessions.add(session);
-    session.once('close', () => tunnelSessions.delete(session));
-  });
-  hub.attach(tunnelServer);
+  const tunnelService = hub.attach(tunnelServer);
 
   const clientCa = values['frontend-client-ca-file'] ? readFileSync(values['frontend-client-ca-file'], 'utf8') : undefined;
   if (!clientCa) log.warn('HTTPS front end accepts callers without a client certificate; restrict access to the internal Service, or set --frontend-client-ca-file');
   const httpFrontend = frontends.createHttpServer();
-  const httpsFrontend = frontends.createHttpsServer({ cert: firstCert.certPem, key: firstCert.keyPem, clientCa });
+  const httpsFrontend = frontends.createHttpsServer({ requireClientCert: clientCa !== undefined });
   serveCurrentCertificate(httpsFrontend, serving, clientCa ? { ca: clientCa } : {});
   const listen = (server: NetServer, port: number) => new Promise<number>((resolve, reject) => {
     server.once('error', reject);
@@ -175,11 +169,7 @@ async function main(): Promise<void> {
   shutdown.onStop('tunnels', async () => {
     hub.deactivate();
     // Deactivation ended every Connect call with OK; the sessions go once their last stream has closed.
-    tunnelServer.close();
-    for (const session of tunnelSessions) session.close();
-    const deadline = Date.now() + 2_000;
-    while (tunnelSessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    for (const session of tunnelSessions) session.destroy();
+    await tunnelService.close(2_000);
   });
   shutdown.onStop('frontends', async () => {
     httpFrontend.close();

@@ -2,7 +2,7 @@ import type { Http2SecureServer } from 'node:http2';
 import type { Logger } from '@raven/controller-kit';
 import {
   DialError, GrpcStatus, TunnelServer, serveAgentService,
-  type AgentAdmission, type TunnelServerStats, type TunnelStream,
+  type AgentAdmission, type AgentServiceHandle, type TunnelServerStats, type TunnelStream,
 } from '@raven/tunnel-protocol';
 import { AdmissionError, admitClient, type AdmittedClient } from './admission.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -48,8 +48,8 @@ export class TunnelHub {
     return this.server !== undefined;
   }
 
-  attach(http2: Http2SecureServer): void {
-    serveAgentService(http2, (call) => {
+  attach(http2: Http2SecureServer): AgentServiceHandle {
+    return serveAgentService(http2, (call) => {
       if (this.server) return this.server.handleConnect(call);
       this.opts.metrics.errors.inc({ reason: 'standby' });
       call.finish(GrpcStatus.UNAVAILABLE, 'raven proxy-server is on standby (not an elected proxy endpoint)');

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createSecureServer as createHttp2Server, type Http2Session } from 'node:http2';
+import { createSecureServer as createHttp2Server } from 'node:http2';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -108,15 +108,12 @@ beforeAll(async () => {
   const serving = await issueCertificate(ca, { commonName: 'test-tunnel-server', ipAddresses: ['127.0.0.1'], usages: ['server'] });
   testTunnel = new TunnelServer({ serverId: 'test', serverCount: 1 });
   const http2 = createHttp2Server({ ca: ca.certPem, cert: serving.certPem, key: serving.keyPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
-  const sessions = new Set<Http2Session>();
-  http2.on('session', (session) => sessions.add(session));
-  testTunnel.attach(http2);
+  const testService = testTunnel.attach(http2);
   http2.listen(ports.testTunnel, '127.0.0.1');
   await once(http2, 'listening');
-  cleanups.push(() => {
+  cleanups.push(async () => {
     testTunnel.close();
-    http2.close();
-    for (const session of sessions) session.destroy();
+    await testService.close();
   });
 
   const bound = async (sa: string, n: string) => {

@@ -231,13 +231,21 @@ export interface AgentServiceOptions {
   receiveWindowBytes?: number;
 }
 
+export interface AgentServiceHandle {
+  /** Stops accepting connections; open sessions get `graceMs` to end their streams, then are destroyed. */
+  close(graceMs?: number): Promise<void>;
+}
+
 /**
  * Serves AgentService.Connect on an HTTP/2 server (TLS or not: the server's options decide); other paths and
  * malformed requests get the status a gRPC server would give.
  */
-export function serveAgentService(server: Http2Server | Http2SecureServer, onConnect: (call: IncomingCall) => void, options: AgentServiceOptions = {}): void {
+export function serveAgentService(server: Http2Server | Http2SecureServer, onConnect: (call: IncomingCall) => void, options: AgentServiceOptions = {}): AgentServiceHandle {
   const window = options.receiveWindowBytes ?? RECEIVE_WINDOW_BYTES;
+  const sessions = new Set<Http2Session>();
   server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
     if (window > 0) session.setLocalWindowSize(window);
     session.settings({ maxFrameSize: MAX_FRAME_BYTES, ...(window > 0 ? { initialWindowSize: window } : {}) });
@@ -261,6 +269,15 @@ export function serveAgentService(server: Http2Server | Http2SecureServer, onCon
     }
     onConnect(call);
   });
+  return {
+    close: async (graceMs = 0) => {
+      server.close();
+      for (const session of sessions) session.close();
+      const deadline = Date.now() + graceMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const session of sessions) session.destroy();
+    },
+  };
 }
 
 // ---------------------------------------------------------------- client side

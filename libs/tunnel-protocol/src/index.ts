@@ -6,7 +6,7 @@ export { encodePacket, encodePacketFrame, decodePacket } from './codec.ts';
 export { CONNECT_METHOD_PATH, MetadataKey, BEARER_PREFIX } from './service.ts';
 export {
   GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, keepAlive, encodeGrpcMessage, decodeGrpcMessage,
-  MAX_MESSAGE_BYTES, type AgentServiceOptions, type ConnectTls,
+  MAX_MESSAGE_BYTES, type AgentServiceHandle, type AgentServiceOptions, type ConnectTls,
 } from './grpc.ts';
 export { formatAgentIdentifiers, parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 export {

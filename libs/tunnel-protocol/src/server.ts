@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { DialError, HandshakeError, type DialFailureReason } from './errors.ts';
-import { GrpcStatus, serveAgentService, type AgentServiceOptions, type IncomingCall } from './grpc.ts';
+import { GrpcStatus, serveAgentService, type AgentServiceHandle, type AgentServiceOptions, type IncomingCall } from './grpc.ts';
 import { parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 import { PacketLink } from './link.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -149,8 +149,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   }
 
   /** Serves AgentService on an HTTP/2 server (whose options decide TLS/mTLS; see agentServerSettings). */
-  attach(server: Http2Server | Http2SecureServer, options?: AgentServiceOptions): void {
-    serveAgentService(server, this.handleConnect, options);
+  attach(server: Http2Server | Http2SecureServer, options?: AgentServiceOptions): AgentServiceHandle {
+    return serveAgentService(server, this.handleConnect, options);
   }
 
   /** The Connect handler, for callers that route calls themselves. */

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   GrpcStatus, MessageDeframer, keepAlive, PacketType, ProtocolError, decodeGrpcMessage, decodePacket, encodeGrpcMessage, encodePacketFrame, serveAgentService,
 } from '../src/index.ts';
-import { LOCALHOST, trackSessions } from './support.ts';
+import { LOCALHOST } from './support.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -69,14 +69,10 @@ describe('grpc-message', () => {
 describe('serveAgentService', () => {
   async function request(headers: Record<string, string>): Promise<{ response: IncomingHttpHeaders; trailers: IncomingHttpHeaders | undefined }> {
     const server = createHttp2Server();
-    const sessions = trackSessions(server);
-    serveAgentService(server, (call) => call.finish(GrpcStatus.OK));
+    const service = serveAgentService(server, (call) => call.finish(GrpcStatus.OK));
     server.listen(0, LOCALHOST);
     await once(server, 'listening');
-    cleanups.push(() => {
-      server.close();
-      for (const s of sessions) s.destroy();
-    });
+    cleanups.push(() => service.close());
     const client = http2Connect(`http://${LOCALHOST}:${(server.address() as AddressInfo).port}`);
     cleanups.push(() => client.destroy());
     const stream = client.request({ ':method': 'POST', ...headers });
@@ -110,7 +106,7 @@ describe('serveAgentService', () => {
 describe('keepAlive', () => {
   it('destroys a session whose pings stop being acknowledged (a silently dead link), and not a healthy one', async () => {
     const server = createHttp2Server();
-    const sessions = trackSessions(server);
+    const service = serveAgentService(server, () => undefined, { keepaliveMs: 0 }); // only the client pings here
     server.listen(0, LOCALHOST);
     await once(server, 'listening');
     // A relay that can turn into a black hole, as a vanished NAT mapping does.
@@ -130,8 +126,7 @@ describe('keepAlive', () => {
     cleanups.push(() => {
       for (const s of relays) s.destroy();
       relay.close();
-      server.close();
-      for (const s of sessions) s.destroy();
+      return service.close();
     });
     const client = http2Connect(`http://${LOCALHOST}:${(relay.address() as AddressInfo).port}`);
     client.on('error', () => undefined);

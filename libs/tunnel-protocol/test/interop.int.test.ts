@@ -3,10 +3,10 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { createSecureServer as createHttp2Server, type Http2SecureServer, type Http2Session } from 'node:http2';
+import { createSecureServer as createHttp2Server } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentTunnelSet, TunnelServer, tcpDialer, type AgentAdmission, type Logger } from '../src/index.ts';
-import { LOCALHOST, patternChunk, readAll, sha256, trackSessions, waitFor } from './support.ts';
+import { AgentTunnelSet, TunnelServer, tcpDialer, type AgentAdmission, type AgentServiceHandle, type Logger } from '../src/index.ts';
+import { LOCALHOST, patternChunk, readAll, sha256, waitFor } from './support.ts';
 import {
   PROXY_AGENT_BIN, PROXY_SERVER_BIN, createTestPki, freePort, httpConnect, requireBinaries, startUpstream, waitForPort,
   type TestPki, type UpstreamProcess,
@@ -172,7 +172,7 @@ describe('(a) upstream proxy-server in http-connect mode + our agent', () => {
 });
 
 describe('(b) our server + upstream proxy-agent', () => {
-  const replicas: Array<{ tunnel: TunnelServer; http2: Http2SecureServer; sessions: Set<Http2Session>; port: number; admissions: AgentAdmission[] }> = [];
+  const replicas: Array<{ tunnel: TunnelServer; service: AgentServiceHandle; port: number; admissions: AgentAdmission[] }> = [];
   let agent: UpstreamProcess;
   const log = testLogger();
 
@@ -186,12 +186,11 @@ describe('(b) our server + upstream proxy-agent', () => {
       },
     });
     const http2 = createHttp2Server({ ca: pki.caPem, cert: pki.server.certPem, key: pki.server.keyPem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
-    const sessions = trackSessions(http2);
-    tunnel.attach(http2);
+    const service = tunnel.attach(http2);
     http2.listen(0, LOCALHOST);
     await once(http2, 'listening');
     const port = (http2.address() as AddressInfo).port;
-    const replica = { tunnel, http2, sessions, port, admissions };
+    const replica = { tunnel, service, port, admissions };
     replicas.push(replica);
     return replica;
   }
@@ -221,8 +220,7 @@ describe('(b) our server + upstream proxy-agent', () => {
     await agent?.stop();
     for (const r of replicas) {
       r.tunnel.close();
-      r.http2.close();
-      for (const session of r.sessions) session.destroy();
+      await r.service.close();
     }
   });
 

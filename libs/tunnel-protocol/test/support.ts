@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createServer as createHttp2Server, type Http2Server, type Http2Session } from 'node:http2';
+import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
 import {
   AgentTunnel, TunnelServer, tcpDialer,
   type AgentServiceOptions, type AgentTunnelOptions, type TunnelServerOptions,
@@ -47,8 +47,7 @@ export async function startTunnelServer(options: Partial<TunnelServerOptions> & 
   const { keepaliveMs, keepaliveTimeoutMs, receiveWindowBytes, ...serverOptions } = options;
   const tunnel = new TunnelServer({ serverId: 'server-1', serverCount: 1, ...serverOptions });
   const http2 = createHttp2Server();
-  const sessions = trackSessions(http2);
-  tunnel.attach(http2, { keepaliveMs, keepaliveTimeoutMs, receiveWindowBytes });
+  const service = tunnel.attach(http2, { keepaliveMs, keepaliveTimeoutMs, receiveWindowBytes });
   http2.listen(port, LOCALHOST);
   await once(http2, 'listening');
   const bound = (http2.address() as AddressInfo).port;
@@ -56,21 +55,10 @@ export async function startTunnelServer(options: Partial<TunnelServerOptions> & 
     tunnel, http2, port: bound, address: `${LOCALHOST}:${bound}`,
     stop: async () => {
       tunnel.close();
-      http2.close();
-      for (const session of sessions) session.destroy();
+      await service.close(); // drops every session at once: a server crash, as agents see it
       await sleep(10);
     },
   };
-}
-
-/** The live sessions of an HTTP/2 server, so a test can drop them all (a server crash, as agents see it). */
-export function trackSessions(server: { on(event: 'session', listener: (session: Http2Session) => void): unknown }): Set<Http2Session> {
-  const sessions = new Set<Http2Session>();
-  server.on('session', (session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-  });
-  return sessions;
 }
 
 export function agentOptions(address: string, overrides: Partial<AgentTunnelOptions> = {}): AgentTunnelOptions {
