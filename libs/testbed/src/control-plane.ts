@@ -131,7 +131,8 @@ export class ControlPlane {
       `--bind-address=${host}`, `--advertise-address=${host}`, `--secure-port=${apiserverPort}`,
       `--tls-cert-file=${pkiDir}/apiserver.crt`, `--tls-private-key-file=${pkiDir}/apiserver.key`,
       `--client-ca-file=${pkiDir}/ca.crt`,
-      '--authorization-mode=RBAC',
+      // As in production: the Node authorizer and NodeRestriction bound what a node's own credentials may do.
+      '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
       `--service-account-key-file=${pkiDir}/sa.pub`, `--service-account-signing-key-file=${pkiDir}/sa.key`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
