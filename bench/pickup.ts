@@ -11,6 +11,7 @@ const NODES = Number(process.env.BENCH_NODES ?? 10_000);
 const GATEWAYS = Number(process.env.BENCH_GATEWAYS ?? 1_000);
 const MEMBERS = NODES / GATEWAYS;
 const RESYNC_S = 15;
+const RESYNCS = Number(process.env.BENCH_RESYNCS ?? 6);
 
 async function inBatches<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -64,21 +65,26 @@ export async function run(): Promise<void> {
       const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, verb) => sum + metricValue(text, 'raven_pickup_api_requests_total', { verb }), 0);
       return { text, writes, resyncs: metricValue(text, 'raven_pickup_resyncs_total', { controller: 'gateway-status' }) };
     };
-    // Let the first resync (which may still write DNS/Services) pass, then measure one clean resync.
+    // Let the first resync (which may still write DNS/Services) pass, then measure clean resyncs one after another.
     const first = await scrape();
     await waitFor('a resync', async () => (await scrape()).resyncs > first.resyncs, (RESYNC_S + 30) * 1000, 500);
-    const before = await scrape();
-    await waitFor('another resync', async () => (await scrape()).resyncs > before.resyncs, (RESYNC_S + 30) * 1000, 500);
-    const after = await scrape();
-    const resyncSeconds = metricValue(after.text, 'raven_pickup_last_resync_duration_seconds', { controller: 'gateway-status' });
+    const resyncSeconds: number[] = [];
+    const writesPerResync: number[] = [];
+    for (let i = 0; i < RESYNCS; i++) {
+      const before = await scrape();
+      await waitFor(`resync ${i + 1}/${RESYNCS}`, async () => (await scrape()).resyncs > before.resyncs, (RESYNC_S + 30) * 1000, 500);
+      const after = await scrape();
+      resyncSeconds.push(metricValue(after.text, 'raven_pickup_last_resync_duration_seconds', { controller: 'gateway-status' }));
+      writesPerResync.push(after.writes - before.writes);
+    }
     const rss = peakRssMB(pickup.proc.pid);
-    if (process.env.BENCH_DEBUG) console.log(after.text.split('\n').filter((l) => l.startsWith('raven_pickup_api_requests_total')).join('\n'), before.text.split('\n').filter((l) => l.startsWith('raven_pickup_api_requests_total')).join('\n'));
     await pickup.stop();
     printReport(`gateway-pickup, ${NODES} nodes / ${GATEWAYS} gateways`, [
       { what: 'start to all statuses written', value: settle, unit: 's' },
-      { what: 'one full resync, nothing changed', value: resyncSeconds, unit: 's', goal: { op: '<=', value: 2 } },
-      { what: 'API writes during that resync', value: after.writes - before.writes, unit: 'writes', goal: { op: '<=', value: 0 } },
-      { what: 'peak RSS', value: rss, unit: 'MB', goal: { op: '<=', value: 300 } },
+      { what: 'one full resync, nothing changed', samples: resyncSeconds, unit: 's', goal: { op: '<=', value: 2 } },
+      { what: `API writes during those ${RESYNCS} resyncs`, value: writesPerResync.reduce((a, b) => a + b, 0), exact: true, unit: 'writes', goal: { op: '<=', value: 0 } },
+      // Peak RSS is a maximum over the whole run, not a noisy sample: judged as it stands.
+      { what: 'peak RSS', value: rss, exact: true, unit: 'MB', goal: { op: '<=', value: 300 } },
     ]);
   } finally {
     kube.close();

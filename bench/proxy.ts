@@ -17,6 +17,7 @@ import {
   WORKSPACE_ROOT, sendConnect, adminClient, binaryPath, freePort, konnectivityPort, registerNode, startApp, startCluster, waitFor, writeKubeconfig, type AppProcess, type Cluster,
 } from '@raven/testbed';
 import { printReport } from './report.ts';
+import { alternate, pairedDifferences, pairedRatios, samplesNeeded, summarize } from './stats.ts';
 
 const ns = SYSTEM_NAMESPACE;
 const MiB = 1024 * 1024;
@@ -258,17 +259,14 @@ export async function smallGets(route: Route, concurrency: number, ms: number): 
   return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
 }
 
-async function blob(route: Route, repeats: number): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < repeats; i++) {
-    const agent = route.agent();
-    const t = performance.now();
-    const res = await get(route, agent, `/blob?size=${BLOB}`);
-    if (res.bytes !== BLOB) throw new Error(`${route.name}: got ${res.bytes} of ${BLOB} bytes`);
-    best = Math.min(best, performance.now() - t);
-    agent.destroy();
-  }
-  return BLOB / MiB / (best / 1000);
+/** One 64 MiB GET: MiB/s. */
+async function blob(route: Route): Promise<number> {
+  const agent = route.agent();
+  const t = performance.now();
+  const res = await get(route, agent, `/blob?size=${BLOB}`);
+  agent.destroy();
+  if (res.bytes !== BLOB) throw new Error(`${route.name}: got ${res.bytes} of ${BLOB} bytes`);
+  return BLOB / MiB / ((performance.now() - t) / 1000);
 }
 
 export function rssMB(pid: number): number {
@@ -326,77 +324,65 @@ export function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-interface RouteFigures {
+/** One round of one route: the figures, and the proxy processes' CPU per 1,000 small GETs and per GiB streamed. */
+interface RoundFigures {
   rps: number;
-  p50: number;
   p99: number;
-  idleP50: number;
   idleP99: number;
   mibps: number;
-  /** Proxy processes' CPU per 1,000 small GETs and per GiB streamed (none for direct). */
-  cpuPerKReq?: number;
-  cpuPerGiB?: number;
+  cpuPerKReq: number;
+  cpuPerGiB: number;
 }
+
+type RouteName = 'direct' | 'ours' | 'konnectivity';
 
 export async function run(): Promise<void> {
   if (process.argv[3] === 'soak') return (await import('./proxy-soak.ts')).soak();
-  const ROUNDS = 3;
-  console.log(`L7 proxy benchmark: ${CONCURRENCY} concurrent small GETs (${LOAD_MS / 1000} s), one at a time (2 s), 64 MiB streamed; routes interleaved, best of ${ROUNDS} rounds each; direct / ours / konnectivity v0.34.0; loopback, one shared machine`);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? samplesNeeded());
+  console.log(`L7 proxy benchmark: ${CONCURRENCY} concurrent small GETs (${LOAD_MS / 1000} s), one at a time (2 s), 64 MiB streamed; direct / ours / konnectivity v0.34.0 alternated round by round, ${rounds} rounds; loopback, one shared machine`);
   const stack = await startProxyStack({ konnectivity: true });
   try {
-    const list = routes(stack);
-    const pids: Record<string, number[]> = {
-      'raven (ours)': [stack.server.proc.pid, stack.client.proc.pid],
+    const [directRoute, oursRoute, konnRoute] = routes(stack) as [Route, Route, Route];
+    const pids: Record<RouteName, number[]> = {
+      direct: [],
+      ours: [stack.server.proc.pid, stack.client.proc.pid],
       konnectivity: [stack.konnectivity!.server.pid!, stack.konnectivity!.agent.pid!],
     };
-    const cpu = (name: string) => (pids[name] ?? []).reduce((sum, pid) => sum + cpuMs(pid), 0);
-    const best = new Map<string, RouteFigures>();
-    const cpuTotals = new Map<string, { req: number; reqMs: number; bytes: number; bytesMs: number }>();
-    for (const route of list) await smallGets(route, CONCURRENCY, 1_000); // warm-up: connections, JIT
-    // Rounds interleave the routes, so that load from elsewhere on the machine hits them alike.
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const route of list) {
-        const c0 = cpu(route.name);
-        const load = await smallGets(route, CONCURRENCY, LOAD_MS);
-        if (load.errors > 0) throw new Error(`${route.name}: ${load.errors} failed requests`);
-        const c1 = cpu(route.name);
-        const idle = await smallGets(route, 1, 2_000);
-        const c2 = cpu(route.name);
-        const mibps = await blob(route, 1);
-        const c3 = cpu(route.name);
-        const t = cpuTotals.get(route.name) ?? { req: 0, reqMs: 0, bytes: 0, bytesMs: 0 };
-        cpuTotals.set(route.name, { req: t.req + load.rps * (LOAD_MS / 1000), reqMs: t.reqMs + (c1 - c0), bytes: t.bytes + BLOB, bytesMs: t.bytesMs + (c3 - c2) });
-        const prev = best.get(route.name);
-        best.set(route.name, {
-          rps: Math.max(prev?.rps ?? 0, load.rps), p50: Math.min(prev?.p50 ?? Infinity, load.p50), p99: Math.min(prev?.p99 ?? Infinity, load.p99),
-          idleP50: Math.min(prev?.idleP50 ?? Infinity, idle.p50), idleP99: Math.min(prev?.idleP99 ?? Infinity, idle.p99), mibps: Math.max(prev?.mibps ?? 0, mibps),
-        });
-      }
-      console.log(`  round ${round + 1}/${ROUNDS} done`);
-    }
-    for (const [name, t] of cpuTotals) {
-      if (!pids[name]) continue;
-      best.get(name)!.cpuPerKReq = t.reqMs / (t.req / 1000);
-      best.get(name)!.cpuPerGiB = t.bytesMs / 1000 / (t.bytes / 2 ** 30);
-    }
-    console.log(`\n${'route'.padEnd(14)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'1-conc p50'.padStart(10)} ${'1-conc p99'.padStart(10)} ${'MiB/s'.padStart(7)} ${'CPU ms/1k req'.padStart(14)} ${'CPU s/GiB'.padStart(10)}`);
-    for (const route of list) {
-      const r = best.get(route.name)!;
-      console.log(`${route.name.padEnd(14)} ${r.rps.toFixed(0).padStart(8)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)} ${r.idleP50.toFixed(3).padStart(10)} ${r.idleP99.toFixed(3).padStart(10)} ${r.mibps.toFixed(0).padStart(7)} ${(r.cpuPerKReq?.toFixed(0) ?? '-').padStart(14)} ${(r.cpuPerGiB?.toFixed(2) ?? '-').padStart(10)}`);
+    const cpu = (name: RouteName) => pids[name].reduce((sum, pid) => sum + cpuMs(pid), 0);
+    const measure = (name: RouteName, route: Route) => async (): Promise<RoundFigures> => {
+      const c0 = cpu(name);
+      const load = await smallGets(route, CONCURRENCY, LOAD_MS);
+      if (load.errors > 0) throw new Error(`${route.name}: ${load.errors} failed requests`);
+      const c1 = cpu(name);
+      const idle = await smallGets(route, 1, 2_000);
+      const c2 = cpu(name);
+      const mibps = await blob(route);
+      const c3 = cpu(name);
+      return { rps: load.rps, p99: load.p99, idleP99: idle.p99, mibps, cpuPerKReq: (c1 - c0) / (load.rps * LOAD_MS / 1e6), cpuPerGiB: (c3 - c2) / 1000 / (BLOB / 2 ** 30) };
+    };
+    for (const route of [directRoute, oursRoute, konnRoute]) await smallGets(route, CONCURRENCY, 1_000); // warm-up: connections, JIT
+    const figures = await alternate({ direct: measure('direct', directRoute), ours: measure('ours', oursRoute), konnectivity: measure('konnectivity', konnRoute) }, rounds,
+      (round, v) => console.log(`  round ${round + 1}/${rounds} req/s: direct ${v.direct.rps.toFixed(0)}, ours ${v.ours.rps.toFixed(0)}, konnectivity ${v.konnectivity.rps.toFixed(0)}`));
+    const of = (name: RouteName, key: keyof RoundFigures) => figures[name].map((f) => f[key]);
+    console.log(`\n${'route (median)'.padEnd(14)} ${'req/s'.padStart(8)} ${'p99 ms'.padStart(8)} ${'1-conc p99'.padStart(10)} ${'MiB/s'.padStart(7)} ${'CPU ms/1k req'.padStart(14)} ${'CPU s/GiB'.padStart(10)}`);
+    for (const name of ['direct', 'ours', 'konnectivity'] as const) {
+      const m = (key: keyof RoundFigures) => summarize(of(name, key)).median;
+      const proxied = pids[name].length > 0;
+      console.log(`${name.padEnd(14)} ${m('rps').toFixed(0).padStart(8)} ${m('p99').toFixed(2).padStart(8)} ${m('idleP99').toFixed(3).padStart(10)} ${m('mibps').toFixed(0).padStart(7)} ${(proxied ? m('cpuPerKReq').toFixed(0) : '-').padStart(14)} ${(proxied ? m('cpuPerGiB').toFixed(2) : '-').padStart(10)}`);
     }
     console.log('\nconcurrent streams held by one proxy-server replica:');
     const capacity = await streamCapacity(stack);
-    const [direct, ours, konn] = [best.get('direct')!, best.get('raven (ours)')!, best.get('konnectivity')!];
     printReport('L7 proxy', [
-      { what: `small GETs x${CONCURRENCY}: ours / konnectivity throughput`, value: ours.rps / konn.rps, unit: 'x', goal: { op: '>=', value: 1 } },
-      { what: '64 MiB stream: ours / konnectivity throughput', value: ours.mibps / konn.mibps, unit: 'x', goal: { op: '>=', value: 1 } },
-      { what: 'CPU per request: konnectivity / ours', value: konn.cpuPerKReq! / ours.cpuPerKReq!, unit: 'x' },
-      { what: 'CPU per GiB: konnectivity / ours', value: konn.cpuPerGiB! / ours.cpuPerGiB!, unit: 'x' },
-      { what: 'added p99 latency over direct, 1 request at a time', value: ours.idleP99 - direct.idleP99, unit: 'ms', goal: { op: '<=', value: 1 } },
-      { what: "konnectivity's added p99, 1 request at a time", value: konn.idleP99 - direct.idleP99, unit: 'ms' },
-      { what: `added p99 latency over direct, ${CONCURRENCY} concurrent`, value: ours.p99 - direct.p99, unit: 'ms' },
-      { what: `konnectivity's added p99, ${CONCURRENCY} concurrent`, value: konn.p99 - direct.p99, unit: 'ms' },
-      { what: `streams one server holds within ${RSS_BUDGET_MB} MB RSS`, value: capacity.held, unit: 'streams', goal: { op: '>=', value: 10_000 } },
+      { what: `small GETs x${CONCURRENCY}: ours / konnectivity throughput`, samples: pairedRatios(of('ours', 'rps'), of('konnectivity', 'rps')), unit: 'x', goal: { op: '>=', value: 1.3 } },
+      { what: '64 MiB stream: ours / konnectivity throughput', samples: pairedRatios(of('ours', 'mibps'), of('konnectivity', 'mibps')), unit: 'x', goal: { op: '>=', value: 1 } },
+      { what: 'CPU per request: konnectivity / ours', samples: pairedRatios(of('konnectivity', 'cpuPerKReq'), of('ours', 'cpuPerKReq')), unit: 'x' },
+      { what: 'CPU per GiB: konnectivity / ours', samples: pairedRatios(of('konnectivity', 'cpuPerGiB'), of('ours', 'cpuPerGiB')), unit: 'x' },
+      { what: 'added p99 latency over direct, 1 request at a time', samples: pairedDifferences(of('ours', 'idleP99'), of('direct', 'idleP99')), unit: 'ms', goal: { op: '<=', value: 1 } },
+      { what: "konnectivity's added p99, 1 request at a time", samples: pairedDifferences(of('konnectivity', 'idleP99'), of('direct', 'idleP99')), unit: 'ms' },
+      { what: `added p99 latency over direct, ${CONCURRENCY} concurrent`, samples: pairedDifferences(of('ours', 'p99'), of('direct', 'p99')), unit: 'ms', goal: { op: '<=', value: 1 } },
+      { what: `konnectivity's added p99, ${CONCURRENCY} concurrent`, samples: pairedDifferences(of('konnectivity', 'p99'), of('direct', 'p99')), unit: 'ms' },
+      // Counted, not timed: how many held streams fit under the budget is the same on a loaded machine.
+      { what: `streams one server holds within ${RSS_BUDGET_MB} MB RSS`, value: capacity.held, exact: true, unit: 'streams', goal: { op: '>=', value: 10_000 } },
       { what: 'proxy-server RSS at 10k streams', value: capacity.rssAt10k ?? NaN, unit: `MB (idle ${capacity.baseline.toFixed(0)})` },
     ]);
   } finally {

@@ -50,10 +50,19 @@ try {
     const t2 = performance.now();
     return { planMs: t1 - t0, applyMs: t2 - t1, totalMs: t2 - t0, summary, remotePrefixes: plan.remotePrefixes.length };
   };
+  // First apply once; then alternate no-op rounds with 10 % churn rounds (to the churned set and back), so each
+  // figure has samples taken under the same drifting machine load.
+  const rounds = Number(process.env.BENCH_PLAN_ROUNDS ?? 10);
   const first = await timed(0);
-  const noop = await timed(0);
-  const churn = await timed(0.1);
-  console.log(JSON.stringify({ first, noop, churn }));
+  const noop: number[] = [];
+  const churn: number[] = [];
+  let churned = false;
+  for (let round = 0; round < rounds; round++) {
+    noop.push((await timed(churned ? 0.1 : 0)).totalMs);
+    churned = !churned;
+    churn.push((await timed(churned ? 0.1 : 0)).totalMs);
+  }
+  console.log(JSON.stringify({ first: first.totalMs, noop, churn, remotePrefixes: first.remotePrefixes }));
 } finally {
   await ns.destroy();
 }
