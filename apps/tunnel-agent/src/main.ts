@@ -45,7 +45,7 @@ function driverFor(name: string, stateDir: string, implementation: string, log: 
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseFlags('tunnel-agent', SUMMARY, flags);
+  const { values, positionals } = parseFlags('tunnel-agent', SUMMARY, flags, process.argv.slice(2), ['cleanup']);
   const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
   const log = createLogger('tunnel-agent', { level: values['log-level'], node: nodeName });
   const stateDir = values['state-dir'] ?? '/var/lib/raven';
@@ -58,7 +58,6 @@ async function main(): Promise<void> {
     log.info({ removed }, 'cleaned up');
     return;
   }
-  if (positionals.length > 0) throw new ConfigError(`unknown command "${positionals[0]}" (see --help)`);
 
   const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: `raven-tunnel-agent/${nodeName}` });
   const shutdown = new Shutdown(log);
