@@ -273,7 +273,7 @@ describe('observability', () => {
   it('serves metrics, and logs JSON with the gateway name on reconcile lines', async () => {
     const metrics = await pickup.metrics();
     expect(metrics).toMatch(/raven_pickup_reconcile_duration_seconds_count\{controller="gateway-status",result="success"\} [1-9]/);
-    expect(metrics).toMatch(/raven_pickup_workqueue_adds_total\{name="gateway-status"\}/);
+    expect(metrics).toMatch(/workqueue_adds_total\{name="gateway-status"\}/);
     const { readFileSync } = await import('node:fs');
     const lines = readFileSync(pickup.logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; gateway?: string; component: string });
     const written = lines.filter((l) => l.msg === 'status written');

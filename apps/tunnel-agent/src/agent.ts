@@ -2,7 +2,7 @@ import {
   CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
 } from '@raven/api-types';
 import {
-  Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
+  Controller, HeartbeatRenewer, Informer, MirroredCounter, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
 } from '@raven/controller-kit';
 import { hasChanges, type Exec } from '@raven/netlink';
 import { Gauge, type Registry } from 'prom-client';
@@ -66,7 +66,7 @@ export class TunnelAgent {
   private lastConnectionsWrite = 0;
   /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
   private readonly knownKeys = new Map<string, string>();
-  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: Gauge<'peer'>; tx: Gauge<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
+  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: MirroredCounter<'peer'>; tx: MirroredCounter<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
 
   constructor(private readonly opts: AgentOptions) {
     const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
@@ -85,8 +85,8 @@ export class TunnelAgent {
       peers: new Gauge({ name: 'raven_tunnel_peers', help: 'VPN peers configured on this gateway', registers: r }),
       prefixes: new Gauge({ name: 'raven_tunnel_remote_prefixes', help: 'Remote prefixes routed through the tunnel', registers: r }),
       handshakeAge: new Gauge({ name: 'raven_tunnel_peer_handshake_age_seconds', help: 'Seconds since the latest handshake with a peer gateway', labelNames: ['peer'], registers: r }),
-      rx: new Gauge({ name: 'raven_tunnel_peer_rx_bytes', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registers: r }),
-      tx: new Gauge({ name: 'raven_tunnel_peer_tx_bytes', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registers: r }),
+      rx: new MirroredCounter({ name: 'raven_tunnel_peer_rx_bytes_total', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registry: opts.registry }),
+      tx: new MirroredCounter({ name: 'raven_tunnel_peer_tx_bytes_total', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registry: opts.registry }),
       rtt: new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers: r }),
       reachable: new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers: r }),
     };
@@ -253,8 +253,8 @@ export class TunnelAgent {
       if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
       const wgPeer = relayedVia ? undefined : peer.publicKey ? wg.get(peer.publicKey) : undefined;
       if (wgPeer) {
-        this.metrics.rx.set({ peer: peer.gateway }, wgPeer.rxBytes);
-        this.metrics.tx.set({ peer: peer.gateway }, wgPeer.txBytes);
+        this.metrics.rx.update({ peer: peer.gateway }, wgPeer.rxBytes);
+        this.metrics.tx.update({ peer: peer.gateway }, wgPeer.txBytes);
         if (wgPeer.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - wgPeer.latestHandshake.getTime()) / 1_000);
       }
       return {

@@ -2,7 +2,7 @@ import { EVENTS, GROUP, LABELS, V1BETA1, endpointPort, type EndpointType, type G
 import {
   Controller, type EventRecorder, RESOURCES, deepEqual, writeStatus, type KubeClient, type Logger,
 } from '@raven/controller-kit';
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
 import { planGatewayStatus, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
@@ -102,6 +102,26 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     }
     if (earliest !== Infinity) controller.queue.addAfter(name, earliest - Date.now() + 5);
   }
+
+  // Read from the written status at scrape time: what the API says, whichever replica is scraped.
+  const conditionGauge = (name: string, type: 'Ready' | 'Degraded', help: string) => new Gauge({
+    name, help, labelNames: ['gateway'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) this.set({ gateway: g.metadata.name }, g.status?.conditions?.find((c) => c.type === type)?.status === 'True' ? 1 : 0);
+    },
+  });
+  conditionGauge('raven_gateway_ready', 'Ready', '1 while the Gateway\'s Ready condition is True (its requested endpoints have at least one elected)');
+  conditionGauge('raven_gateway_degraded', 'Degraded', '1 while the Gateway\'s Degraded condition is True (fewer endpoints active than requested)');
+  new Gauge({
+    name: 'raven_gateway_active_endpoints', help: 'Elected endpoints of a Gateway by type', labelNames: ['gateway', 'type'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, (g.status?.activeEndpoints ?? []).filter((e) => e.type === type).length);
+      }
+    },
+  });
 
   const enqueueAll = () => caches.gateways.keys().forEach((k) => controller.enqueue(k));
   caches.gateways.on({ add: (g) => controller.enqueue(g.metadata.name), update: (_o, g) => controller.enqueue(g.metadata.name), delete: (g) => controller.enqueue(g.metadata.name) });
