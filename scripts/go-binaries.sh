@@ -8,6 +8,9 @@ KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"
 KONNECTIVITY_VERSION="${KONNECTIVITY_VERSION:-v0.34.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# Prometheus 3.16 (its Go module versions are v0.3XX.Y) for promtool; prometheus-operator for its monitoring CRDs.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
@@ -130,11 +133,39 @@ GO
   go build -ldflags "-s -w" -o bin/helm helm.sh/helm/v3/cmd/helm
 }
 
+promtool_module() {
+  cat > go.mod <<MOD
+module raven.local/promtoolbin
+
+go 1.24.0
+
+require github.com/prometheus/prometheus $PROMETHEUS_VERSION
+MOD
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/prometheus/prometheus/cmd/promtool"
+GO
+  go mod tidy -e >/dev/null 2>&1 || true
+  log "building promtool (prometheus module $PROMETHEUS_VERSION)"
+  go build -ldflags "-s -w" -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
+  # The monitoring.coreos.com CRDs (PodMonitor, ServiceMonitor, PrometheusRule), so tests can apply the monitoring
+  # component to a real apiserver. They ship inside the operator's module.
+  local dir; dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  mkdir -p bin/crds
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" bin/crds/
+  done
+}
+
 case "${1:-all}" in
   kubernetes) build_into "$CACHE_ROOT/kubernetes-$KUBE_VERSION" kubernetes_module ;;
   etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
   konnectivity) build_into "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" konnectivity_module ;;
   helm) build_into "$CACHE_ROOT/helm-$HELM_VERSION" helm_module ;;
-  all) for t in etcd kubernetes konnectivity helm; do "$0" "$t"; done ;;
-  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|all" >&2; exit 2 ;;
+  promtool) build_into "$CACHE_ROOT/promtool-$PROMETHEUS_VERSION" promtool_module ;;
+  all) for t in etcd kubernetes konnectivity helm promtool; do "$0" "$t"; done ;;
+  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|promtool|all" >&2; exit 2 ;;
 esac

@@ -4,6 +4,14 @@ import {
 } from '@raven/api-types';
 import type { ModeSwitches, NodeView } from './model.ts';
 
+/** How many endpoints of `type` a Gateway asks for: 0 when its mode is off or it lists none of that type. */
+export function requestedEndpoints(gateway: Gateway, modes: ModeSwitches, type: EndpointType): number {
+  const spec = gateway.spec;
+  const requested = (type === 'proxy' ? spec?.proxyConfig?.Replicas : spec?.tunnelConfig?.Replicas) ?? 1;
+  const listed = (spec?.endpoints ?? []).some((e) => e.type === type);
+  return modes[TYPE_ENABLED[type]] && listed ? requested : 0;
+}
+
 /**
  * Why an endpoint can or cannot be elected right now. `soft` marks a verdict from the heartbeat alone (the Node is
  * Ready): such an endpoint is never elected beside a healthy one, but an active one stays when no candidate of its type
@@ -52,10 +60,9 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
   const typeReports: Array<{ type: EndpointType; requested: number; elected: number; unavailable: string[] }> = [];
 
   for (const type of ENDPOINT_TYPES) {
-    const requested = (type === 'proxy' ? spec?.proxyConfig?.Replicas : spec?.tunnelConfig?.Replicas) ?? 1;
-    const enabled = modes[TYPE_ENABLED[type]];
+    const requested = requestedEndpoints(gateway, modes, type);
+    if (requested === 0) continue;
     const ofType = (spec?.endpoints ?? []).filter((e) => e.type === type);
-    if (!enabled || requested === 0 || ofType.length === 0) continue;
     const unavailable: string[] = [];
     const softlyUnavailable: Endpoint[] = [];
     const candidates = ofType.filter((e) => {

@@ -3,7 +3,7 @@ import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, loadTrustBundle, type CertificateSource,
+  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, type CertificateSource,
 } from '@raven/node-certs';
 import { parseHostPort, tcpDialer, type Dialer } from '@raven/tunnel-protocol';
 import { Counter, Gauge } from 'prom-client';
@@ -68,6 +68,7 @@ async function main(): Promise<void> {
       spec: () => ({ commonName: proxyClientCommonName(nodeName), organizations: [], dnsNames: [], ipAddresses: [] }),
     });
   identity.start();
+  exportCertificateExpiry(health.registry, [identity]);
   shutdown.onStop('client-certificate', () => identity.stop());
   health.addReadinessCheck('client-certificate', () => {
     const s = identity.status();

@@ -8,7 +8,7 @@ import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
+  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
 } from '@raven/node-certs';
 import { InformerClusterView } from './cluster.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
@@ -110,6 +110,7 @@ async function main(): Promise<void> {
     ? new FileCertificateSource({ log, name: 'target-client', certFile: values['target-client-cert-file'], keyFile: values['target-client-key-file']! })
     : undefined;
   targetClient?.start();
+  exportCertificateExpiry(health.registry, [serving, targetClient]);
   if (values['insecure-skip-target-verify']) log.warn('--insecure-skip-target-verify: target certificates are NOT verified; anyone on a target network can impersonate a target');
   const targetTls = (): TargetTls => ({ ca: targetCa, insecure: values['insecure-skip-target-verify'], cert: targetClient?.current()?.certPem, key: targetClient?.current()?.keyPem });
 

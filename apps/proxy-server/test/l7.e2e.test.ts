@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROXY_CLIENT_HEALTH_PORT, PROXY_SERVICE_ACCOUNTS, PORTS, SERVICES, type Gateway } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import {
-  Box, INSIDE_APISERVER, WORKSPACE_ROOT, adminClient, appCommand, startApp, uniqueName, waitFor, writeKubeconfig,
+  Box, INSIDE_APISERVER, WORKSPACE_ROOT, adminClient, appCommand, missingMonitoredMetrics, startApp, uniqueName, waitFor, writeKubeconfig,
   type AppProcess, type BoxNode, type BoxTopology, type ManagedProcess,
 } from '@raven/testbed';
 import { TSX_LOADER, clusterCa, deletePod, enableL7, ns, startKubelet, type Fixture } from './support/scenario.ts';
@@ -208,11 +208,16 @@ describe('authorization', () => {
     }
   });
 
+  it('each proxy-server exports what the shipped alerts and dashboard select', async () => {
+    for (const s of servers) expect(missingMonitoredMetrics('proxy-server', (await health(box.node(s), PORTS.proxyMetrics, '/metrics')).body)).toEqual([]);
+  });
+
   it('each proxy-client is admitted for its own domain only and dials nothing else', async () => {
     for (const c of [n.hz1, n.qd1, n.lone]) {
       const metrics = (await health(box.node(c), PROXY_CLIENT_HEALTH_PORT, '/metrics')).body;
       expect(metrics, c).toMatch(/raven_proxy_client_servers_connected 2/);
       expect(metrics).not.toMatch(/raven_proxy_client_dials_total\{result="refused"\} [1-9]/);
+      expect(missingMonitoredMetrics('proxy-client', metrics)).toEqual([]);
     }
   });
 });

@@ -4,7 +4,7 @@ import {
 } from '@raven/controller-kit';
 import { Gauge, type Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
-import { planGatewayStatus, type Availability } from '../election.ts';
+import { planGatewayStatus, requestedEndpoints, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
 import { modeSwitches, toGateway, type NodeView } from '../model.ts';
 
@@ -119,6 +119,16 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
       this.reset();
       for (const g of caches.gateways.list()) {
         for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, (g.status?.activeEndpoints ?? []).filter((e) => e.type === type).length);
+      }
+    },
+  });
+  new Gauge({
+    name: 'raven_gateway_requested_endpoints', help: 'Endpoints a Gateway asks for by type (0 when the mode is off or none is listed)', labelNames: ['gateway', 'type'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      const modes = modeSwitches(caches.ravenConfig.list()[0]);
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g as Gateway, modes, type));
       }
     },
   });
