@@ -125,7 +125,7 @@ async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }
 
   const server = await startApp('proxy-server', {
     access: cluster.info(), serviceAccount: PROXY_SERVICE_ACCOUNTS.server, name: 'proxy-server', kubeconfig: await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.server, NAMES.cloud, dir),
-    args: [`--node-name=${NAMES.cloud}`, `--bind-address=${IPS.cloud}`, `--tunnel-port=${ports.tunnel}`, `--http-port=${ports.feHttp}`, `--https-port=${ports.feHttps}`, '--log-level=warn', ...(opts.serverArgs ?? [])],
+    args: [`--node-name=${NAMES.cloud}`, `--bind-address=${IPS.cloud}`, `--tunnel-port=${ports.tunnel}`, `--http-port=${ports.feHttp}`, `--https-port=${ports.feHttps}`, '--insecure-http-frontend', '--log-level=warn', ...(opts.serverArgs ?? [])],
   });
   undo.push(() => server.stop());
   const client = await startApp('proxy-client', {

@@ -5,6 +5,7 @@ import { checkServerIdentity, connect as tlsConnect, createServer as createTlsSe
 import type { Logger } from '@raven/controller-kit';
 import { PROXY_HOST_HEADER } from '@raven/api-types';
 import { DialError } from '@raven/tunnel-protocol';
+import { callerOfCertificate, verbOfMethod, type NodeProxyAuthorizer } from './authz.ts';
 import { HeadError, readHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RouteError, routeRequest, type Frontend, type RouteTarget } from './routing.ts';
@@ -40,13 +41,15 @@ export interface FrontendOptions {
   isActive: () => boolean;
   podNode: (namespace: string, pod: string) => Promise<string | undefined>;
   targetTls: () => TargetTls;
+  /** Authorizes HTTPS callers (client certificate identity) on nodes/proxy of the target; absent only by an insecure flag. */
+  authorizer: NodeProxyAuthorizer | undefined;
   timeouts: Timeouts;
   metrics: ProxyMetrics;
   log: Logger;
 }
 
 /** Why a connection was not relayed after routing; the error metric's reason label. */
-type RelayFailure = 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
+type RelayFailure = 'unauthenticated' | 'forbidden' | 'authz-error' | 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
 
 class RelayError extends Error {
   override readonly name = 'RelayError';
@@ -58,7 +61,7 @@ class RelayError extends Error {
 const MAX_HEAD = 64 * 1024;
 const TLS_VERIFY_CODES = /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ERR_TLS/;
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict',
   431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -142,6 +145,7 @@ export class Frontends {
         { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
         this.opts.view, this.opts.podNode,
       );
+      await this.authorize(frontend, socket, request.method, target);
       upstream = await this.connect(target);
     } catch (err) {
       return this.refuse(socket, frontend, err, first.request.host, first.request.url);
@@ -150,6 +154,22 @@ export class Frontends {
     metrics.requests.inc({ frontend, code: 'relayed' });
     upstream.write(first.rest.length > 0 ? Buffer.concat([first.head, first.rest]) : first.head);
     this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls);
+  }
+
+  /** HTTPS callers need RBAC on nodes/proxy of the target node, as the kubelet requires of its own callers. */
+  private async authorize(frontend: Frontend, socket: Socket, method: string, target: RouteTarget): Promise<void> {
+    const { authorizer } = this.opts;
+    if (!authorizer || frontend !== 'https') return;
+    const caller = callerOfCertificate((socket as TLSSocket).getPeerCertificate?.());
+    if (!caller) throw new RelayError(401, 'unauthenticated', 'raven proxy: a client certificate naming the caller is required');
+    const verb = verbOfMethod(method);
+    let decision;
+    try {
+      decision = await authorizer.authorize(caller, verb, target.node);
+    } catch (err) {
+      throw new RelayError(503, 'authz-error', `raven proxy: could not authorize the request: ${(err as Error).message}`);
+    }
+    if (!decision.allowed) throw new RelayError(403, 'forbidden', `raven proxy: user ${JSON.stringify(caller.user)} may not ${verb} nodes/proxy of node ${target.node}: ${decision.reason}`);
   }
 
   /** Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's. */

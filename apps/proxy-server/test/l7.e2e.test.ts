@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PROXY_CLIENT_HEALTH_PORT, PROXY_SERVICE_ACCOUNTS, PORTS, SERVICES, type Gateway } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { issueCertificate } from '@raven/pki';
 import {
   Box, INSIDE_APISERVER, WORKSPACE_ROOT, adminClient, appCommand, startApp, uniqueName, waitFor, writeKubeconfig,
   type AppProcess, type BoxNode, type BoxTopology, type ManagedProcess,
@@ -69,7 +70,8 @@ async function boundInside(serviceAccount: string, node: string): Promise<string
 
 function spawnApp(node: BoxNode, app: 'proxy-server' | 'proxy-client', kubeconfig: string): ManagedProcess {
   const { command, args } = appCommand(app);
-  const proc = node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug'], { name: app });
+  const extra = app === 'proxy-server' ? ['--insecure-http-frontend'] : [];
+  const proc = node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug', ...extra], { name: app });
   procs.set(`${app}/${node.name}`, proc);
   return proc;
 }
@@ -82,12 +84,15 @@ async function health(node: BoxNode, port: number, path: string): Promise<{ stat
   return { status: Number(status), body: body.join('\n') };
 }
 
-type Call = { kind: 'get' | 'follow' | 'exec'; address: string; port: number; host: string; path: string; tls?: boolean; lines?: number; inputs?: string[]; headers?: Record<string, string> };
+/** The HTTPS callers' client certificate (from the cluster CA, with RBAC on nodes/proxy), as the apiserver's would be. */
+let caller: { cert: string; key: string } | undefined;
+
+type Call = { identity?: { cert: string; key: string } | null; kind: 'get' | 'follow' | 'exec'; address: string; port: number; host: string; path: string; tls?: boolean; lines?: number; inputs?: string[]; headers?: Record<string, string> };
 type Result = { status?: number | string; body?: string; lines?: string[]; stdout?: string[]; exitStatus?: string; error?: string; chunks?: number };
 
 /** Runs calls from the caller node (in the cloud domain), as a cloud component would make them. */
 async function probe(calls: Call[]): Promise<Result[]> {
-  const { stdout } = await box.node(n.caller).exec(process.execPath, ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/probe.ts'), JSON.stringify({ calls })]);
+  const { stdout } = await box.node(n.caller).exec(process.execPath, ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/probe.ts'), JSON.stringify({ calls, identity: caller })]);
   return JSON.parse(stdout.trim().split('\n').pop()!) as Result[];
 }
 
@@ -114,6 +119,8 @@ beforeAll(async () => {
   });
 
   const ca = await clusterCa(cluster);
+  const pair = await issueCertificate(ca, { commonName: `l7-e2e-caller-${sfx}`, organizations: ['system:masters'], usages: ['client'] });
+  caller = { cert: pair.certPem, key: pair.keyPem };
   for (const node of box.nodes) {
     fixtures.push(await startKubelet(ca, dir, { node: node.name, host: '0.0.0.0', ips: [node.internalIP], httpsPort: PORTS.kubeletSecure, httpPort: PORTS.kubeletReadOnly, wrap: [...node.wrap] }));
   }

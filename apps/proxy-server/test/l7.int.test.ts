@@ -4,10 +4,11 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HEARTBEAT, LABELS, PROXY_SERVICE_ACCOUNTS, heartbeatLeaseName, type Gateway } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { issueCertificate } from '@raven/pki';
 import { adminClient, deleteNode, freePort, registerNode, uniqueName, waitFor, type AppProcess } from '@raven/testbed';
 import {
   boundKubeconfig, clusterCa, deletePod, enableL7, followLines, httpGet, startKubelet, startPickup, startProxyClient, startProxyServer,
-  tempDir, wsExec, type Fixture,
+  tempDir, wsExec, type Fixture, type Identity,
 } from './support/scenario.ts';
 
 /**
@@ -30,8 +31,10 @@ const apps: AppProcess[] = [];
 let pickup: Awaited<ReturnType<typeof startPickup>>;
 let ports: { https: number; http: number; tunnelA: number; tunnelB: number; feHttp: number; feHttps: number; closed: number };
 let caPem: string;
+/** Client certificates from the cluster CA (which signs the apiserver's kubelet client certificate here). */
+const callers = {} as Record<'admin' | 'edgeKubelet' | 'proxyClient' | 'stranger', Identity>;
 
-const front = (kind: 'http' | 'https', address = ip.cloudA) => ({ address, port: kind === 'http' ? ports.feHttp : ports.feHttps, tls: kind === 'https' ? { ca: caPem } : undefined });
+const front = (kind: 'http' | 'https', address = ip.cloudA, identity: Identity | undefined = callers.admin) => ({ address, port: kind === 'http' ? ports.feHttp : ports.feHttps, tls: kind === 'https' ? { ca: caPem, ...identity } : undefined });
 const whoami = async (kind: 'http' | 'https', host: string, extra: { path?: string; headers?: Record<string, string>; address?: string } = {}) => {
   const res = await httpGet({ ...front(kind, extra.address), host, path: extra.path ?? '/whoami', headers: extra.headers });
   return { status: res.status, body: res.body, json: res.status === 200 ? (JSON.parse(res.body) as { node: string; client: string | null }) : undefined };
@@ -58,6 +61,14 @@ beforeAll(async () => {
   kube = await adminClient(cluster);
   const ca = await clusterCa(cluster);
   caPem = ca.certPem;
+  const issue = async (commonName: string, organizations: string[] = []) => {
+    const pair = await issueCertificate(ca, { commonName, organizations, usages: ['client'] });
+    return { cert: pair.certPem, key: pair.keyPem };
+  };
+  callers.admin = await issue(`raven-test-caller-${u}`, ['system:masters']);
+  callers.edgeKubelet = await issue(`system:node:e1a-${u}`, ['system:nodes']);
+  callers.proxyClient = await issue(`raven:proxy-client:e1a-${u}`);
+  callers.stranger = await issue(`stranger-${u}`);
   ports = { https: await freePort(), http: await freePort(), tunnelA: await freePort(), tunnelB: await freePort(), feHttp: await freePort(), feHttps: await freePort(), closed: await freePort() };
   const members: Array<[keyof typeof node, string | undefined, string]> = [
     ['cloudA', gw.cloud, ip.cloudA], ['cloudB', gw.cloud, ip.cloudB], ['e1a', gw.edge1, ip.e1a], ['e1b', gw.edge1, ip.e1b],
@@ -81,7 +92,7 @@ beforeAll(async () => {
   for (const [key, , address] of members) {
     fixtures.push(await startKubelet(ca, dir, { node: node[key], host: address, httpsPort: ports.https, httpPort: ports.http }));
   }
-  const serverArgs = (key: 'cloudA' | 'cloudB') => ({ node: node[key], bind: ip[key], tunnelPort: key === 'cloudA' ? ports.tunnelA : ports.tunnelB, httpPort: ports.feHttp, httpsPort: ports.feHttps });
+  const serverArgs = (key: 'cloudA' | 'cloudB') => ({ node: node[key], bind: ip[key], tunnelPort: key === 'cloudA' ? ports.tunnelA : ports.tunnelB, httpPort: ports.feHttp, httpsPort: ports.feHttps, args: ['--insecure-http-frontend'] });
   const [kcA, kcB] = [await bound(PROXY_SERVICE_ACCOUNTS.server, node.cloudA), await bound(PROXY_SERVICE_ACCOUNTS.server, node.cloudB)];
   const clientConfigs = await Promise.all((['e1a', 'e2a', 'lone'] as const).map(async (key) => [key, await bound(PROXY_SERVICE_ACCOUNTS.client, node[key])] as const));
   await startAll([
@@ -175,16 +186,36 @@ describe('routing through both front ends', () => {
   });
 });
 
+describe('front-end authentication and authorization (a compromised edge node holds its kubelet and proxy-client identities)', () => {
+  const exec = (identity: Identity | undefined) => wsExec({ ...front('https'), host: `${node.e1b}:${ports.https}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['id'], tls: true, identity });
+
+  it('a caller without a client certificate is refused in the TLS handshake', async () => {
+    await expect(exec(undefined)).rejects.toThrow(/certificate|closed|reset|socket hang up|EPIPE/i);
+  });
+
+  it.each(['edgeKubelet', 'proxyClient', 'stranger'] as const)('%s: a certificate from the cluster CA without RBAC on nodes/proxy gets 403, exec included', async (who) => {
+    const res = await exec(callers[who]);
+    expect(res.status).toMatch(/ 403 /);
+    const get = await httpGet({ ...front('https', ip.cloudA, callers[who]), host: `${node.e1b}:${ports.https}`, path: '/whoami' });
+    expect(get.status).toBe(403);
+    expect(get.body).toMatch(/may not get nodes\/proxy of node/);
+  });
+
+  it('the cluster keeps working: an authorized caller still execs', async () => {
+    expect((await exec(callers.admin)).status).toMatch(/ 101 /);
+  });
+});
+
 describe('streams', () => {
   it.each(['http', 'https'] as const)('%s: a followed container log arrives line by line while the target writes it', async (kind) => {
-    const res = await followLines({ ...front(kind), host: `${node.e1b}:${targetPort(kind)}`, path: '/containerLogs/default/p/c?follow=true', lines: 10, tls: kind === 'https' });
+    const res = await followLines({ ...front(kind), host: `${node.e1b}:${targetPort(kind)}`, path: '/containerLogs/default/p/c?follow=true', lines: 10, tls: kind === 'https', identity: callers.admin });
     expect(res.status).toBe(200);
     expect(res.lines.every((l) => l.startsWith(`node=${node.e1b}`))).toBe(true);
     expect(res.chunks).toBeGreaterThan(3);
   });
 
   it.each(['http', 'https'] as const)('%s: exec upgrades to a websocket end to end; stdin close is carried in-band and answered', async (kind) => {
-    const res = await wsExec({ ...front(kind), host: `${node.lone}:${targetPort(kind)}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['echo hello', 'echo again'], tls: kind === 'https' });
+    const res = await wsExec({ ...front(kind), host: `${node.lone}:${targetPort(kind)}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['echo hello', 'echo again'], tls: kind === 'https', identity: callers.admin });
     expect(res.status).toMatch(/ 101 /);
     expect(res.stdout).toEqual([`${node.lone}: echo hello`, `${node.lone}: echo again`, `${node.lone}: stdin closed, bye`]);
     expect(res.exitStatus).toBe('Success');

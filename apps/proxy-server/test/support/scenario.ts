@@ -45,5 +45,5 @@ export async function startPickup(cluster: ClusterInfo): Promise<{ stop(): Promi
   });
 }
 
-export { httpGet, followLines, wsExec, type HttpResult } from './calls.ts';
+export { httpGet, followLines, wsExec, type HttpResult, type Identity } from './calls.ts';
 export { TSX_LOADER, boundKubeconfig, clusterCa, deletePod, enableL7, startFixture, startKubelet, type Fixture, type KubeletOptions } from '@raven/testbed';
