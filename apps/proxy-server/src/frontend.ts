@@ -8,7 +8,7 @@ import { DialError } from '@raven/tunnel-protocol';
 import { callerOfCertificate, verbOfMethod, type NodeProxyAuthorizer } from './authz.ts';
 import { HeadError, readHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { RouteError, routeRequest, type Frontend, type RouteTarget } from './routing.ts';
+import { RouteError, refuseForbiddenTarget, routeRequest, type Frontend, type RouteTarget, type SelfFacts } from './routing.ts';
 import type { ClusterView, DomainKey } from './topology.ts';
 import type { TunnelHub } from './tunnels.ts';
 
@@ -39,6 +39,8 @@ export interface FrontendOptions {
   /** The domain this server sits in: its targets are dialed directly, not through a tunnel. */
   ownDomain: () => DomainKey | undefined;
   isActive: () => boolean;
+  /** This server's node, addresses and listener ports (never dialled). */
+  self: () => SelfFacts;
   podNode: (namespace: string, pod: string) => Promise<string | undefined>;
   targetTls: () => TargetTls;
   /** Authorizes HTTPS callers (client certificate identity) on nodes/proxy of the target; absent only by an insecure flag. */
@@ -145,6 +147,7 @@ export class Frontends {
         { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
         this.opts.view, this.opts.podNode,
       );
+      refuseForbiddenTarget(target, this.opts.self());
       await this.authorize(frontend, socket, request.method, target);
       upstream = await this.connect(target);
     } catch (err) {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import {
-  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, proxyInternalServiceNames, servingCommonName,
+  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, activeProxyServerGateway, isProxyCandidate, proxyInternalServiceNames, servingCommonName,
 } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
@@ -15,7 +15,7 @@ import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
 import { PodNodes } from './pods.ts';
-import { activeServerGateway, domainKeyOf, isProxyCandidate, publicIPsOf } from './topology.ts';
+import { domainKeyOf, publicIPsOf } from './topology.ts';
 import { TunnelHub } from './tunnels.ts';
 
 const flags = {
@@ -43,6 +43,7 @@ const flags = {
   'frontend-client-ca-file': { type: 'string', description: 'CA of HTTPS front-end callers\' client certificates (the issuer of the apiserver\'s --kubelet-client-certificate); default: --ca-file' },
   'insecure-frontend-no-client-auth': { type: 'boolean', description: 'HTTPS front end: accept callers without a client certificate and do not authorize them (logged; anyone who reaches the port gets exec on every edge pod)', default: false },
   'insecure-http-frontend': { type: 'boolean', description: 'Serve the plain-HTTP front end, which cannot authenticate callers (logged; reaches only the HTTP proxy ports)', default: false },
+  'insecure-allow-loopback-targets': { type: 'boolean', description: 'Dial targets whose InternalIP is a loopback address (logged; for tests whose nodes all live on 127.0.0.0/8)', default: false },
   'dial-timeout': { type: 'string', description: 'Opening a connection to a target, through a tunnel or directly (and its TLS handshake)', default: '10s' },
   'client-wait': { type: 'string', description: 'How long a request for a domain with no connected proxy-client waits for one (after a failover or a reconnect)', default: '3s' },
   'request-head-timeout': { type: 'string', description: 'Receiving the first request head of a front-end connection', default: '30s' },
@@ -129,11 +130,18 @@ async function main(): Promise<void> {
   const authorizer = insecureNoClientAuth ? undefined : new NodeProxyAuthorizer({
     review: (body) => kube.request('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', { body }),
   });
-  const frontends: Frontends = new Frontends({ view, hub, ownDomain, isActive: () => hub.active, podNode: pods.lookup, targetTls, authorizer, timeouts, metrics, log });
+  const allowLoopback = values['insecure-allow-loopback-targets'];
+  if (allowLoopback) log.warn('--insecure-allow-loopback-targets: requests may reach loopback addresses that a Node claims');
+  const ownPorts: number[] = [healthPort];
+  const self = () => {
+    const me = view.node(nodeName);
+    return { node: nodeName, domain: ownDomain(), ips: me ? [...me.internalIPs, ...me.externalIPs] : [], ports: ownPorts, allowLoopback };
+  };
+  const frontends: Frontends = new Frontends({ view, hub, ownDomain, isActive: () => hub.active, self, podNode: pods.lookup, targetTls, authorizer, timeouts, metrics, log });
 
   const reconcileActivation = () => {
     if (!view.synced()) return;
-    const gateway = activeServerGateway(view, nodeName);
+    const gateway = activeProxyServerGateway(nodeName, view.gateways());
     if (gateway && !shutdown.signal.aborted) {
       if (!hub.active) log.info({ gateway: gateway.metadata.name }, 'elected proxy endpoint: serving');
       hub.activate();
@@ -142,11 +150,12 @@ async function main(): Promise<void> {
       hub.deactivate();
     }
     metrics.active.set(hub.active ? 1 : 0);
+    hub.recheck();
   };
   view.onChange(reconcileActivation);
 
   const heartbeat = new HeartbeatRenewer({ kube, log, component: 'proxy', nodeName });
-  void heartbeat.run(shutdown.signal, () => view.synced() && isProxyCandidate(view, nodeName));
+  void heartbeat.run(shutdown.signal, () => view.synced() && isProxyCandidate(nodeName, view.gateways()));
 
   await view.waitForSync(shutdown.signal);
   reconcileActivation();
@@ -173,6 +182,7 @@ async function main(): Promise<void> {
   const tunnelPort = await listen(tunnelServer, intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel), bind);
   const httpPort = httpFrontend ? await listen(httpFrontend, intFlag('http-port', values['http-port'], PORTS.proxyInternalInsecure), frontendBind) : undefined;
   const httpsPort = await listen(httpsFrontend, intFlag('https-port', values['https-port'], PORTS.proxyInternalSecure), frontendBind);
+  ownPorts.push(tunnelPort, httpsPort, ...(httpPort ? [httpPort] : []));
   health.addReadinessCheck('listeners', () => ({ ok: true, detail: `tunnel ${bind}:${tunnelPort}, https ${frontendBind}:${httpsPort}, http ${httpPort ?? 'off'}` }));
   log.info({ bind, tunnelPort, frontendBind, httpsPort, httpPort, healthPort, active: hub.active }, 'proxy-server listening');
 

@@ -1,7 +1,5 @@
 import { z } from 'zod';
-import {
-  LABELS, activeEndpointsOfType, isExposed, proxyReachablePorts, type Gateway,
-} from '@raven/api-types';
+import { LABELS, proxyReachablePorts, type Gateway } from '@raven/api-types';
 
 /** A Node as the proxy sees it: its Gateway (label) and addresses. */
 export interface NodeInfo {
@@ -43,16 +41,6 @@ export interface ClusterView {
   gateways(): Gateway[];
   /** Target ports reachable by scheme (see proxyReachablePorts). */
   ports(): { http: Set<number>; https: Set<number> };
-}
-
-/** The exposed Gateway in which `node` is an elected (active) proxy endpoint, if any: then its proxy-server serves. */
-export function activeServerGateway(view: ClusterView, node: string): Gateway | undefined {
-  return view.gateways().find((gw) => isExposed(gw) && activeEndpointsOfType(gw, 'proxy').some((e) => e.nodeName === node));
-}
-
-/** The node is listed as a proxy endpoint of some Gateway, so it renews the proxy heartbeat Lease. */
-export function isProxyCandidate(view: ClusterView, node: string): boolean {
-  return view.gateways().some((gw) => (gw.spec?.endpoints ?? []).some((e) => e.type === 'proxy' && e.nodeName === node));
 }
 
 /** Public IPs the node is published under as a proxy endpoint (its serving certificate covers them). */

@@ -189,6 +189,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     };
   }
 
+  /** Ends every stream of one agent with PERMISSION_DENIED (its admission no longer holds); its connections are lost. */
+  disconnect(agentId: string, message: string): number {
+    const streams = [...(this.index.get(`agent:${agentId}`) ?? [])];
+    for (const stream of streams) stream.shutdown(GrpcStatus.PERMISSION_DENIED, message);
+    return streams.length;
+  }
+
   /** Ends every agent stream (agents reconnect elsewhere) and refuses new ones. The HTTP/2 server is the caller's. */
   close(): void {
     this.closing = true;
@@ -365,9 +372,9 @@ class AgentStream implements StreamCarrier {
     stream.on('error', (error) => this.teardown(error));
   }
 
-  shutdown(): void {
-    this.call.finish(GrpcStatus.OK);
-    this.teardown(new Error('tunnel server closing'));
+  shutdown(code: GrpcStatus = GrpcStatus.OK, message = ''): void {
+    this.call.finish(code, message);
+    this.teardown(new Error(message || 'tunnel server closing'));
   }
 
   dial(address: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<TunnelStream> {

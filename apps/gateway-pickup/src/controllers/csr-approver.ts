@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import {
-  CSR_SIGNERS, NODE_NAME_EXTRA, NODE_ORGANIZATION, PROXY_SERVICE_ACCOUNTS, isExposed, nodeOfProxyClientCommonName,
-  nodeOfServingCommonName, proxyInternalServiceNames, type Gateway,
+  CSR_SIGNERS, NODE_NAME_EXTRA, NODE_ORGANIZATION, PROXY_SERVICE_ACCOUNTS, mayHoldProxyClientIdentity, nodeOfProxyClientCommonName,
+  nodeOfServingCommonName, proxyInternalServiceNames, proxyServerGateways, type Gateway,
 } from '@raven/api-types';
 import { Controller, Informer, RESOURCES, isNotFound, metaTime, type KubeClient, type Logger } from '@raven/controller-kit';
 import { inspectCsr, normalizeIp, type CsrFacts } from '@raven/node-certs';
@@ -84,14 +84,13 @@ export function decideCsr(csr: CsrView, facts: CsrFacts | undefined, policy: Csr
   const node = policy.node(nodeName);
   if (!node) return deny('UnknownNode', `node ${nodeName} does not exist`);
 
-  const proxyGateways = policy.gateways().filter((gw) => (gw.spec?.endpoints ?? []).some((e) => e.type === 'proxy' && e.nodeName === nodeName));
   if (kind === 'client') {
     if (facts.dnsNames.length + facts.ipAddresses.length > 0) return deny('BadSANs', 'a proxy-client certificate carries no SANs');
-    const servesDomain = node.gateway === undefined || proxyGateways.some((gw) => !isExposed(gw) && gw.metadata.name === node.gateway);
-    if (!servesDomain) return deny('NotAProxyNode', `node ${nodeName} is neither a proxy endpoint of its non-exposed Gateway nor in no Gateway`);
+    if (!mayHoldProxyClientIdentity({ name: nodeName, gateway: node.gateway }, policy.gateways())) return deny('NotAProxyNode', `node ${nodeName} is neither a proxy endpoint of its non-exposed Gateway nor in no Gateway`);
     return { verdict: 'approve', reason: 'RavenProxyClient', message: `proxy-client identity for node ${nodeName}` };
   }
-  if (!proxyGateways.some(isExposed)) return deny('NotAProxyNode', `node ${nodeName} is not a proxy endpoint of an exposed Gateway`);
+  const proxyGateways = proxyServerGateways(nodeName, policy.gateways());
+  if (proxyGateways.length === 0) return deny('NotAProxyNode', `node ${nodeName} is not a proxy endpoint of an exposed Gateway`);
   if (facts.dnsNames.length + facts.ipAddresses.length === 0) return deny('BadSANs', 'a serving certificate needs DNS or IP SANs');
   const dns = new Set([nodeName, ...proxyInternalServiceNames(policy.namespace)]);
   const ips = new Set([...node.internalIPs, ...node.externalIPs].map(normalizeIp));
