@@ -33,6 +33,15 @@ export interface Timeouts {
   halfCloseMs: number;
 }
 
+export interface FrontendLimits {
+  /** Open front-end connections in all; more are closed at once. */
+  connections: number;
+  /** Open connections from one source address. */
+  connectionsPerSource: number;
+  /** Request heads routed per second (a token bucket with one second of burst); more get 429. */
+  headsPerSecond: number;
+}
+
 export interface FrontendOptions {
   view: ClusterView;
   hub: TunnelHub;
@@ -46,12 +55,13 @@ export interface FrontendOptions {
   /** Authorizes HTTPS callers (client certificate identity) on nodes/proxy of the target; absent only by an insecure flag. */
   authorizer: NodeProxyAuthorizer | undefined;
   timeouts: Timeouts;
+  limits: FrontendLimits;
   metrics: ProxyMetrics;
   log: Logger;
 }
 
 /** Why a connection was not relayed after routing; the error metric's reason label. */
-type RelayFailure = 'unauthenticated' | 'forbidden' | 'authz-error' | 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
+type RelayFailure = 'rate-limited' | 'unauthenticated' | 'forbidden' | 'authz-error' | 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
 
 class RelayError extends Error {
   override readonly name = 'RelayError';
@@ -63,7 +73,7 @@ class RelayError extends Error {
 const MAX_HEAD = 64 * 1024;
 const TLS_VERIFY_CODES = /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ERR_TLS/;
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 429: 'Too Many Requests',
   431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -80,9 +90,14 @@ const STATUS_TEXT: Record<number, string> = {
  */
 export class Frontends {
   private readonly live = new Set<Socket>();
+  private readonly perSource = new Map<string, number>();
   private readonly closedBytes = { toTargets: 0, fromTargets: 0 };
+  private readonly heads: { tokens: number; at: number };
+  private lastShedLog = 0;
 
-  constructor(private readonly opts: FrontendOptions) {}
+  constructor(private readonly opts: FrontendOptions) {
+    this.heads = { tokens: opts.limits.headsPerSecond, at: Date.now() };
+  }
 
   createHttpServer(): NetServer {
     return createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept('http', socket));
@@ -116,13 +131,29 @@ export class Frontends {
   }
 
   private accept(frontend: Frontend, socket: Socket): void {
-    const { metrics } = this.opts;
-    socket.setNoDelay(true);
+    const { metrics, limits } = this.opts;
     socket.on('error', () => undefined);
+    const source = socket.remoteAddress ?? '';
+    const fromSource = this.perSource.get(source) ?? 0;
+    if (this.live.size >= limits.connections || fromSource >= limits.connectionsPerSource) {
+      metrics.errors.inc({ reason: 'too-many-connections' });
+      const now = Date.now();
+      if (now - this.lastShedLog > 10_000) {
+        this.lastShedLog = now;
+        this.opts.log.warn({ frontend, source, open: this.live.size, fromSource }, 'front-end connection limit reached: closing new connections');
+      }
+      socket.destroy();
+      return;
+    }
+    this.perSource.set(source, fromSource + 1);
+    socket.setNoDelay(true);
     this.live.add(socket);
     metrics.streams.inc({ frontend });
     socket.once('close', () => {
       this.live.delete(socket);
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.perSource.set(source, left);
+      else this.perSource.delete(source);
       this.closedBytes.toTargets += socket.bytesRead;
       this.closedBytes.fromTargets += socket.bytesWritten;
       metrics.streams.dec({ frontend });
@@ -141,6 +172,7 @@ export class Frontends {
     let target: RouteTarget;
     let upstream: Duplex;
     try {
+      if (!this.takeHeadToken()) throw new RelayError(429, 'rate-limited', 'raven proxy: too many requests; retry later');
       if (!this.opts.isActive()) throw new RelayError(503, 'standby', 'raven proxy: this proxy-server is on standby (not an elected proxy endpoint)');
       const { request } = first;
       target = await routeRequest(
@@ -157,6 +189,16 @@ export class Frontends {
     metrics.requests.inc({ frontend, code: 'relayed' });
     upstream.write(first.rest.length > 0 ? Buffer.concat([first.head, first.rest]) : first.head);
     this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls);
+  }
+
+  private takeHeadToken(): boolean {
+    const { headsPerSecond } = this.opts.limits;
+    const now = Date.now();
+    this.heads.tokens = Math.min(headsPerSecond, this.heads.tokens + ((now - this.heads.at) * headsPerSecond) / 1000);
+    this.heads.at = now;
+    if (this.heads.tokens < 1) return false;
+    this.heads.tokens--;
+    return true;
   }
 
   /** HTTPS callers need RBAC on nodes/proxy of the target node, as the kubelet requires of its own callers. */
@@ -223,7 +265,7 @@ export class Frontends {
       const socket = tlsConnect({
         socket: raw, ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: !tls.insecure,
         servername: target.node, ALPNProtocols: ['http/1.1'],
-        // A kubelet serving certificate names the node and its addresses; either identity is accepted.
+        // The node name is required; its IP only when no other node (in any domain) has it: edge IPs repeat.
         checkServerIdentity: (_host, cert) => verifyTargetIdentity(target, cert),
       });
       const timer = setTimeout(() => socket.destroy(new RelayError(504, 'dial-timeout', `raven proxy: TLS handshake with ${target.node} timed out`)), this.opts.timeouts.dialMs);
@@ -245,12 +287,19 @@ export class Frontends {
     const { status, reason, message } = classify(err);
     this.opts.metrics.errors.inc({ reason });
     this.opts.metrics.requests.inc({ frontend, code: String(status) });
-    this.opts.log.info({ frontend, status, reason, host, url, err: message }, 'request not relayed');
+    this.opts.log.info({ frontend, status, reason, host: truncate(host), url: truncate(url), err: message }, 'request not relayed');
     if (socket.destroyed) return;
     const body = `${message}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     socket.setTimeout(5_000, () => socket.destroy());
   }
+}
+
+const LOGGED_CHARS = 256;
+
+/** Caller-supplied text goes into logs at most LOGGED_CHARS long. */
+function truncate(text: string | undefined): string | undefined {
+  return text !== undefined && text.length > LOGGED_CHARS ? `${text.slice(0, LOGGED_CHARS)}... (${text.length} chars)` : text;
 }
 
 function classify(err: unknown): { status: number; reason: string; message: string } {
@@ -271,10 +320,11 @@ function classify(err: unknown): { status: number; reason: string; message: stri
   return { status: 502, reason: 'upstream-error', message: `raven proxy: ${e?.message ?? String(err)}` };
 }
 
-function verifyTargetIdentity(target: RouteTarget, cert: PeerCertificate): Error | undefined {
+export function verifyTargetIdentity(target: Pick<RouteTarget, 'node' | 'ip' | 'ipUnique'>, cert: PeerCertificate): Error | undefined {
   const byName = checkServerIdentity(target.node, cert);
   if (!byName) return undefined;
-  return checkServerIdentity(target.ip, cert) ? byName : undefined;
+  if (target.ipUnique && !checkServerIdentity(target.ip, cert)) return undefined;
+  return target.ipUnique ? byName : new Error(`${byName.message}; its IP ${target.ip} is not unique across domains, so only the node name identifies it`);
 }
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {

@@ -35,6 +35,8 @@ export interface RouteTarget {
   tls: boolean;
   /** Which part of the request named the node. */
   via: 'header' | 'query' | 'host' | 'pod' | 'ip';
+  /** No other node has this InternalIP: only then may a target's certificate name the IP instead of the node. */
+  ipUnique: boolean;
 }
 
 /** Kubelet paths that name a pod: /containerLogs, /exec, /attach, /run /{ns}/{pod}/..., /portForward/{ns}/{pod}. */
@@ -109,7 +111,7 @@ export async function routeRequest(
   }
   const ip = info.internalIPs[0];
   if (!ip) throw new RouteError(502, 'no-address', `raven proxy: node ${node} has no InternalIP`);
-  return { node, domain: domainKeyOf(info), ip, port, tls, via };
+  return { node, domain: domainKeyOf(info), ip, port, tls, via, ipUnique: view.nodesWithInternalIP(ip).length === 1 };
 }
 
 function byName(nameOrIp: string, view: ClusterView): string {

@@ -3,6 +3,7 @@ import { emptyIdentifiers } from '@raven/tunnel-protocol';
 import type { PeerCertificate } from 'node:tls';
 import { activeProxyServerGateway, isProxyCandidate, type Gateway } from '@raven/api-types';
 import { AdmissionError, admitClient, stillServes } from '../src/admission.ts';
+import { verifyTargetIdentity } from '../src/frontend.ts';
 import { parseHead, type HeadError } from '../src/head.ts';
 import { RouteError, podOfKubeletPath, refuseForbiddenTarget, routeRequest, splitHostPort, type RouteRequest, type RouteTarget } from '../src/routing.ts';
 import { StaticClusterView, publicIPsOf, type NodeInfo } from '../src/topology.ts';
@@ -44,7 +45,8 @@ describe('routeRequest', () => {
   });
 
   it('accepts an IP literal only when one node has it', async () => {
-    expect(await route({ host: '172.16.1.90:10250' })).toMatchObject({ node: 'qd-2', via: 'ip' });
+    expect(await route({ host: '172.16.1.90:10250' })).toMatchObject({ node: 'qd-2', via: 'ip', ipUnique: true });
+    expect(await route({ host: 'hz-1:10250' })).toMatchObject({ ip: '172.16.2.103', ipUnique: false });
     const ambiguous = await refusal({ host: '172.16.2.103:10250' });
     expect([ambiguous.status, ambiguous.reason]).toEqual([409, 'ambiguous-ip']);
     expect(ambiguous.message).toContain('hz-1, qd-1');
@@ -151,7 +153,7 @@ describe('admitClient', () => {
 
 describe('refuseForbiddenTarget', () => {
   const self = { node: 'cloud-1', domain: 'gw/gw-cloud', ips: ['192.168.0.195', '198.18.0.11'], ports: [10262, 10263, 10264, 10266], allowLoopback: false };
-  const target = (over: Partial<RouteTarget>): RouteTarget => ({ node: 'hz-1', domain: 'gw/gw-hz', ip: '172.16.2.103', port: 10250, tls: true, via: 'host', ...over });
+  const target = (over: Partial<RouteTarget>): RouteTarget => ({ node: 'hz-1', domain: 'gw/gw-hz', ip: '172.16.2.103', port: 10250, tls: true, via: 'host', ipUnique: false, ...over });
   const refused = (t: RouteTarget, s = self) => {
     try {
       refuseForbiddenTarget(t, s);
@@ -177,5 +179,17 @@ describe('refuseForbiddenTarget', () => {
     expect(refused(target({ node: 'cloud-1', domain: 'gw/gw-cloud', ip: '192.168.0.195', port: 10250 }))).toBeUndefined();
     // The same IP in another domain is another machine, reached through its tunnel.
     expect(refused(target({ ip: '192.168.0.195', port: 10264 }))).toBeUndefined();
+  });
+});
+
+describe('verifyTargetIdentity', () => {
+  const cert = (san: string) => ({ subject: { CN: 'system:node:whoever' }, subjectaltname: san }) as unknown as PeerCertificate;
+  it('needs the node name; an IP SAN counts only when the IP is unique across domains (edge IPs repeat)', () => {
+    const hz1 = { node: 'hz-1', ip: '172.16.2.103', ipUnique: false };
+    expect(verifyTargetIdentity(hz1, cert('DNS:hz-1, IP Address:172.16.2.103'))).toBeUndefined();
+    // qd-1's kubelet has the same IP: its certificate must not pass for hz-1.
+    expect(verifyTargetIdentity(hz1, cert('DNS:qd-1, IP Address:172.16.2.103'))?.message).toMatch(/not unique across domains/);
+    expect(verifyTargetIdentity({ ...hz1, ipUnique: true }, cert('DNS:qd-1, IP Address:172.16.2.103'))).toBeUndefined();
+    expect(verifyTargetIdentity({ ...hz1, ipUnique: true }, cert('DNS:qd-1, IP Address:172.16.2.104'))).toBeInstanceOf(Error);
   });
 });
