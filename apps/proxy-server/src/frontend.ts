@@ -6,8 +6,9 @@ import type { Logger } from '@raven/controller-kit';
 import { PROXY_HOST_HEADER } from '@raven/api-types';
 import { DialError } from '@raven/tunnel-protocol';
 import { callerOfCertificate, verbOfMethod, type NodeProxyAuthorizer } from './authz.ts';
-import { HeadError, readHead } from './head.ts';
+import { HeadError, readHead, type RequestHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { RequestFramer, switchesProtocol, type Segment } from './requests.ts';
 import { RouteError, refuseForbiddenTarget, routeRequest, type Frontend, type RouteTarget, type SelfFacts } from './routing.ts';
 import type { ClusterView, DomainKey } from './topology.ts';
 import type { TunnelHub } from './tunnels.ts';
@@ -171,24 +172,49 @@ export class Frontends {
     }
     let target: RouteTarget;
     let upstream: Duplex;
+    const framer = new RequestFramer(MAX_HEAD);
     try {
       if (!this.takeHeadToken()) throw new RelayError(429, 'rate-limited', 'raven proxy: too many requests; retry later');
       if (!this.opts.isActive()) throw new RelayError(503, 'standby', 'raven proxy: this proxy-server is on standby (not an elected proxy endpoint)');
       const { request } = first;
+      framer.begin(request);
       target = await routeRequest(
         { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
         this.opts.view, this.opts.podNode,
       );
       refuseForbiddenTarget(target, this.opts.self());
-      await this.authorize(frontend, socket, request.method, target);
+      await this.authorize(frontend, socket, request, target);
       upstream = await this.connect(target);
     } catch (err) {
       return this.refuse(socket, frontend, err, first.request.host, first.request.url);
     }
     if (socket.destroyed) return void upstream.destroy();
     metrics.requests.inc({ frontend, code: 'relayed' });
-    upstream.write(first.rest.length > 0 ? Buffer.concat([first.head, first.rest]) : first.head);
-    this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls);
+    upstream.write(first.head);
+    this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls, framer, first.rest, (request) => this.admitNext(frontend, socket, target, request));
+  }
+
+  /**
+   * A further request on a keep-alive connection: it must name the same target as the first (else the connection
+   * closes: clients pool connections per target) and be authorized for its own verb. Returns why not, if not.
+   */
+  private async admitNext(frontend: Frontend, socket: Socket, target: RouteTarget, request: RequestHead): Promise<string | undefined> {
+    try {
+      if (!this.takeHeadToken()) throw new RelayError(429, 'rate-limited', 'raven proxy: too many requests');
+      const next = await routeRequest(
+        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
+        this.opts.view, this.opts.podNode,
+      );
+      if (next.node !== target.node || next.port !== target.port) return `a later request names ${next.node}:${next.port}, not ${target.node}:${target.port}`;
+      await this.authorize(frontend, socket, request, target);
+      this.opts.metrics.requests.inc({ frontend, code: 'relayed' });
+      return undefined;
+    } catch (err) {
+      const { status, reason, message } = classify(err);
+      this.opts.metrics.errors.inc({ reason });
+      this.opts.metrics.requests.inc({ frontend, code: String(status) });
+      return message;
+    }
   }
 
   private takeHeadToken(): boolean {
@@ -202,12 +228,13 @@ export class Frontends {
   }
 
   /** HTTPS callers need RBAC on nodes/proxy of the target node, as the kubelet requires of its own callers. */
-  private async authorize(frontend: Frontend, socket: Socket, method: string, target: RouteTarget): Promise<void> {
+  private async authorize(frontend: Frontend, socket: Socket, request: RequestHead, target: RouteTarget): Promise<void> {
     const { authorizer } = this.opts;
     if (!authorizer || frontend !== 'https') return;
     const caller = callerOfCertificate((socket as TLSSocket).getPeerCertificate?.());
     if (!caller) throw new RelayError(401, 'unauthenticated', 'raven proxy: a client certificate naming the caller is required');
-    const verb = verbOfMethod(method);
+    // A protocol switch (exec, attach, port-forward over websocket or SPDY) is a create, whatever its method.
+    const verb = switchesProtocol(request) ? 'create' : verbOfMethod(request.method);
     let decision;
     try {
       decision = await authorizer.authorize(caller, verb, target.node);
@@ -217,8 +244,12 @@ export class Frontends {
     if (!decision.allowed) throw new RelayError(403, 'forbidden', `raven proxy: user ${JSON.stringify(caller.user)} may not ${verb} nodes/proxy of node ${target.node}: ${decision.reason}`);
   }
 
-  /** Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's. */
-  private relay(caller: Socket, upstream: Duplex, passHalfClose: boolean): void {
+  /**
+   * Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's.
+   * Caller bytes go through the framer, so every further request head is admitted (admitNext) before it is passed on;
+   * one that is not closes the connection.
+   */
+  private relay(caller: Socket, upstream: Duplex, passHalfClose: boolean, framer: RequestFramer, rest: Buffer, admitNext: (request: RequestHead) => Promise<string | undefined>): void {
     const { idleMs, halfCloseMs } = this.opts.timeouts;
     upstream.on('error', () => caller.destroy());
     caller.on('error', () => upstream.destroy());
@@ -230,14 +261,52 @@ export class Frontends {
     });
     caller.once('close', () => upstream.destroy());
     upstream.once('end', () => caller.end());
-    caller.once('end', () => {
+    let callerEnded = false;
+    const queue: Segment[] = [];
+    let pumping = false;
+    const onCallerEnd = () => {
       if (passHalfClose) upstream.end();
       else caller.setTimeout(halfCloseMs, () => caller.destroy());
+    };
+    const close = (why: string) => {
+      this.opts.log.info({ why }, 'keep-alive connection closed');
+      caller.destroy();
+      upstream.destroy();
+    };
+    const pump = async () => {
+      if (pumping) return;
+      pumping = true;
+      caller.pause();
+      while (queue.length > 0 && !caller.destroyed && !upstream.destroyed) {
+        const segment = queue.shift()!;
+        if (segment.kind === 'head') {
+          const refused = await admitNext(segment.request);
+          if (refused) return close(refused);
+        }
+        const data = segment.kind === 'head' ? segment.head : segment.data;
+        if (!upstream.write(data)) await drained(upstream);
+      }
+      pumping = false;
+      if (callerEnded) onCallerEnd();
+      else caller.resume();
+    };
+    const feed = (chunk: Buffer) => {
+      try {
+        queue.push(...framer.push(chunk));
+      } catch (err) {
+        return close(`unparseable later request: ${(err as Error).message}`);
+      }
+      void pump();
+    };
+    caller.on('data', feed);
+    caller.once('end', () => {
+      callerEnded = true;
+      if (!pumping) onCallerEnd();
     });
     if (idleMs > 0) caller.setTimeout(idleMs, () => caller.destroy());
-    caller.pipe(upstream, { end: false });
     upstream.pipe(caller, { end: false });
-    caller.resume();
+    if (rest.length > 0) feed(rest);
+    else caller.resume();
   }
 
   /** Opens a byte stream to the target: tunnel or direct, then TLS if the front end was HTTPS. */
@@ -325,6 +394,19 @@ export function verifyTargetIdentity(target: Pick<RouteTarget, 'node' | 'ip' | '
   if (!byName) return undefined;
   if (target.ipUnique && !checkServerIdentity(target.ip, cert)) return undefined;
   return target.ipUnique ? byName : new Error(`${byName.message}; its IP ${target.ip} is not unique across domains, so only the node name identifies it`);
+}
+
+/** Resolves on the stream's next 'drain' (or its close), leaving no listener behind. */
+function drained(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HEARTBEAT, LABELS, PROXY_SERVICE_ACCOUNTS, heartbeatLeaseName, type Gateway } from '@raven/api-types';
@@ -203,6 +204,39 @@ describe('front-end authentication and authorization (a compromised edge node ho
 
   it('the cluster keeps working: an authorized caller still execs', async () => {
     expect((await exec(callers.admin)).status).toMatch(/ 101 /);
+  });
+});
+
+describe('keep-alive connections', () => {
+  /** Sends `requests` one after the other on one HTTP connection to the HTTP front end; collects what came back. */
+  async function onOneConnection(requests: string[]): Promise<{ answers: string[]; closed: boolean }> {
+    const socket = netConnect({ host: ip.cloudA, port: ports.feHttp });
+    await once(socket, 'connect');
+    const answers: string[] = [];
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => undefined);
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    for (const request of requests) {
+      const before = text.length;
+      socket.write(request);
+      await waitFor('an answer or a close', async () => closed || /\r\n\r\n[\s\S]*\}/.test(text.slice(before)), 5_000, 20).catch(() => undefined);
+      answers.push(text.slice(before));
+      if (closed) break;
+    }
+    socket.destroy();
+    return { answers, closed };
+  }
+  const get = (host: string, extra = '') => `GET /whoami HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
+
+  it('every request on the connection is routed: same target passes, another target closes the connection instead of reaching the first one', async () => {
+    const same = await onOneConnection([get(`${node.e1b}:${ports.http}`), get(`${node.e1b}:${ports.http}`)]);
+    expect(same.answers.map((a) => /"node":"([^"]+)"/.exec(a)?.[1])).toEqual([node.e1b, node.e1b]);
+    const other = await onOneConnection([get(`${node.e1b}:${ports.http}`), get(`${node.e1b}:${ports.http}`, `X-Tunnel-Proxy-Host: ${node.e2a}\r\n`)]);
+    expect(/"node":"([^"]+)"/.exec(other.answers[0]!)?.[1]).toBe(node.e1b);
+    expect(other.answers[1]).not.toContain(node.e1b);
+    expect(other.closed).toBe(true);
   });
 });
 
