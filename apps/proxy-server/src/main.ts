@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import {
-  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, activeProxyServerGateway, isProxyCandidate, proxyInternalServiceNames, servingCommonName,
+  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, activeProxyServerGateway, isProxyCandidate, proxyServingSans, servingCommonName,
 } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
@@ -15,7 +15,7 @@ import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
 import { PodNodes } from './pods.ts';
-import { domainKeyOf, publicIPsOf } from './topology.ts';
+import { domainKeyOf } from './topology.ts';
 import { TunnelHub } from './tunnels.ts';
 
 const flags = {
@@ -98,11 +98,11 @@ async function main(): Promise<void> {
       spec: (): CertificateSpec | undefined => {
         const me = view.synced() ? view.node(nodeName) : undefined;
         if (!me) return undefined;
-        return {
-          commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION],
-          dnsNames: [nodeName, ...proxyInternalServiceNames(namespace)],
-          ipAddresses: [...new Set([...me.internalIPs, ...me.externalIPs, ...publicIPsOf(view, nodeName)])],
-        };
+        const sans = proxyServingSans({
+          node: { name: nodeName, internalIPs: me.internalIPs, externalIPs: me.externalIPs }, gateways: view.gateways(), namespace,
+          claimedByOtherNode: (ip) => view.nodesWithAddress(ip).some((n) => n.metadata.name !== nodeName),
+        });
+        return { commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION], ...sans };
       },
     });
   if (serving instanceof CsrCertificateSource) view.onChange(() => serving.refresh());

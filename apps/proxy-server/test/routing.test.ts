@@ -6,7 +6,7 @@ import { AdmissionError, admitClient, stillServes } from '../src/admission.ts';
 import { verifyTargetIdentity } from '../src/frontend.ts';
 import { parseHead, type HeadError } from '../src/head.ts';
 import { RouteError, podOfKubeletPath, refuseForbiddenTarget, routeRequest, splitHostPort, type RouteRequest, type RouteTarget } from '../src/routing.ts';
-import { StaticClusterView, publicIPsOf, type NodeInfo } from '../src/topology.ts';
+import { StaticClusterView, type NodeInfo } from '../src/topology.ts';
 
 const node = (name: string, gateway: string | undefined, ip: string): NodeInfo => ({ metadata: { name }, gateway, internalIPs: [ip], externalIPs: [] });
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
@@ -99,7 +99,6 @@ describe('helpers', () => {
     expect(activeProxyServerGateway('cloud-1', view.gateways())?.metadata.name).toBe('gw-cloud');
     expect(activeProxyServerGateway('hz-1', view.gateways())).toBeUndefined();
     expect([isProxyCandidate('hz-1', view.gateways()), isProxyCandidate('qd-1', view.gateways())]).toEqual([true, false]);
-    expect(publicIPsOf(view, 'cloud-1')).toEqual(['198.18.0.11']);
   });
 });
 

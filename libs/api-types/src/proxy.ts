@@ -188,3 +188,42 @@ function expandV6(ip: string): string {
   const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
   return groups.map((g) => g.padStart(4, '0')).join(':');
 }
+
+// ---------------------------------------------------------------- the proxy-server's serving certificate
+
+export interface ServingSanInput {
+  node: { name: string; internalIPs: readonly string[]; externalIPs: readonly string[] };
+  gateways: readonly Gateway[];
+  namespace: string;
+  /** Some other Node lists this address (InternalIP or ExternalIP). */
+  claimedByOtherNode: (ip: string) => boolean;
+}
+
+/**
+ * The SANs of a proxy-server's serving certificate (a kubelet-serving one, which the apiserver would also trust for
+ * the node): its node name, the internal Service's names, the public IPs the admin wrote into its proxy endpoints, and
+ * the addresses the node itself writes (Node addresses, a discovered public IP) only when no other node claims them
+ * and they are never-dialled addresses neither. proxy-server requests exactly these; the CSR approver allows no more.
+ */
+export function proxyServingSans(input: ServingSanInput): { dnsNames: string[]; ipAddresses: string[] } {
+  const { node, gateways } = input;
+  const mine = proxyServerGateways(node.name, gateways);
+  const adminWritten = new Set<string>();
+  const nodeWritten = new Set<string>([...node.internalIPs, ...node.externalIPs]);
+  const othersPublic = new Set<string>();
+  for (const gw of gateways) {
+    for (const e of gw.spec?.endpoints ?? []) {
+      if (!e.publicIP) continue;
+      if (e.nodeName !== node.name) othersPublic.add(e.publicIP);
+      else if (e.type === 'proxy' && mine.includes(gw)) adminWritten.add(e.publicIP);
+    }
+    for (const e of gw.status?.activeEndpoints ?? []) {
+      if (!e.publicIP) continue;
+      if (e.nodeName !== node.name) othersPublic.add(e.publicIP);
+      else if (e.type === 'proxy' && mine.includes(gw) && !adminWritten.has(e.publicIP)) nodeWritten.add(e.publicIP);
+    }
+  }
+  const acceptable = (ip: string) => isIP(ip) !== 0 && !forbiddenTargetReason(ip) && !input.claimedByOtherNode(ip) && !othersPublic.has(ip);
+  const ipAddresses = [...adminWritten, ...[...nodeWritten].filter((ip) => !adminWritten.has(ip) && acceptable(ip))];
+  return { dnsNames: [node.name, ...proxyInternalServiceNames(input.namespace)], ipAddresses };
+}

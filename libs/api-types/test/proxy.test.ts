@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  activeProxyServerGateway, forbiddenTargetReason, isProxyCandidate, mayHoldProxyClientIdentity, proxyClientRole, proxyServerGateways, type Gateway,
+  activeProxyServerGateway, forbiddenTargetReason, isProxyCandidate, mayHoldProxyClientIdentity, proxyClientRole, proxyServerGateways, proxyServingSans,
+  type Gateway,
 } from '../src/index.ts';
 
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
@@ -49,5 +50,28 @@ describe('forbiddenTargetReason', () => {
     expect(forbiddenTargetReason('127.0.0.21', { allowLoopback: true })).toBeUndefined();
     expect(forbiddenTargetReason('::1', { allowLoopback: true })).toBeUndefined();
     expect(forbiddenTargetReason('169.254.169.254', { allowLoopback: true })).toMatch(/link-local/);
+  });
+});
+
+describe('proxyServingSans', () => {
+  const cloud = gateway('cloud', { exposeType: 'PublicIP', proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 0 }, endpoints: [{ nodeName: 'c1', type: 'proxy', publicIP: '198.18.0.11' }, { nodeName: 'c2', type: 'proxy' }] },
+    { activeEndpoints: [{ nodeName: 'c1', type: 'proxy', publicIP: '198.18.0.11' }, { nodeName: 'c2', type: 'proxy', publicIP: '203.0.113.9' }] });
+  const others: Record<string, string[]> = { victim: ['192.168.10.50', '203.0.113.50'] };
+  const sans = (name: string, internalIPs: string[], externalIPs: string[] = []) => proxyServingSans({
+    node: { name, internalIPs, externalIPs }, gateways: [cloud], namespace: 'kube-system',
+    claimedByOtherNode: (ip) => Object.values(others).some((ips) => ips.includes(ip)),
+  });
+
+  it('names the node and the internal Service; carries the admin-written public IP and its own addresses', () => {
+    expect(sans('c1', ['192.168.10.11'])).toEqual({
+      dnsNames: ['c1', 'x-raven-proxy-internal-svc', 'x-raven-proxy-internal-svc.kube-system', 'x-raven-proxy-internal-svc.kube-system.svc', 'x-raven-proxy-internal-svc.kube-system.svc.cluster.local'],
+      ipAddresses: ['198.18.0.11', '192.168.10.11'],
+    });
+    // A public IP discovered from the node's own annotation (status only) is node-written, and unclaimed here.
+    expect(sans('c2', ['192.168.10.12']).ipAddresses).toEqual(['192.168.10.12', '203.0.113.9']);
+  });
+
+  it('node-writable addresses another node claims, another endpoint\'s public IP, and never-dialled addresses are left out', () => {
+    expect(sans('c2', ['192.168.10.50', '127.0.0.1', '169.254.169.254'], ['203.0.113.50', '198.18.0.11']).ipAddresses).toEqual(['203.0.113.9']);
   });
 });
