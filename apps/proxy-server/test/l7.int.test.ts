@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HEARTBEAT, LABELS, PROXY_SERVICE_ACCOUNTS, heartbeatLeaseName, type Gateway } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { issueCertificate } from '@raven/pki';
+import { AgentTunnel, PacketType, encodePacketFrame, startConnectCall, tcpDialer } from '@raven/tunnel-protocol';
 import { adminClient, deleteNode, freePort, registerNode, uniqueName, waitFor, type AppProcess } from '@raven/testbed';
 import {
   boundKubeconfig, clusterCa, deletePod, enableL7, followLines, httpGet, startKubelet, startPickup, startProxyClient, startProxyServer,
@@ -259,6 +260,85 @@ describe('streams', () => {
     const res = await httpGet({ ...front('https'), host: `${node.e2a}:${ports.https}`, path: '/metrics' });
     expect(res.body).toContain(`kubelet_node_name{node="${node.e2a}"} 1`);
   });
+});
+
+describe('bounded floods: the front ends and the tunnel port keep serving others, RSS stays under the Deployment limit', () => {
+  const rssMiB = async () => Number(/raven_proxy_server_process_resident_memory_bytes (\d+)/.exec(await apps[0]!.metrics())?.[1]) / 2 ** 20;
+  const othersServed = async () => {
+    for (const kind of ['http', 'https'] as const) {
+      for (const key of ['e1b', 'e2a', 'lone'] as const) expect((await whoami(kind, `${node[key]}:${targetPort(kind)}`)).json?.node, `${kind} ${key}`).toBe(node[key]);
+    }
+  };
+  const sockets: Socket[] = [];
+  const openIdle = async (port: number, count: number) => {
+    for (let i = 0; i < count; i += 100) {
+      await Promise.all(Array.from({ length: Math.min(100, count - i) }, async () => {
+        const socket = netConnect({ host: ip.cloudA, port });
+        socket.on('error', () => undefined);
+        sockets.push(socket);
+        await once(socket, 'connect').catch(() => undefined);
+      }));
+    }
+  };
+  afterAll(() => {
+    for (const socket of sockets) socket.destroy();
+  });
+
+  it('unauthenticated: 1,000 idle connections to each of the HTTPS front end, the HTTP front end and the tunnel port, and slow heads', async () => {
+    await openIdle(ports.feHttps, 1_000);
+    await openIdle(ports.feHttp, 1_000);
+    await openIdle(ports.tunnelA, 1_000);
+    const slow = Array.from({ length: 100 }, () => {
+      const socket = netConnect({ host: ip.cloudA, port: ports.feHttp });
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+      return socket;
+    });
+    const head = Buffer.from(`GET /whoami HTTP/1.1\r\nHost: ${node.e1b}:${ports.http}\r\nX-Slow: ${'a'.repeat(40)}`);
+    let sent = 0;
+    const dribble = setInterval(() => {
+      for (const socket of slow) socket.write(head.subarray(sent % head.length, (sent % head.length) + 1));
+      sent++;
+    }, 50);
+    try {
+      await othersServed();
+    } finally {
+      clearInterval(dribble);
+    }
+    expect(await rssMiB()).toBeLessThan(512);
+    for (const socket of sockets.splice(0)) socket.destroy();
+  }, 120_000);
+
+  it('an admitted client (e1a\'s identity): 1,000 tunnels are capped at 8, an oversized message ends its stream; others keep being served', async () => {
+    const tls = () => ({ ca: caPem, cert: callers.proxyClient.cert, key: callers.proxyClient.key, servername: node.cloudA });
+    const tunnels: AgentTunnel[] = [];
+    const errors: string[] = [];
+    for (let i = 0; i < 1_000; i += 50) {
+      const batch = await Promise.allSettled(Array.from({ length: 50 }, () => AgentTunnel.connect({
+        address: `${ip.cloudA}:${ports.tunnelA}`, tls, agentId: node.e1a, identifiers: { host: [node.e1a] }, dialer: tcpDialer(),
+      })));
+      for (const r of batch) {
+        if (r.status === 'fulfilled') tunnels.push(r.value);
+        else errors.push(String(r.reason));
+      }
+    }
+    try {
+      expect(tunnels.length).toBeLessThanOrEqual(8);
+      expect(errors.length).toBeGreaterThanOrEqual(992);
+      expect(errors.filter((e) => /already holds \d+ streams/.test(e)).length).toBeGreaterThan(900);
+      const call = startConnectCall(`${ip.cloudA}:${ports.tunnelA}`, tls(), { agentid: node.e1a, agentidentifiers: `host=${node.e1a}` }, { intervalMs: 0, timeoutMs: 0 });
+      call.stream.on('error', () => undefined);
+      call.stream.write(encodePacketFrame({ type: PacketType.DATA, connectId: 1n, data: Buffer.alloc(2 * 1024 * 1024), error: '' }));
+      const status = await call.status;
+      call.session.destroy();
+      expect(status?.details ?? '').toMatch(/exceeds|RESOURCE_EXHAUSTED|holds/);
+      await othersServed();
+      expect(await rssMiB()).toBeLessThan(512);
+    } finally {
+      for (const t of tunnels) t.close();
+    }
+    await waitFor('the real clients connected again', async () => /raven_proxy_server_connected_clients 3/.test(await apps[0]!.metrics()), 30_000, 200);
+  }, 180_000);
 });
 
 describe('activation', () => {

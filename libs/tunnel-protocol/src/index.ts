@@ -5,7 +5,7 @@ export type {
 export { encodePacket, encodePacketFrame, decodePacket } from './codec.ts';
 export { CONNECT_METHOD_PATH, MetadataKey, BEARER_PREFIX } from './service.ts';
 export {
-  GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, keepAlive, encodeGrpcMessage, decodeGrpcMessage,
+  GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, startConnectCall, keepAlive, encodeGrpcMessage, decodeGrpcMessage,
   MAX_AGENT_MESSAGE_BYTES, MAX_MESSAGE_BYTES, type AgentServiceHandle, type AgentServiceOptions, type ConnectTls,
 } from './grpc.ts';
 export { formatAgentIdentifiers, parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
