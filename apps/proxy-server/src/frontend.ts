@@ -39,7 +39,10 @@ export interface FrontendLimits {
   connections: number;
   /** Open connections from one source address. */
   connectionsPerSource: number;
-  /** Request heads routed per second (a token bucket with one second of burst); more get 429. */
+  /**
+   * Connections routed per second, counted at their first request head (a token bucket with one second of burst);
+   * more get 429. Later requests on an admitted connection are not counted: they cost no handshake.
+   */
   headsPerSecond: number;
 }
 
@@ -200,7 +203,6 @@ export class Frontends {
    */
   private async admitNext(frontend: Frontend, socket: Socket, target: RouteTarget, request: RequestHead): Promise<string | undefined> {
     try {
-      if (!this.takeHeadToken()) throw new RelayError(429, 'rate-limited', 'raven proxy: too many requests');
       const next = await routeRequest(
         { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
         this.opts.view, this.opts.podNode,

@@ -46,7 +46,7 @@ const flags = {
   'insecure-allow-loopback-targets': { type: 'boolean', description: 'Dial targets whose InternalIP is a loopback address (logged; for tests whose nodes all live on 127.0.0.0/8)', default: false },
   'max-frontend-connections': { type: 'string', description: 'Open front-end connections in all; more are closed at once', default: '10000' },
   'max-frontend-connections-per-source': { type: 'string', description: 'Open front-end connections from one address', default: '2000' },
-  'max-request-heads-per-second': { type: 'string', description: 'Requests routed per second across the front ends; more get 429', default: '5000' },
+  'max-new-connections-per-second': { type: 'string', description: 'Front-end connections routed per second (at their first request); more get 429', default: '5000' },
   'dial-timeout': { type: 'string', description: 'Opening a connection to a target, through a tunnel or directly (and its TLS handshake)', default: '10s' },
   'client-wait': { type: 'string', description: 'How long a request for a domain with no connected proxy-client waits for one (after a failover or a reconnect)', default: '3s' },
   'request-head-timeout': { type: 'string', description: 'Receiving the first request head of a front-end connection', default: '30s' },
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
     limits: {
       connections: intFlag('max-frontend-connections', values['max-frontend-connections'], 10_000),
       connectionsPerSource: intFlag('max-frontend-connections-per-source', values['max-frontend-connections-per-source'], 2_000),
-      headsPerSecond: intFlag('max-request-heads-per-second', values['max-request-heads-per-second'], 5_000),
+      headsPerSecond: intFlag('max-new-connections-per-second', values['max-new-connections-per-second'], 5_000),
     },
   });
 

@@ -64,7 +64,7 @@ describe('front-end limits', () => {
     expect(await get(port, '127.0.0.2')).toBe('HTTP/1.1 503 Service Unavailable');
   });
 
-  it('heads beyond the per-second budget get 429', async () => {
+  it('new connections beyond the per-second budget get 429 at their first request', async () => {
     const port = await frontend({ connections: 1_000, connectionsPerSource: 1_000, headsPerSecond: 5 });
     const lines = await Promise.all(Array.from({ length: 10 }, () => get(port, '127.0.0.1')));
     expect(lines.filter((l) => l.includes(' 429 ')).length).toBeGreaterThanOrEqual(4);

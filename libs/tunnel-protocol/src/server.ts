@@ -79,7 +79,7 @@ export interface AgentLimits {
 
 export const DEFAULT_LIMITS: AgentLimits = {
   streamsPerAgent: 8,
-  connectionsPerStream: 10_000,
+  connectionsPerStream: 16_384,
   messageBytes: MAX_AGENT_MESSAGE_BYTES,
   ignoredPackets: 100,
   unknownConnectionPackets: 10_000,
