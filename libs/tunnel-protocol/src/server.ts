@@ -283,6 +283,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       this.log.warn({ agentId, peer, err: rejection }, 'agent rejected');
       this.emit('agentRejected', { agentId, peer, error: rejection });
       call.finish(rejection.code, rejection.message);
+      // Agents open one connection per tunnel: a refused one is closed too, so refusals cannot pile up idle connections.
+      call.stream.session?.close();
     }
   }
 

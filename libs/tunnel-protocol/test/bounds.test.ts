@@ -85,6 +85,16 @@ describe('a hostile agent is bounded', () => {
     await waitFor('both agents', () => new Set(server.tunnel.agents().map((a) => a.agentId)).size === 2);
   });
 
+  it('a refused Connect closes its HTTP/2 connection, so refusals cannot pile up idle connections', async () => {
+    const server = await startTunnelServer({ limits: { streamsPerAgent: 1 } });
+    cleanups.push(() => server.stop());
+    await hostileAgent(server.address, 'twice');
+    const call = startConnectCall(server.address, undefined, { agentid: 'twice', agentidentifiers: 'host=node-m' }, { intervalMs: 0, timeoutMs: 0 });
+    cleanups.push(() => call.session.destroy());
+    expect((await call.status)?.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
+    await waitFor('the refused connection to close', () => call.session.closed || call.session.destroyed);
+  });
+
   it('an HTTP/2 connection may carry only a few concurrent streams', async () => {
     const server = await startTunnelServer();
     cleanups.push(() => server.stop());
