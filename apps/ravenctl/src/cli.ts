@@ -5,6 +5,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SYSTEM_NAMESPACE } from '@raven/api-types';
 import { ApiError, ConfigError, KubeClient } from '@raven/controller-kit';
 import { viewCertificate } from '@raven/node-certs';
+import { EXIT, UsageError } from './exit.ts';
+import { graphCommand } from './graph-command.ts';
 import { serialize, type OutputFormat } from './render.ts';
 import { buildShowView } from './show.ts';
 import { renderShow } from './show-render.ts';
@@ -12,12 +14,7 @@ import { readSnapshot, type Snapshot } from './snapshot.ts';
 
 export const VERSION = '0.1.0';
 
-/** Exit codes: scripts can tell "the cluster has problems" from "ravenctl could not look". */
-export const EXIT = { healthy: 0, findings: 1, usage: 2, unreachable: 3, internal: 4 } as const;
-
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { EXIT, UsageError };
 
 export interface Io {
   stdout: (text: string) => void;
@@ -70,6 +67,7 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.healthy;
     },
   },
+  graph: graphCommand,
 };
 
 /** Commands that need probe Pods on real nodes; named here so that `ravenctl help` tells the whole story. */
