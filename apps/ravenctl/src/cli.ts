@@ -6,6 +6,7 @@ import { SYSTEM_NAMESPACE } from '@raven/api-types';
 import { ApiError, ConfigError, KubeClient } from '@raven/controller-kit';
 import { viewCertificate } from '@raven/node-certs';
 import { EXIT, UsageError } from './exit.ts';
+import { diagnoseCommand } from './diagnose-command.ts';
 import { graphCommand } from './graph-command.ts';
 import { serialize, type OutputFormat } from './render.ts';
 import { buildShowView } from './show.ts';
@@ -68,6 +69,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   graph: graphCommand,
+  diagnose: diagnoseCommand,
 };
 
 /** Commands that need probe Pods on real nodes; named here so that `ravenctl help` tells the whole story. */

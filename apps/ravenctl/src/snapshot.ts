@@ -9,6 +9,8 @@ import { z } from 'zod';
 export interface Snapshot {
   /** Local time when the snapshot was taken (ms since the epoch). */
   takenAt: number;
+  /** Namespace of Raven's system objects. */
+  namespace: string;
   gateways: Gateway[];
   /** Gateways the schema rejected: name and why. */
   invalidGateways: { name: string; error: string }[];
@@ -200,7 +202,7 @@ export async function readSnapshot(kube: KubeClient, opts: ReadOptions): Promise
   const nodes = nodeList.items.map(toNodeView);
   const nodeNames = nodes.map((n) => n.name);
   return {
-    takenAt, gateways, invalidGateways, nodes,
+    takenAt, namespace: ns, gateways, invalidGateways, nodes,
     heartbeats: leaseList.items.map(toLeaseView),
     pickupLeader: leader ? toLeaseView(leader) : undefined,
     pods: podList.items.map(toPodView),

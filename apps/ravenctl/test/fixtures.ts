@@ -31,7 +31,7 @@ export function lease(component: 'tunnel' | 'proxy', holder: string, ageSeconds:
 
 export function snapshot(s: Partial<Snapshot> = {}): Snapshot {
   return {
-    takenAt: NOW, gateways: [], invalidGateways: [], nodes: [], heartbeats: [], pods: [],
+    takenAt: NOW, namespace: 'kube-system', gateways: [], invalidGateways: [], nodes: [], heartbeats: [], pods: [],
     ravenConfig: { 'enable-l3-tunnel': 'true', 'enable-l7-proxy': 'true' }, psk: { secret: 'present', hasKey: true }, certificates: [],
     ...s,
   };
