@@ -6,6 +6,8 @@ import { SYSTEM_NAMESPACE } from '@raven/api-types';
 import { ApiError, ConfigError, KubeClient } from '@raven/controller-kit';
 import { viewCertificate } from '@raven/node-certs';
 import { EXIT, UsageError } from './exit.ts';
+import { gatherCommand } from './gather-command.ts';
+import { VERSION } from './version.ts';
 import { diagnoseCommand } from './diagnose-command.ts';
 import { graphCommand } from './graph-command.ts';
 import { serialize, type OutputFormat } from './render.ts';
@@ -13,7 +15,7 @@ import { buildShowView } from './show.ts';
 import { renderShow } from './show-render.ts';
 import { readSnapshot, type Snapshot } from './snapshot.ts';
 
-export const VERSION = '0.1.0';
+export { VERSION };
 
 export { EXIT, UsageError };
 
@@ -32,6 +34,8 @@ export interface CommandContext {
   positionals: string[];
   output: OutputFormat;
   io: Io;
+  /** The kubeconfig in use (undefined: in-cluster). */
+  kubeconfig?: string;
   /** Connects lazily, so `--help` and usage errors never touch the network. */
   kube: () => Promise<KubeClient>;
   snapshot: () => Promise<Snapshot>;
@@ -70,6 +74,7 @@ const COMMANDS: Record<string, Command> = {
   },
   graph: graphCommand,
   diagnose: diagnoseCommand,
+  gather: gatherCommand,
 };
 
 /** Commands that need probe Pods on real nodes; named here so that `ravenctl help` tells the whole story. */
@@ -134,14 +139,16 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       throw new UsageError((err as Error).message);
     }
     const values = parsed.values as Values;
+    if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
     if (values.help) {
       io.stdout(commandHelp(io.env, name, command));
       return EXIT.healthy;
     }
     const output = outputFormat(values.output);
     const namespace = typeof values.namespace === 'string' ? values.namespace : SYSTEM_NAMESPACE;
+    const kubeconfig = resolveKubeconfig(values.kubeconfig as string | undefined, io.env);
     const kube = async () => {
-      client ??= await KubeClient.load({ kubeconfig: resolveKubeconfig(values.kubeconfig as string | undefined, io.env), userAgent: `ravenctl/${VERSION}` });
+      client ??= await KubeClient.load({ kubeconfig, userAgent: `ravenctl/${VERSION}` });
       return client;
     };
     let snap: Promise<Snapshot> | undefined;
@@ -152,7 +159,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         return { notBefore: v.notBefore.getTime(), notAfter: v.notAfter.getTime() };
       },
     })));
-    return await command.run({ values, positionals: parsed.positionals, output, io, kube, snapshot });
+    return await command.run({ values, positionals: parsed.positionals, output, io, kubeconfig, kube, snapshot });
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr(`error: ${err.message}\nRun '${programName(io.env)} --help' for usage.\n`);
