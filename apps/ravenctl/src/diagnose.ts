@@ -74,7 +74,10 @@ export function checkGateways(s: Snapshot): Finding[] {
       for (const e of (gw.status?.activeEndpoints ?? []).filter((x) => x.type === 'tunnel')) {
         const annotated = nodes.get(e.nodeName)?.annotations[ANNOTATIONS.publicIP];
         if (!e.publicIP && !annotated) {
-          out.push({ severity: 'error', check: 'public-ip', object: obj, message: `exposed, but its active tunnel endpoint ${e.nodeName} has no publicIP: peers behind NAT cannot dial it`, fix: `kubectl annotate node ${q(e.nodeName)} ${ANNOTATIONS.publicIP}=<public-ip>   (or set publicIP on the endpoint in the Gateway spec)` });
+          const fix = gw.spec.exposeType === 'LoadBalancer'
+            ? `kubectl -n ${ns(s)} get svc -l ${LABELS.endpointsName}=${q(e.nodeName)}   (the LoadBalancer Service needs an ingress IP)`
+            : `kubectl annotate node ${q(e.nodeName)} ${ANNOTATIONS.publicIP}=<public-ip>   (or set publicIP on the endpoint in the Gateway spec)`;
+          out.push({ severity: 'error', check: 'public-ip', object: obj, message: `exposed, but its active tunnel endpoint ${e.nodeName} has no publicIP: peers behind NAT cannot dial it`, fix });
         }
       }
     }

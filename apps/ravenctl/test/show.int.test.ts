@@ -99,6 +99,17 @@ describe('ravenctl show against the real control plane', () => {
     expect(yaml.stdout).toContain(`- name: ${cloud}\n    exposeType: PublicIP`);
   });
 
+  it('graphs the same topology as DOT and SVG', async () => {
+    const dot = await ravenctl(['graph', `--kubeconfig=${cluster.kubeconfig}`]);
+    expect(dot.code).toBe(0);
+    expect(dot.stdout).toContain(`label="${cloud} (exposed)";`);
+    expect(dot.stdout).toMatch(new RegExp(`d\\d+ -- d\\d+ \\[color="#2e7d32", label="0.7ms", tooltip="${cloud} → ${edge}: Connected; ${edge} → ${cloud}: Connected"\\]`));
+    const svg = await ravenctl(['graph', '-f', 'svg', '--layout=builtin', `--kubeconfig=${cluster.kubeconfig}`]);
+    expect(svg.code).toBe(0);
+    expect(svg.stdout).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg.stdout).toContain(`>${nodes.e1} [tunnel]</text>`);
+  });
+
   it('exits 2 on usage errors and 3 when the cluster cannot be reached, as a real process', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ravenctl-'));
     const dead = join(dir, 'kubeconfig');
