@@ -50,7 +50,8 @@ export function bundleName(now: Date): string {
 }
 
 interface Collected {
-  files: { path: string; data: unknown }[];
+  /** `kind`: what a list holds (list items carry no kind of their own). */
+  files: { path: string; kind: string; data: unknown }[];
   texts: { path: string; text: string }[];
   errors: string[];
 }
@@ -64,32 +65,32 @@ async function collectObjects(kube: KubeClient, ns: string, out: Collected): Pro
       return undefined;
     }
   };
-  const list = async (file: string, type: ResourceType, opts: { namespace?: string; labelSelector?: string } = {}, keep: (o: Named) => boolean = () => true) => {
+  const list = async (file: string, kind: string, type: ResourceType, opts: { namespace?: string; labelSelector?: string } = {}, keep: (o: Named) => boolean = () => true) => {
     const res = await attempt(file, () => kube.listAll<Named>(type, opts));
     const items = (res?.items ?? []).filter(keep);
-    if (res) out.files.push({ path: `resources/${file}.yaml`, data: items });
+    if (res) out.files.push({ path: `resources/${file}.yaml`, kind, data: items });
     return items;
   };
-  const get = async (file: string, type: ResourceType, ref: { namespace?: string; name: string }) => {
+  const get = async (file: string, kind: string, type: ResourceType, ref: { namespace?: string; name: string }) => {
     const obj = await attempt(file, () => kube.get<Named>(type, ref));
-    if (obj) out.files.push({ path: `resources/${file}.yaml`, data: obj });
+    if (obj) out.files.push({ path: `resources/${file}.yaml`, kind, data: obj });
   };
   const ravenName = (o: Named) => /^(raven|x-raven)/.test(o.metadata?.name ?? '');
-  await list('gateways', RESOURCES.gateways);
-  await get('crd-gateways', RESOURCES.crds, { name: GATEWAY_CRD_NAME });
-  await list('nodes', RESOURCES.nodes);
-  await list('leases-heartbeats', RESOURCES.leases, { namespace: HEARTBEAT.namespace });
-  await get('lease-gateway-pickup', RESOURCES.leases, { namespace: ns, name: PICKUP_LEADER_LEASE });
-  await list('configmaps', RESOURCES.configMaps, { namespace: ns }, (o) => ravenName(o) || Object.values(CONFIGMAPS).includes(o.metadata?.name as never));
-  await list('services', RESOURCES.services, { namespace: ns }, ravenName);
-  await list('secrets', RESOURCES.secrets, { namespace: ns }, (o) => ravenName(o) || o.metadata?.name === PSK_SECRET.name);
-  await list('daemonsets', APPS.daemonSets, { namespace: ns, labelSelector: RAVEN_PART_OF });
-  await list('deployments', APPS.deployments, { namespace: ns, labelSelector: RAVEN_PART_OF });
-  await list('csrs', RESOURCES.csrs, {}, (o) => Object.values(CSR_PREFIX).some((p) => (o.metadata?.name ?? '').startsWith(p)));
-  const pods = (await list('pods', RESOURCES.pods, { namespace: ns, labelSelector: RAVEN_PART_OF })) as PodLike[];
+  await list('gateways', 'Gateway', RESOURCES.gateways);
+  await get('crd-gateways', 'CustomResourceDefinition', RESOURCES.crds, { name: GATEWAY_CRD_NAME });
+  await list('nodes', 'Node', RESOURCES.nodes);
+  await list('leases-heartbeats', 'Lease', RESOURCES.leases, { namespace: HEARTBEAT.namespace });
+  await get('lease-gateway-pickup', 'Lease', RESOURCES.leases, { namespace: ns, name: PICKUP_LEADER_LEASE });
+  await list('configmaps', 'ConfigMap', RESOURCES.configMaps, { namespace: ns }, (o) => ravenName(o) || Object.values(CONFIGMAPS).includes(o.metadata?.name as never));
+  await list('services', 'Service', RESOURCES.services, { namespace: ns }, ravenName);
+  await list('secrets', 'Secret', RESOURCES.secrets, { namespace: ns }, (o) => ravenName(o) || o.metadata?.name === PSK_SECRET.name);
+  await list('daemonsets', 'DaemonSet', APPS.daemonSets, { namespace: ns, labelSelector: RAVEN_PART_OF });
+  await list('deployments', 'Deployment', APPS.deployments, { namespace: ns, labelSelector: RAVEN_PART_OF });
+  await list('csrs', 'CertificateSigningRequest', RESOURCES.csrs, {}, (o) => Object.values(CSR_PREFIX).some((p) => (o.metadata?.name ?? '').startsWith(p)));
+  const pods = (await list('pods', 'Pod', RESOURCES.pods, { namespace: ns, labelSelector: RAVEN_PART_OF })) as PodLike[];
   const aboutRaven = (e: EventLike) => e.regarding?.kind === 'Gateway' || /^(raven|x-raven)/.test(e.regarding?.name ?? '');
   for (const eventNs of [...new Set([ns, 'default', HEARTBEAT.namespace])]) {
-    await list(`events-${safeSegment(eventNs)}`, RESOURCES.events, { namespace: eventNs }, (e) => aboutRaven(e as EventLike));
+    await list(`events-${safeSegment(eventNs)}`, 'Event', RESOURCES.events, { namespace: eventNs }, (e) => aboutRaven(e as EventLike));
   }
   return pods;
 }
@@ -114,7 +115,8 @@ export function bundleEntries(root: string, collected: Collected, extra: { path:
   const secrets = new SecretCollector();
   const structured = collected.files.map((f) => ({
     path: f.path,
-    text: stringify(Array.isArray(f.data) ? f.data.map((o) => redactObject(o, secrets)) : redactObject(f.data, secrets)),
+    // lineWidth 0: folded lines would split a secret and hide it from scrubText.
+    text: stringify(Array.isArray(f.data) ? f.data.map((o) => redactObject(o, secrets, f.kind)) : redactObject(f.data, secrets, f.kind), { lineWidth: 0 }),
   }));
   const all = [...extra, ...structured, ...collected.texts, { path: 'errors.txt', text: collected.errors.length ? collected.errors.join('\n') + '\n' : 'none\n' }];
   return all.map((f) => ({ path: `${root}/${f.path}`, content: scrubText(f.text, secrets) }));

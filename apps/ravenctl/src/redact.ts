@@ -57,10 +57,11 @@ function redactEnv(value: Json, secrets: SecretCollector): Json {
 }
 
 /** One API object, redacted by kind; managedFields dropped (noise). Secret values are remembered for scrubText. */
-export function redactObject(obj: unknown, secrets: SecretCollector): Json {
+export function redactObject(obj: unknown, secrets: SecretCollector, listKind?: string): Json {
   const o = JSON.parse(JSON.stringify(obj ?? null)) as Json;
   if (!isRecord(o)) return o;
-  const kind = typeof o.kind === 'string' ? o.kind : '';
+  // Items of a list carry no kind; the caller says what it listed.
+  const kind = typeof o.kind === 'string' ? o.kind : listKind ?? '';
   if (isRecord(o.metadata)) {
     delete o.metadata.managedFields;
     const annotations = o.metadata.annotations;
@@ -93,6 +94,8 @@ export function scrubText(text: string, secrets: SecretCollector): string {
     .replace(/-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----/g, `-----${REDACTED} PRIVATE KEY-----`)
     .replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, `$1${REDACTED}`)
     .replace(/eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+/g, REDACTED);
+  // A PEM private key that was base64-encoded (Secret data, a kubeconfig's client-key-data) is a secret too.
+  out = out.replace(/LS0tLS1CRUdJTi[A-Za-z0-9+/=]{20,}/g, (b64) => (Buffer.from(b64, 'base64').toString('latin1').includes('PRIVATE KEY-----') ? REDACTED : b64));
   const values = [...secrets.values].flatMap((v) => [v, Buffer.from(v, 'utf8').toString('base64'), JSON.stringify(v).slice(1, -1)])
     .filter((v) => v.length >= MIN_SCRUB_LENGTH).sort((a, b) => b.length - a.length);
   for (const v of new Set(values)) out = out.replace(new RegExp(escapeRegExp(v), 'g'), REDACTED);

@@ -185,5 +185,9 @@ describe('ravenctl gather against the real control plane', () => {
     const everything = files.map(read).join('\n');
     expect(everything).not.toContain(PSK);
     expect(everything).not.toContain(Buffer.from(PSK).toString('base64'));
+    // gateway-pickup's webhook Secret holds its CA key: list items carry no kind, redaction must still know them as Secrets.
+    expect(read('resources/secrets.yaml')).toMatch(/name: raven-gateway-pickup-webhook-certs[\s\S]*ca\.key: REDACTED \(\d+ bytes\)/);
+    expect(everything).not.toContain('PRIVATE KEY');
+    expect(everything).not.toContain(Buffer.from('-----BEGIN PRIVATE KEY-----').toString('base64'));
   });
 });

@@ -10,6 +10,8 @@ import { REDACTED, SecretCollector, redactObject, scrubText } from '../src/redac
 
 const PSK = 'Zm9vYmFyLXZlcnktc2VjcmV0LXBzay12YWx1ZQ-raw';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+const CA_KEY = '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n';
+const OTHER_KEY = CA_KEY.replace(/MIG/, 'XYZ');
 
 function extract(archive: Buffer): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), 'ravenctl-tar-'));
@@ -89,15 +91,22 @@ describe('redaction', () => {
   it('a bundle never contains a Secret value, wherever it leaked', () => {
     const collected = {
       files: [
-        { path: 'resources/secrets.yaml', data: [{ kind: 'Secret', metadata: { name: 'raven-agent-secret' }, data: { 'vpn-connection-psk': b64(PSK) } }] },
-        { path: 'resources/gateways.yaml', data: [{ kind: 'Gateway', metadata: { name: 'g', annotations: { note: `psk is ${PSK}` } } }] },
+        // As the API lists them: items without kind.
+        { path: 'resources/secrets.yaml', kind: 'Secret', data: [{ metadata: { name: 'raven-agent-secret' }, data: { 'vpn-connection-psk': b64(PSK) } }, { metadata: { name: 'webhook-certs' }, data: { 'tls.key': b64(CA_KEY) } }] },
+        { path: 'resources/gateways.yaml', kind: 'Gateway', data: [{ metadata: { name: 'g', annotations: { note: `psk is ${PSK}` } } }] },
+        { path: 'resources/lease.yaml', kind: 'Lease', data: { metadata: { name: 'l' }, spec: { holderIdentity: `key ${b64(OTHER_KEY)}` } } },
       ],
       texts: [{ path: 'logs/p/c.log', text: `{"msg":"loaded psk ${PSK}"}\n` }],
       errors: [],
     };
     const files = extract(tarGz(bundleEntries('bundle', collected, [{ path: 'show.json', text: `{"x":"${b64(PSK)}"}` }])));
-    expect(Object.keys(files).sort()).toEqual(['bundle/errors.txt', 'bundle/logs/p/c.log', 'bundle/resources/gateways.yaml', 'bundle/resources/secrets.yaml', 'bundle/show.json']);
+    expect(Object.keys(files).sort()).toEqual(['bundle/errors.txt', 'bundle/logs/p/c.log', 'bundle/resources/gateways.yaml', 'bundle/resources/lease.yaml', 'bundle/resources/secrets.yaml', 'bundle/show.json']);
     const all = Object.values(files).join('\n');
+    expect(files['bundle/resources/secrets.yaml']).toContain(`tls.key: ${REDACTED} (${CA_KEY.length} bytes)`);
+    expect(files['bundle/resources/lease.yaml']).toContain(`holderIdentity: key ${REDACTED}`);
+    expect(all).not.toContain('PRIVATE KEY');
+    expect(all).not.toContain(b64(CA_KEY).slice(0, 40));
+    expect(all).not.toContain(b64(OTHER_KEY).slice(0, 40));
     expect(all).not.toContain(PSK);
     expect(all).not.toContain(b64(PSK));
     expect(files['bundle/logs/p/c.log']).toBe(`{"msg":"loaded psk ${REDACTED}"}\n`);
