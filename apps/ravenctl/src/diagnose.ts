@@ -81,6 +81,12 @@ export function checkGateways(s: Snapshot): Finding[] {
         }
       }
     }
+    if (modes(s).l3) {
+      const bare = (gw.status?.nodes ?? []).filter((n) => !n.subnets?.length).map((n) => n.nodeName);
+      if (bare.length > 0) {
+        out.push({ severity: 'warning', check: 'pod-subnet', object: obj, message: `${bare.length} member node(s) have no pod subnet (spec.podCIDR or a Calico block), so their pods are not routed across domains: ${bare.slice(0, 5).join(', ')}${bare.length > 5 ? ', ...' : ''}`, fix: 'give nodes a podCIDR (kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=...) or use Calico IPAM' });
+      }
+    }
     for (const c of gw.status?.connections ?? []) {
       if (c.status === 'Connected') continue;
       out.push({

@@ -55,7 +55,7 @@ beforeAll(async () => {
   // 127.0.0.1: log requests for Pods on these nodes fail fast (no kubelet listens) instead of timing out.
   await registerNode(kube, { name: nodes.c1, internalIP: '127.0.0.1', podCIDRs: ['10.245.1.0/24'], labels: { [LABELS.gateway]: cloud } });
   await registerNode(kube, { name: nodes.e1, internalIP: '127.0.0.1', podCIDRs: ['10.245.2.0/24'], labels: { [LABELS.gateway]: edge } });
-  await registerNode(kube, { name: nodes.skew, internalIP: '127.0.0.1', labels: { [LABELS.gateway]: edge } });
+  await registerNode(kube, { name: nodes.skew, internalIP: '127.0.0.1', podCIDRs: ['10.245.3.0/24'], labels: { [LABELS.gateway]: edge } });
   const gw = (name: string, spec: object) => kube.create(RESOURCES.gateways, { apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec });
   // Exposed, but nobody said what its public address is.
   await gw(cloud, { exposeType: 'PublicIP', proxyConfig: { Replicas: 0 }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: nodes.c1, type: 'tunnel' }] });
@@ -101,6 +101,16 @@ describe('ravenctl diagnose against the real control plane, with faults injected
     await registerNode(kube, { name: nodes.loose, internalIP: '127.0.0.1' });
     expect((await findings()).ours.map(brief)).toContain(`warning node-gateway-label node/${nodes.loose}`);
     await deleteNode(kube, nodes.loose);
+  });
+
+  it('a member node without a pod subnet', async () => {
+    const bare = `${s}-bare`;
+    await registerNode(kube, { name: bare, internalIP: '127.0.0.1', labels: { [LABELS.gateway]: edge } });
+    try {
+      await waitFor('pod-subnet finding', async () => (await findings()).ours.find((f) => f.check === 'pod-subnet' && f.object === `gateway/${edge}` && f.message.endsWith(bare)), 15_000, 200);
+    } finally {
+      await deleteNode(kube, bare);
+    }
   });
 
   it('L3 switched off in raven-cfg', async () => {

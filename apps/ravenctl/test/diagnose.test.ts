@@ -97,6 +97,12 @@ describe('diagnose', () => {
       snapshot: broken((s) => { s.gateways[1]!.status!.connections![0] = { gateway: 'gw-cloud', nodeName: 'cloud-1', endpoint: '47.0.0.1:4500', status: 'Error', statusMessage: 'no probe reply for 6s' }; }),
       want: ['error connection gateway/gw-hangzhou'], message: /peer gw-cloud \(cloud-1\) is Error: no probe reply/, fix: /UDP 4500 between hz-1 and cloud-1 \(47\.0\.0\.1:4500\)/,
     },
+    {
+      fault: 'member nodes without a pod subnet',
+      snapshot: broken((s) => { s.gateways[1]!.status!.nodes = [{ nodeName: 'hz-1', subnets: ['10.244.1.0/24'] }, { nodeName: 'hz-2' }, { nodeName: 'hz-3', subnets: [] }]; }),
+      want: ['warning pod-subnet gateway/gw-hangzhou'], message: /2 member node\(s\) have no pod subnet .*: hz-2, hz-3$/, fix: /--allocate-node-cidrs/,
+    },
+    { fault: 'pod subnets do not matter without L3', snapshot: broken((s) => { s.ravenConfig!['enable-l3-tunnel'] = 'false'; s.gateways[1]!.status!.nodes = [{ nodeName: 'hz-2' }]; }), want: ['warning config configmap/kube-system/raven-cfg'] },
     { fault: 'an invalid Gateway', snapshot: broken((s) => { s.invalidGateways.push({ name: 'bad', error: '✖ Invalid input\n  → at spec.endpoints' }); }), want: ['error gateway-schema gateway/bad'] },
   ])('$fault', ({ snapshot, want, message, fix }) => {
     const findings = diagnose(snapshot);

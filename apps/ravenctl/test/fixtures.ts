@@ -15,7 +15,7 @@ export function gateway(name: string, opts: {
     status: {
       activeEndpoints: (opts.active ?? []).map(ep),
       conditions: [...cond('Ready', opts.ready), ...cond('Degraded', opts.degraded)],
-      nodes: (opts.members ?? []).map((nodeName) => ({ nodeName })),
+      nodes: (opts.members ?? []).map((nodeName) => ({ nodeName, subnets: ['10.244.0.0/24'] })),
       ...(opts.connections ? { connections: opts.connections } : {}),
     },
   };
