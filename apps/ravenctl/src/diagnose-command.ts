@@ -36,10 +36,8 @@ export const diagnoseCommand: Command = {
   flags: { 'max-clock-skew': { type: 'string' } },
   flagHelp: { 'max-clock-skew': `seconds of node clock skew to report (default ${DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds})` },
   async run(ctx) {
-    const findings = diagnose(await ctx.snapshot(), {
-      ...DEFAULT_DIAGNOSE_OPTIONS,
-      maxClockSkewSeconds: seconds('max-clock-skew', ctx.values['max-clock-skew'], DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds),
-    });
+    const maxClockSkewSeconds = seconds('max-clock-skew', ctx.values['max-clock-skew'], DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds);
+    const findings = diagnose(await ctx.snapshot(), { ...DEFAULT_DIAGNOSE_OPTIONS, maxClockSkewSeconds });
     const r = report(findings);
     ctx.io.stdout(ctx.output === 'table' ? renderReport(r) : serialize(r, ctx.output));
     return r.healthy ? EXIT.healthy : EXIT.findings;
