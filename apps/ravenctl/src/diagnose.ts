@@ -177,6 +177,7 @@ export function checkPsk(s: Snapshot): Finding[] {
 
 /** The newest certificate each proxy process got from the CSR API: expired, close to expiry, or refused. */
 export function checkCertificates(s: Snapshot, warnFraction: number): Finding[] {
+  if (!s.certificatesReadable) return [{ severity: 'warning', check: 'certificate', object: 'certificatesigningrequests', message: 'cannot list CSRs with these credentials: proxy certificates were not checked', fix: 'rerun with credentials that may list certificatesigningrequests' }];
   const latest = new Map<string, IssuedCertificate[]>();
   for (const c of s.certificates) latest.set(`${c.component}/${c.nodeName}`, [...(latest.get(`${c.component}/${c.nodeName}`) ?? []), c]);
   const out: Finding[] = [];

@@ -159,7 +159,12 @@ export function imageVersion(image: string): string {
  * their image tags or `app.kubernetes.io/version`. Processes that run outside Pods are known only by their
  * heartbeat Leases and the leader Lease, so their version shows as unknown.
  */
-export function componentRows(pods: readonly PodView[], leases: readonly LeaseView[], leader: LeaseView | undefined, now: number): ComponentRow[] {
+/** Nodes where a proxy heartbeat means proxy-server: proxy endpoints of exposed Gateways (elsewhere it is proxy-client). */
+export function proxyServerNodes(gateways: readonly Gateway[]): Set<string> {
+  return new Set(gateways.filter((g) => g.spec?.exposeType).flatMap((g) => (g.spec?.endpoints ?? []).filter((e) => e.type === 'proxy').map((e) => e.nodeName)));
+}
+
+export function componentRows(pods: readonly PodView[], leases: readonly LeaseView[], leader: LeaseView | undefined, now: number, serverNodes: ReadonlySet<string> = new Set()): ComponentRow[] {
   const rows: ComponentRow[] = pods.map((p) => ({
     component: p.component, instance: `pod/${p.name}`, node: p.nodeName ?? NONE,
     version: p.versionLabel ?? ([...new Set(p.images.map(imageVersion))].join(',') || 'unknown'), status: p.phase ?? 'Unknown',
@@ -169,9 +174,9 @@ export function componentRows(pods: readonly PodView[], leases: readonly LeaseVi
     rows.push({ component: 'gateway-pickup', instance: `leader ${leader.holder ?? NONE}`, node: NONE, version: 'unknown', status: isLeaseFresh(leader, now) ? 'leading' : 'leader lease expired' });
   }
   for (const l of leases) {
-    const component = l.component === 'tunnel' ? 'tunnel-agent' : l.component === 'proxy' ? 'proxy' : undefined;
-    if (!component || !l.holder) continue;
-    const covered = component === 'proxy' ? podNodes.has(`proxy-server/${l.holder}`) || podNodes.has(`proxy-client/${l.holder}`) : podNodes.has(`tunnel-agent/${l.holder}`);
+    if (!l.holder || (l.component !== 'tunnel' && l.component !== 'proxy')) continue;
+    const component = l.component === 'tunnel' ? 'tunnel-agent' : serverNodes.has(l.holder) ? 'proxy-server' : 'proxy-client';
+    const covered = podNodes.has(`${component}/${l.holder}`);
     if (covered) continue;
     rows.push({ component, instance: `lease/${l.name}`, node: l.holder, version: 'unknown', status: isLeaseFresh(l, now) ? 'heartbeating' : 'heartbeat stale' });
   }
@@ -184,7 +189,7 @@ export function buildShowView(s: Snapshot): ShowView {
     nodes: nodeRows(s.nodes, s.gateways),
     connections: connectionRows(s.gateways),
     heartbeats: heartbeatRows(s.heartbeats, s.takenAt),
-    components: componentRows(s.pods, s.heartbeats, s.pickupLeader, s.takenAt),
+    components: componentRows(s.pods, s.heartbeats, s.pickupLeader, s.takenAt, proxyServerNodes(s.gateways)),
   };
 }
 

@@ -21,6 +21,8 @@ export interface Snapshot {
   ravenConfig?: Record<string, string>;
   psk: { secret: 'present' | 'missing' | 'forbidden'; hasKey: boolean };
   certificates: IssuedCertificate[];
+  /** False when these credentials may not list CSRs (certificate checks are then skipped, and said so). */
+  certificatesReadable: boolean;
 }
 
 export interface NodeView {
@@ -190,7 +192,10 @@ export async function readSnapshot(kube: KubeClient, opts: ReadOptions): Promise
     kube.listAll<unknown>(RESOURCES.pods, { namespace: ns, labelSelector: RAVEN_PART_OF }),
     getOrUndefined(() => kube.get<{ data?: Record<string, string> }>(RESOURCES.configMaps, { namespace: ns, name: CONFIGMAPS.ravenConfig })),
     readPskPresence(kube, ns),
-    kube.listAll<unknown>(RESOURCES.csrs).catch(() => ({ items: [] as unknown[] })),
+    kube.listAll<unknown>(RESOURCES.csrs).catch((err: unknown) => {
+      if ((err as { status?: number }).status === 403) return undefined;
+      throw err;
+    }),
   ]);
   const gateways: Gateway[] = [];
   const invalidGateways: Snapshot['invalidGateways'] = [];
@@ -208,7 +213,8 @@ export async function readSnapshot(kube: KubeClient, opts: ReadOptions): Promise
     pods: podList.items.map(toPodView),
     ravenConfig: cfg ? (cfg.data ?? {}) : undefined,
     psk: secret,
-    certificates: csrList.items.flatMap((raw) => toIssuedCertificate(raw, nodeNames, opts.readValidity) ?? []),
+    certificates: (csrList?.items ?? []).flatMap((raw) => toIssuedCertificate(raw, nodeNames, opts.readValidity) ?? []),
+    certificatesReadable: csrList !== undefined,
   };
 }
 

@@ -80,6 +80,7 @@ describe('diagnose', () => {
       snapshot: broken((s) => { s.certificates = [{ csr: 'raven-proxy-client-qd-1-x', component: 'proxy-client', nodeName: 'qd-1', refused: 'Denied: token not bound to a Pod on qd-1' }]; }),
       want: ['error certificate csr/raven-proxy-client-qd-1-x'], message: /Denied: token not bound/,
     },
+    { fault: 'CSRs not readable', snapshot: broken((s) => { s.certificatesReadable = false; }), want: ['warning certificate certificatesigningrequests'] },
     {
       fault: 'a node clock 30 s ahead',
       snapshot: broken((s) => { s.heartbeats[1] = lease('tunnel', 'hz-1', 0.2, { serverWriteTime: Math.floor((NOW - 200) / 1000) * 1000 - 30_000 }); }),

@@ -32,7 +32,7 @@ export function lease(component: 'tunnel' | 'proxy', holder: string, ageSeconds:
 export function snapshot(s: Partial<Snapshot> = {}): Snapshot {
   return {
     takenAt: NOW, namespace: 'kube-system', gateways: [], invalidGateways: [], nodes: [], heartbeats: [], pods: [],
-    ravenConfig: { 'enable-l3-tunnel': 'true', 'enable-l7-proxy': 'true' }, psk: { secret: 'present', hasKey: true }, certificates: [],
+    ravenConfig: { 'enable-l3-tunnel': 'true', 'enable-l7-proxy': 'true' }, psk: { secret: 'present', hasKey: true }, certificates: [], certificatesReadable: true,
     ...s,
   };
 }

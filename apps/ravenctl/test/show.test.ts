@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildShowView, componentRows, connectionRows, endpointLabel, gatewayRows, heartbeatRows, imageVersion, nodeRows, roleOf } from '../src/show.ts';
+import { buildShowView, componentRows, connectionRows, endpointLabel, gatewayRows, heartbeatRows, imageVersion, nodeRows, proxyServerNodes, roleOf } from '../src/show.ts';
 import { renderShow } from '../src/show-render.ts';
 import { table } from '../src/render.ts';
 import { NOW, gateway, lease, node, walkthrough } from './fixtures.ts';
@@ -95,12 +95,14 @@ describe('versions', () => {
       { name: 'raven-tunnel-agent-x', namespace: 'kube-system', component: 'tunnel-agent', nodeName: 'a', phase: 'Running', images: ['ghcr.io/raven-ts/tunnel-agent:0.1.0'] },
       { name: 'raven-proxy-server-y', namespace: 'kube-system', component: 'proxy-server', nodeName: 'a', phase: 'Running', images: ['x:1'], versionLabel: '0.2.0' },
     ];
-    const leases = [lease('tunnel', 'a', 0.1), lease('tunnel', 'b', 10), lease('proxy', 'a', 0.1), lease('proxy', 'c', 0.1)];
-    const rows = componentRows(pods, leases, { namespace: 'kube-system', name: 'raven-gateway-pickup', holder: 'p1', durationSeconds: 15, renewTime: NOW - 1000 }, NOW);
+    const leases = [lease('tunnel', 'a', 0.1), lease('tunnel', 'b', 10), lease('proxy', 'a', 0.1), lease('proxy', 'c', 0.1), lease('proxy', 'd', 0.1)];
+    const servers = proxyServerNodes([gateway('cloud', { exposeType: 'PublicIP', endpoints: [{ nodeName: 'a', type: 'proxy' }, { nodeName: 'd', type: 'proxy' }] }), gateway('edge', { endpoints: [{ nodeName: 'c', type: 'proxy' }] })]);
+    const rows = componentRows(pods, leases, { namespace: 'kube-system', name: 'raven-gateway-pickup', holder: 'p1', durationSeconds: 15, renewTime: NOW - 1000 }, NOW, servers);
     expect(rows.map((r) => [r.component, r.instance, r.node, r.version, r.status])).toEqual([
       ['gateway-pickup', 'leader p1', '-', 'unknown', 'leading'],
-      ['proxy', 'lease/raven-proxy-c', 'c', 'unknown', 'heartbeating'],
+      ['proxy-client', 'lease/raven-proxy-c', 'c', 'unknown', 'heartbeating'],
       ['proxy-server', 'pod/raven-proxy-server-y', 'a', '0.2.0', 'Running'],
+      ['proxy-server', 'lease/raven-proxy-d', 'd', 'unknown', 'heartbeating'],
       ['tunnel-agent', 'pod/raven-tunnel-agent-x', 'a', '0.1.0', 'Running'],
       ['tunnel-agent', 'lease/raven-tunnel-b', 'b', 'unknown', 'heartbeat stale'],
     ]);
