@@ -12,7 +12,7 @@ const controlPlaneSetup = new URL('./libs/testbed/src/vitest-global-setup.ts', i
  */
 const projectDirs = [
   'libs/api-types', 'libs/controller-kit', 'libs/netlink', 'libs/testbed', 'libs/tunnel-protocol', 'libs/pki', 'libs/node-certs',
-  'apps/gateway-pickup', 'apps/tunnel-agent', 'apps/proxy-server', 'apps/proxy-client', 'test',
+  'apps/gateway-pickup', 'apps/tunnel-agent', 'apps/proxy-server', 'apps/proxy-client', 'apps/ravenctl', 'test',
 ];
 
 function projectsFor(dir: string, index: number): TestProjectInlineConfiguration[] {
