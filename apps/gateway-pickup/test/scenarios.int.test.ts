@@ -30,6 +30,7 @@ async function gateway(name: string, spec: Record<string, unknown>, annotations?
 
 const tunnel = (nodeName: string) => ({ nodeName, type: 'tunnel', underNAT: true });
 const proxy = (nodeName: string) => ({ nodeName, type: 'proxy', underNAT: true });
+const WG_KEY = `${'k'.repeat(42)}A=`;
 const idsAre = (...ids: string[]) => (g: Gateway) => JSON.stringify(activeIds(g)) === JSON.stringify(ids);
 
 beforeAll(async () => {
@@ -165,9 +166,9 @@ describe('active endpoint details', () => {
   it('keeps spec config keys (publicKey) and adds the mode flag', async () => {
     const gw = uniqueName('gw-config');
     const a = await node(gw);
-    await gateway(gw, { proxyConfig: { Replicas: 0 }, endpoints: [{ ...tunnel(a), config: { publicKey: 'abc=' } }] });
+    await gateway(gw, { proxyConfig: { Replicas: 0 }, endpoints: [{ ...tunnel(a), config: { publicKey: WG_KEY } }] });
     const { gateway: g } = await waitForGateway(kube, gw, 'a', idsAre(`tunnel/${a}`));
-    expect(g.status?.activeEndpoints?.[0]?.config).toEqual({ publicKey: 'abc=', 'enable-l3-tunnel': 'true' });
+    expect(g.status?.activeEndpoints?.[0]?.config).toEqual({ publicKey: WG_KEY, 'enable-l3-tunnel': 'true' });
   });
 
   it('takes the public IP from the spec, else the public-ip annotation; the ExternalIP only when the admin opts in', async () => {

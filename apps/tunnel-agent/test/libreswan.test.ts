@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Cidr } from '@raven/api-types';
 import type { VpnPlan } from '../src/planner.ts';
 import { parseConnectionNames, plannedConnections, secretsFile } from '../src/vpn/libreswan.ts';
 
@@ -6,8 +7,8 @@ const plan: VpnPlan = {
   gateway: 'gw-hz', device: 'raven-wg0', listenPort: 4500, mtu: 1436, underNAT: true,
   localSubnets: ['10.224.1.0/26', '10.224.1.128/26', 'fd00::/64'], localPrivateIP: '172.16.2.103',
   peers: [
-    { gateway: 'gw-cloud', nodeName: 'c1', publicIP: '198.18.0.11', allowedIPs: ['10.224.0.0/26'], relays: [], underNAT: false },
-    { gateway: 'gw-edge', nodeName: 'e1', allowedIPs: ['10.9.0.0/24'], relays: [], underNAT: true },
+    { gateway: 'gw-cloud', nodeName: 'c1', publicIP: '198.18.0.11', allowedIPs: ['10.224.0.0/26'] as Cidr[], relays: [], underNAT: false },
+    { gateway: 'gw-edge', nodeName: 'e1', allowedIPs: ['10.9.0.0/24'] as Cidr[], relays: [], underNAT: true },
   ],
 };
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ENDPOINT_TYPES, EXPOSE_TYPES, GROUP, GATEWAY_KIND, V1ALPHA1, V1BETA1 } from './constants.ts';
-import { PORT_LIST_PATTERN } from './ports.ts';
+import { DNS1123_SUBDOMAIN_PATTERN, isDnsSubdomain, parseIp, parseWireguardKey, WIREGUARD_KEY_PATTERN } from './net.ts';
+import { isValidPortList } from './ports.ts';
 
 /**
  * Gateway `raven.openyurt.io` v1alpha1 and v1beta1: field-for-field compatible with upstream.
@@ -16,17 +17,36 @@ const cel = (...rules: CelRule[]) => ({ 'x-kubernetes-validations': rules });
 export const MAX_ENDPOINTS = 64;
 export const MAX_STATUS_NODES = 10_000;
 
+/**
+ * A rule the apiserver enforces (CEL in the generated CRD) and every reader enforces too (the same check in zod),
+ * with one message that reads as a sentence about the field.
+ */
+function checked<T extends z.ZodType>(schema: T, rule: string, message: string, test: (value: z.output<T>) => boolean, meta: Record<string, unknown> = {}) {
+  return schema.refine(test, { message }).meta({ ...meta, ...cel({ rule, message }) });
+}
+
 const port = z.number().int().min(1).max(65535);
-const nodeName = z.string().min(1).max(253);
-const portList = z
-  .string()
-  .max(512)
-  .regex(new RegExp(PORT_LIST_PATTERN))
-  .meta(cel({ rule: "self.split(',').all(p, int(p) >= 1 && int(p) <= 65535)", message: 'every port in the list must be within 1-65535' }));
-const ipAddress = z
-  .string()
-  .max(64)
-  .meta(cel({ rule: "self == '' || isIP(self)", message: 'must be a valid IPv4 or IPv6 address' }));
+const nodeName = checked(
+  z.string().min(1).max(253),
+  `self.matches('${DNS1123_SUBDOMAIN_PATTERN.replace(/\\/g, '\\\\')}')`,
+  'must be a valid node name: lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+  isDnsSubdomain,
+);
+// One rule: CEL's && does not evaluate int() once the pattern has failed, so no conversion error reaches the user.
+const portList = checked(
+  z.string().max(512),
+  "self == '' || (self.matches('^[0-9]{1,5}(,[0-9]{1,5})*$') && self.split(',').all(p, int(p) >= 1 && int(p) <= 65535))",
+  'must be a comma-separated list of port numbers within 1-65535 (empty means no ports)',
+  isValidPortList,
+);
+const ipAddress = checked(z.string().max(64), "self == '' || isIP(self)", 'must be a valid IPv4 or IPv6 address', (s) => s === '' || !!parseIp(s));
+const endpointConfig = checked(
+  z.record(z.string().max(253), z.string().max(4096)),
+  `!('publicKey' in self) || self.publicKey.matches('${WIREGUARD_KEY_PATTERN}')`,
+  'config.publicKey must be a WireGuard public key: the base64 form of exactly 32 bytes',
+  (c) => c.publicKey === undefined || !!parseWireguardKey(c.publicKey),
+  { maxProperties: 64 },
+);
 
 const labelSelector = z.object({
   matchLabels: z.record(z.string(), z.string()).optional(),
@@ -50,7 +70,7 @@ const endpointFields = {
   natType: z.string().max(64).optional(),
   publicIP: ipAddress.optional(),
   publicPort: port.optional(),
-  config: z.record(z.string().max(253), z.string().max(4096)).optional().meta({ maxProperties: 64 }),
+  config: endpointConfig.optional(),
 };
 
 export const endpointSchema = z.object({ ...endpointFields, type: z.enum(ENDPOINT_TYPES) });
@@ -112,10 +132,11 @@ const gatewaySpecV1alpha1Schema = z
   .object({ ...specFields, endpoints: z.array(endpointV1alpha1Schema).max(MAX_ENDPOINTS).optional() })
   .meta(specRules);
 
+// Status entries are checked by the apiserver (CEL) but parsed leniently: a reader drops one bad entry, not the Gateway.
 export const nodeInfoSchema = z.object({
-  nodeName,
-  privateIP: z.string().max(64).optional(),
-  subnets: z.array(z.string().max(64)).max(256).optional(),
+  nodeName: z.string().min(1).max(253),
+  privateIP: z.string().max(64).meta(cel({ rule: 'isIP(self)', message: 'privateIP must be a valid IPv4 or IPv6 address' })).optional(),
+  subnets: z.array(z.string().max(64).meta(cel({ rule: 'isCIDR(self)', message: 'every subnet must be a CIDR such as 10.244.1.0/24' }))).max(256).optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 
