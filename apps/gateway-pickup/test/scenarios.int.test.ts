@@ -208,6 +208,20 @@ describe('status.nodes', () => {
     expect(byName[b]).toEqual(['10.77.2.0/24']);
   });
 
+  it('refuses the extra-allowed-source-cidrs entries that would cut the cluster off, with a condition and a Warning Event, and routes the rest', async () => {
+    const gw = uniqueName('gw-cutoff');
+    const a = await node(gw, { podCIDRs: ['10.77.3.0/24'] });
+    await gateway(gw, { tunnelConfig: { Replicas: 1 }, proxyConfig: { Replicas: 0 }, endpoints: [tunnel(a)] }, { [ANNOTATIONS.extraAllowedSourceCIDRs]: '0.0.0.0/1,128.0.0.0/1,not-a-cidr,192.0.2.0/24' });
+    const { gateway: g } = await waitForGateway(kube, gw, 'refusal reported', (x) => !!x.status?.conditions?.some((c) => c.type === 'ExtraAllowedSourceCIDRsAccepted'));
+    expect(g.status?.nodes?.find((n) => n.nodeName === a)?.subnets).toEqual(['10.77.3.0/24', '192.0.2.0/24']);
+    expect(g.status?.conditions?.find((c) => c.type === 'ExtraAllowedSourceCIDRsAccepted')).toMatchObject({
+      status: 'False', reason: 'Refused',
+      message: `${ANNOTATIONS.extraAllowedSourceCIDRs}: refused "0.0.0.0/1" is wider than /8; "128.0.0.0/1" is wider than /8; "not-a-cidr" is not a CIDR (address/prefix-length)`,
+    });
+    const eventsFor = async () => (await kube.list<{ reason: string; type: string; note: string; regarding: { name: string } }>(RESOURCES.events, { namespace: 'default' })).items.filter((e) => e.regarding.name === gw);
+    await waitFor('refusal event', async () => (await eventsFor()).some((e) => e.reason === 'ExtraAllowedSourceCIDRsRefused' && e.type === 'Warning' && e.note.includes('0.0.0.0/1')), 5_000);
+  });
+
   it('lists both dual-stack podCIDRs, and an empty list (never [""]) without podCIDR', async () => {
     const gw = uniqueName('gw-cidrs');
     const dual = await node(gw, { podCIDRs: ['10.78.1.0/24', 'fd00:78:1::/64'] });
