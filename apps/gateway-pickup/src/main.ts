@@ -34,7 +34,7 @@ const flags = {
   'webhook-bind': { type: 'string', description: 'Address the webhook listens on', default: '0.0.0.0' },
   'webhook-url': { type: 'string', description: 'Inject this URL into the CRD instead of the in-cluster Service (out-of-cluster runs)' },
   'webhook-host': { type: 'string', description: 'Extra comma-separated DNS names/IPs for the serving certificate', default: '' },
-  'webhook-secret': { type: 'string', description: 'Secret holding the webhook CA and serving certificate', default: 'raven-gateway-pickup-webhook-certs' },
+  'webhook-secret': { type: 'string', description: 'Secret holding the webhook serving certificate and CA bundle (the CA key is in <name>-ca)', default: 'raven-gateway-pickup-webhook-certs' },
   'cert-check-interval': { type: 'string', description: 'How often to re-check the serving certificate for rotation', default: '1h' },
   'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics (0 = any free port)', default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },

@@ -86,7 +86,7 @@ describe('election', () => {
   it('fails over within 1 s of a heartbeat Lease expiring while the Node stays Ready', async () => {
     const gw = uniqueName('gw-hb');
     const [a, b] = [await node(gw), await node(gw)];
-    const renewer = new HeartbeatRenewer({ kube, log, component: 'tunnel', nodeName: a, durationSeconds: 2 });
+    const renewer = new HeartbeatRenewer({ kube, log, component: 'tunnel', nodeName: a });
     const stop = new AbortController();
     const running = renewer.run(stop.signal);
     try {
