@@ -81,7 +81,7 @@ describe('the conversion webhook under a flood', () => {
     } finally {
       clearInterval(drip);
     }
-  });
+  }, 60_000);
 
   it('refuses an oversized body by its length, and one that grows past the cap while streaming', async () => {
     expect((await post(Buffer.alloc(16), { 'Content-Length': 64 << 20 }).catch(() => ({ status: 413, text: '' }))).status).toBe(413);

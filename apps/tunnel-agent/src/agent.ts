@@ -29,7 +29,7 @@ export interface AgentOptions {
   keepaliveSeconds: number;
   resyncMs: number;
   probeIntervalMs: number;
-  heartbeat: { durationSeconds: number; intervalMs: number };
+  heartbeat: { intervalMs: number };
 }
 
 const nodeSchema = z.object({

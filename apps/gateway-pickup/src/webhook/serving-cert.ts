@@ -10,6 +10,7 @@ export interface ServingCertificate {
 }
 
 const secretSchema = z.object({
+  type: z.string().optional(),
   metadata: z.object({ resourceVersion: z.string().optional() }).loose(),
   data: z.record(z.string(), z.string()).optional(),
 });
@@ -73,8 +74,9 @@ export async function ensureServingCertificate(
     }
   };
   const put = async (name: string, existing: SecretData | undefined, type: string, data: Record<string, string>) => {
+    // A Secret's type is immutable: one created by hand keeps its own.
     const body = {
-      apiVersion: 'v1', kind: 'Secret', type,
+      apiVersion: 'v1', kind: 'Secret', type: existing?.type ?? type,
       metadata: { name, namespace: opts.namespace, ...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}) },
       data,
     };
