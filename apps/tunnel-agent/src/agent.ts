@@ -288,6 +288,9 @@ export class TunnelAgent {
   private async writeConnections(connections: Connection[], force = false): Promise<void> {
     const gw = this.ownGateway();
     if (!gw) return;
+    // Peer reports belong to the active tunnel endpoint (the admission policy refuses anyone else's but a clear).
+    const active = gw.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
+    if (!active && connections.length > 0) return;
     const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
     const structural = shape(connections) !== shape(gw.status?.connections ?? []);
     if (!force && !structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
