@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import {
-  ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, cidrContains, cidrProblem, cidrsOverlap, endpointPort, parseCidr,
+  ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, cidrContains, cidrProblem, cidrsOverlap, endpointPort, parseCidr, parseIp,
   type Condition, type Endpoint, type EndpointType, type Gateway, type GatewayStatus, type NodeInfo,
 } from '@raven/api-types';
 import type { ModeSwitches, NodeView } from './model.ts';
@@ -168,13 +168,16 @@ function activeEndpoint(e: Endpoint, node: NodeView, modes: ModeSwitches, input:
   };
 }
 
-const privateIPOf = (node: NodeView): string | undefined => node.internalIPs.find((ip) => isIPv4(ip)) ?? node.internalIPs[0];
+// A kubelet writes its own Node's addresses: only IP literals are copied (IPv4 first: the vxlan underlay is IPv4).
+const privateIPOf = (node: NodeView): string | undefined => {
+  const ips = node.internalIPs.filter((ip) => !!parseIp(ip));
+  return ips.find((ip) => isIPv4(ip)) ?? ips[0];
+};
 
 function nodeInfo(node: NodeView, calicoBlocks: readonly string[] | undefined): NodeInfo {
-  const subnets = (node.calico && calicoBlocks && calicoBlocks.length > 0 ? [...calicoBlocks] : node.podCIDRs).filter((s) => s !== '');
+  const subnets = (node.calico && calicoBlocks && calicoBlocks.length > 0 ? [...calicoBlocks] : node.podCIDRs).filter((s) => !!parseCidr(s));
   return {
     nodeName: node.metadata.name,
-    // The vxlan underlay is IPv4: a dual-stack node's IPv4 InternalIP is its private IP even when listed second.
     ...(privateIPOf(node) ? { privateIP: privateIPOf(node) } : {}),
     subnets,
   };

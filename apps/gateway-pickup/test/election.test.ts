@@ -52,6 +52,11 @@ describe('planGatewayStatus', () => {
     expect(planGatewayStatus(election({}, [node('a', ['10.0.0.1'])])).status.conditions?.map((c) => c.type)).toEqual(['Ready', 'Degraded']);
   });
 
+  it('copies only IP literals and CIDRs from what a kubelet wrote into its Node', () => {
+    const result = planGatewayStatus(election({}, [node('a', ['not-an-ip\nx', '10.0.0.2'], ['10.244.0.0/24', 'bogus', '10.245.0.1/24'])]));
+    expect(result.status.nodes).toEqual([{ nodeName: 'a', privateIP: '10.0.0.2', subnets: ['10.244.0.0/24'] }]);
+  });
+
   it('gives a dual-stack node listing IPv6 first its IPv4 InternalIP as private IP', () => {
     const result = planGatewayStatus(election({}, [node('a', ['fd00::1', '10.0.0.1'])]));
     expect(result.status.nodes?.[0]?.privateIP).toBe('10.0.0.1');
