@@ -22,7 +22,6 @@ const flags = {
   'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
   'resync-period': { type: 'string', description: 'Re-apply the plan this often (repairs drift)', default: '30s' },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
-  'heartbeat-duration': { type: 'string', description: 'Heartbeat Lease duration', default: `${HEARTBEAT.defaultDurationSeconds}s` },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
   'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics', default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
@@ -78,7 +77,6 @@ async function main(): Promise<void> {
     resyncMs: durationFlag('resync-period', values['resync-period'], 30_000),
     probeIntervalMs: durationFlag('probe-interval', values['probe-interval'], 5_000),
     heartbeat: {
-      durationSeconds: Math.max(1, Math.round(durationFlag('heartbeat-duration', values['heartbeat-duration'], 2_000) / 1_000)),
       intervalMs: durationFlag('heartbeat-interval', values['heartbeat-interval'], 500),
     },
   });
