@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findOnPath, graphvizSvg } from '../src/graph-command.ts';
 import { dotString, memberLines, toDot, toSvg, xmlText } from '../src/graph.ts';
 import { buildTopology } from '../src/topology.ts';
 import { gateway, node, snapshot, walkthrough } from './fixtures.ts';
@@ -141,5 +142,25 @@ describe('SVG (built-in layout)', () => {
         expect(ax + aw <= bx || bx + bw <= ax || ay + ah <= by || by + bh <= ay, `boxes ${i} and ${j} overlap`).toBe(true);
       }
     }
+  });
+});
+
+// Graphviz is optional; where it is installed, it is the judge of our DOT.
+const dot = findOnPath('dot', process.env.PATH);
+describe.skipIf(!dot)('Graphviz reads our DOT', () => {
+  it('the walkthrough and hostile names parse, and the names come out as text', () => {
+    const t = buildTopology(snapshot({
+      gateways: [...walkthrough().gateways, gateway(HOSTILE, { connections: [{ gateway: 'gw-cloud', nodeName: HOSTILE, status: 'Error', statusMessage: HOSTILE }] })],
+      nodes: [node(HOSTILE, HOSTILE), node('loose\\"x')],
+    }));
+    const svg = graphvizSvg(dot!, toDot(t));
+    expect(svg).toContain('<svg');
+    expect(svg).not.toContain('<script');
+    expect(svg).toContain('x&quot;] ; evil &#45;&#45; pwn [label=&quot;\\?&lt;/text&gt;&lt;script&gt;');
+    expect(svg).toContain('>gw&#45;cloud (exposed, relay)</text>');
+  });
+
+  it('reports what dot says when it refuses input', () => {
+    expect(() => graphvizSvg(dot!, 'graph { a -- }')).toThrow(/dot -Tsvg failed: .*syntax error/);
   });
 });
