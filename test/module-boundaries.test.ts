@@ -10,7 +10,8 @@ async function boundaryErrors(path: string, code: string): Promise<string[]> {
   return (result?.messages ?? []).filter((m) => m.ruleId === '@nx/enforce-module-boundaries').map((m) => m.message);
 }
 
-describe('module boundaries are enforced by lint', () => {
+// The first lint builds Nx's project graph: seconds on a loaded machine.
+describe('module boundaries are enforced by lint', { timeout: 60_000 }, () => {
   it('forbids a proxy app from importing libs/netlink', async () => {
     const errors = await boundaryErrors('apps/proxy-server/src/fixture.ts', "import { x } from '@raven/netlink';\nexport const y = x;\n");
     expect(errors.join('\n')).toMatch(/scope:l7.*can only depend on libs tagged with "scope:shared"/);
