@@ -44,7 +44,7 @@ if (args.has('--apt')) {
 if (args.has('--binaries')) {
   const assets = process.env.KUBEBUILDER_ASSETS;
   const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
-  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm'];
+  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'wireguard-go'];
   for (const target of targets) {
     if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
     if (target === 'etcd' && have(assets, ['etcd'])) continue;

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { appCommand } from './apps.ts';
+import { binaryPath } from './binaries.ts';
 import { startApp, type AppProcess } from './app-process.ts';
 import { Box, WALKTHROUGH_DIR, type BoxNode, type BoxTopology } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
@@ -17,6 +18,8 @@ export interface RavenBoxOptions {
   topology?: BoxTopology;
   /** Extra tunnel-agent flags (for example `--vpn-driver=libreswan`). */
   agentArgs?: string[];
+  /** The userspace WireGuard the agents run (default: the pinned wireguard-go built from its Go module). */
+  wireguardGo?: string;
   /** Apply the walkthrough's Gateways and raven-cfg (default true). */
   walkthrough?: boolean;
   detached?: boolean;
@@ -31,9 +34,14 @@ export class RavenBox {
   readonly agents = new Map<string, ManagedProcess>();
   private agentKubeconfig = '';
 
-  private constructor(readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions) {}
+  private constructor(
+    readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
+    /** The userspace WireGuard binary every agent runs. */
+    readonly wireguardGo: string,
+  ) {}
 
   static async up(opts: RavenBoxOptions): Promise<RavenBox> {
+    const wireguardGo = opts.wireguardGo ?? binaryPath('wireguard-go'); // missing: fail before anything starts
     const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached });
     let pickup: AppProcess | undefined;
     try {
@@ -49,7 +57,7 @@ export class RavenBox {
         args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false'],
         detached: opts.detached,
       });
-      const rb = new RavenBox(box, pickup, kube, opts);
+      const rb = new RavenBox(box, pickup, kube, opts, wireguardGo);
       rb.agentKubeconfig = await box.kubeconfigFor('raven-tunnel-agent');
       for (const node of box.nodes) rb.startAgent(node);
       return rb;
@@ -64,7 +72,7 @@ export class RavenBox {
     const { command, args } = appCommand('tunnel-agent');
     const proc = node.spawn(command, [
       ...args, `--kubeconfig=${this.agentKubeconfig}`, `--node-name=${node.name}`, `--state-dir=${node.stateDir}`,
-      '--forward-node-ip', '--health-bind=127.0.0.1', ...(this.opts.agentArgs ?? []),
+      '--forward-node-ip', '--health-bind=127.0.0.1', `--wireguard-go=${this.wireguardGo}`, ...(this.opts.agentArgs ?? []),
     ], { name: 'tunnel-agent' });
     this.agents.set(node.name, proc);
     return proc;
