@@ -28,7 +28,7 @@ if (args.has('--npm')) {
 const aptNeeds = {
   ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
   ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux', nsenter: 'util-linux',
-  ping: 'iputils-ping',
+  ping: 'iputils-ping', ethtool: 'ethtool',
 };
 if (args.has('--apt')) {
   const missing = [...new Set(Object.entries(aptNeeds).filter(([bin]) => !onPath(bin)).map(([, pkg]) => pkg))];

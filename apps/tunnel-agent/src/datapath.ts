@@ -1,9 +1,20 @@
 import {
   AddressReconciler, FdbReconciler, IpsetReconciler, IptablesReconciler, LinkReconciler, NeighbourReconciler, RouteReconciler,
-  RuleReconciler, SysctlReconciler, reconcile, sumSummaries, type ApplySummary, type Exec,
+  NO_CHANGES, RuleReconciler, SysctlReconciler, hasChanges, reconcile, sumSummaries, type ApplySummary, type Exec,
 } from '@raven/netlink';
 import { DATAPATH } from '@raven/api-types';
 import { OWNED, type DataPathPlan } from './planner.ts';
+
+export interface ApplyOptions {
+  /**
+   * Read the kernel for every subsystem (the default). With false, a subsystem whose desired state is the one it last
+   * applied successfully is skipped without reading the kernel: the caller verifies on a slower period, which is
+   * what repairs changes made by someone else.
+   */
+  verify?: boolean;
+}
+
+type Subsystem = 'links' | 'sysctls' | 'addresses' | 'fdb' | 'routes' | 'rules' | 'ipsets' | 'neighbours' | 'iptables4' | 'iptables6';
 
 /**
  * Applies a DataPathPlan with one reconciler per kernel subsystem, each owning only Raven's objects (links raven0 and
@@ -11,6 +22,8 @@ import { OWNED, type DataPathPlan } from './planner.ts';
  * links before what lives on them; ipsets before the iptables rules that use them; the reverse for cleanup.
  */
 export class DataPathApplier {
+  /** Per subsystem, the desired state (serialised) it last applied without error. */
+  private readonly applied = new Map<Subsystem, string>();
   private readonly links: LinkReconciler;
   private readonly addresses: AddressReconciler;
   private readonly fdb: FdbReconciler;
@@ -36,28 +49,59 @@ export class DataPathApplier {
    * Links and sysctls first (devices must exist before addresses, neighbours and routes), then routing and ipsets in
    * parallel, then the firewall that references the ipsets. The VPN driver creates raven-wg0 before this runs.
    */
-  async apply(plan: DataPathPlan): Promise<ApplySummary> {
-    const links = await reconcile(this.links, plan.links);
+  async apply(plan: DataPathPlan, opts: ApplyOptions = {}): Promise<ApplySummary> {
+    let verify = opts.verify ?? true;
+    const unchanged = new Set<Subsystem>();
+    const desired = {} as Record<Subsystem, string>;
+    const subsystems: Record<Subsystem, unknown> = {
+      links: plan.links, sysctls: plan.sysctls, addresses: plan.addresses, fdb: plan.fdb, routes: plan.routes, rules: plan.rules,
+      ipsets: plan.ipsets, neighbours: plan.neighbours, iptables4: plan.iptables.v4, iptables6: plan.iptables.v6,
+    };
+    for (const [name, value] of Object.entries(subsystems) as Array<[Subsystem, unknown]>) {
+      desired[name] = JSON.stringify(value);
+      if (this.applied.get(name) === desired[name]) unchanged.add(name);
+    }
+    const step = async (name: Subsystem, run: () => Promise<ApplySummary>): Promise<ApplySummary> => {
+      if (!verify && unchanged.has(name)) return NO_CHANGES;
+      this.applied.delete(name);
+      const summary = await run();
+      this.applied.set(name, desired[name]);
+      return summary;
+    };
+
+    const links = await step('links', () => reconcile(this.links, plan.links));
+    // A link that was (re)created lost what lived on it: everything else is read back this time.
+    if (hasChanges(links)) verify = true;
     // Per-device sysctls exist only while their device does, so the owned keys are exactly the planned ones.
-    const sysctls = await reconcile(new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
+    const sysctls = await step('sysctls', () => reconcile(new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls));
     // First pass over ipsets: create and fill the wanted sets only (owning just those, so nothing still referenced by
     // a rule is destroyed); the full pass after the firewall removes the sets no longer wanted.
     const wantedSets = new IpsetReconciler(this.exec, { sets: plan.ipsets.map((set) => set.name) });
+    const skipIpsets = !verify && unchanged.has('ipsets');
     const [addresses, fdb, routes, rules, ipsets] = await Promise.all([
-      reconcile(this.addresses, plan.addresses),
-      reconcile(this.fdb, plan.fdb),
-      reconcile(this.routes, plan.routes),
-      reconcile(this.rules, plan.rules),
-      reconcile(wantedSets, plan.ipsets),
+      step('addresses', () => reconcile(this.addresses, plan.addresses)),
+      step('fdb', () => reconcile(this.fdb, plan.fdb)),
+      step('routes', () => reconcile(this.routes, plan.routes)),
+      step('rules', () => reconcile(this.rules, plan.rules)),
+      skipIpsets ? NO_CHANGES : reconcile(wantedSets, plan.ipsets),
     ]);
-    const neighbours = await reconcile(this.neighbours, plan.neighbours);
-    const [v4, v6] = await Promise.all([reconcile(this.iptables4, plan.iptables.v4), reconcile(this.iptables6, plan.iptables.v6)]);
-    const ipsetsAfter = await reconcile(this.ipsets, plan.ipsets);
+    const neighbours = await step('neighbours', () => reconcile(this.neighbours, plan.neighbours));
+    const [v4, v6] = await Promise.all([
+      step('iptables4', () => reconcile(this.iptables4, plan.iptables.v4)),
+      step('iptables6', () => reconcile(this.iptables6, plan.iptables.v6)),
+    ]);
+    const ipsetsAfter = await step('ipsets', () => reconcile(this.ipsets, plan.ipsets));
     return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
+  }
+
+  /** The next apply reads every subsystem back from the kernel, whatever it last applied. */
+  forget(): void {
+    this.applied.clear();
   }
 
   /** Removes everything Raven owns in the kernel (uninstall, or the node leaving every role). */
   async cleanup(): Promise<ApplySummary> {
+    this.applied.clear();
     const firewall = sumSummaries(await this.iptables4.cleanup(), await this.iptables6.cleanup());
     const rest = await Promise.all([this.ipsets.cleanup(), this.rules.cleanup(), this.routes.cleanup(), this.neighbours.cleanup(), this.fdb.cleanup()]);
     const links = await this.links.cleanup();

@@ -1,4 +1,3 @@
-import { isIPv6 } from 'node:net';
 import { DATAPATH, endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
@@ -99,9 +98,12 @@ export const EMPTY_PLAN = (role: Role): DataPathPlan => ({
   iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [],
 });
 
+// Of valid prefixes only IPv6 ones contain ':' (an invalid one fails in the kernel whichever family it lands in).
+// node:net's isIPv6 is a large regular expression, which at 6,000 prefixes cost more than the rest of the planner.
+const isV6Prefix = (prefix: string) => prefix.includes(':');
 const byFamily = (prefixes: readonly string[]) => ({
-  v4: prefixes.filter((p) => !isIPv6(p.split('/')[0]!)),
-  v6: prefixes.filter((p) => isIPv6(p.split('/')[0]!)),
+  v4: prefixes.filter((p) => !isV6Prefix(p)),
+  v6: prefixes.filter(isV6Prefix),
 });
 
 /**
@@ -212,7 +214,7 @@ export function planDataPath(input: PlanInput): DataPathPlan {
     for (const [name, ip] of members) {
       vxlanPeer(ip);
       // Member node IPs are reached on the underlay directly (a route here would also capture vxlan's own packets).
-      for (const dst of (memberSubnets.get(name) ?? []).filter((p) => !isIPv6(p.split('/')[0]!))) {
+      for (const dst of (memberSubnets.get(name) ?? []).filter((p) => !isV6Prefix(p))) {
         plan.routes.push({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true });
       }
     }
