@@ -21,7 +21,7 @@ const flags = {
   'state-dir': { type: 'string', description: 'Where keys and generated VPN config live (keep it across restarts)', default: '/var/lib/raven' },
   'forward-node-ip': { type: 'boolean', description: 'Also route node IPs across domains, not only pod subnets', default: false },
   'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
-  'resync-period': { type: 'string', description: 'Re-apply the plan this often (repairs drift)', default: '30s' },
+  'resync-period': { type: 'string', description: 'Read the whole kernel state back and repair it this often', default: '30s' },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
   'heartbeat-duration': { type: 'string', description: 'Heartbeat Lease duration', default: `${HEARTBEAT.defaultDurationSeconds}s` },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
