@@ -94,11 +94,6 @@ export class DataPathApplier {
     return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
   }
 
-  /** The next apply reads every subsystem back from the kernel, whatever it last applied. */
-  forget(): void {
-    this.applied.clear();
-  }
-
   /** Removes everything Raven owns in the kernel (uninstall, or the node leaving every role). */
   async cleanup(): Promise<ApplySummary> {
     this.applied.clear();
