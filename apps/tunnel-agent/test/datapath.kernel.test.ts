@@ -61,17 +61,29 @@ describe('DataPathApplier between resyncs', () => {
     expect(await marked()).toEqual(['10.9.1.0/24', '10.9.2.0/24', '172.31.9.2']);
   });
 
-  it('applies a changed input at once, reading back only the subsystems whose input changed', async () => {
-    await ns.run('ip', 'route', 'del', '10.9.1.0/24', 'table', '9028'); // foreign, in a subsystem that changes
-    await ns.run('ip', 'rule', 'del', 'priority', '101'); // foreign, in one that does not
+  it('applies a changed input at once, as a diff against the last apply, without reading the kernel back', async () => {
+    await ns.run('ip', 'route', 'del', '10.9.1.0/24', 'table', '9028'); // foreign, in a subsystem whose input changes
+    await ns.run('ip', 'rule', 'del', 'priority', '101'); // foreign, in one whose input does not
     const changed = await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24']), { verify: false });
-    // Routes: 10.9.1.0/24 back, 10.9.3.0/24 in, 10.9.2.0/24 out. The mark set and (this is the central gateway, which
-    // relays) the skip-NAT set: one in, one out each. The rule stays gone.
-    expect(changed).toEqual({ added: 4, removed: 3, changed: 0 });
-    expect(await routes()).toEqual(['10.9.1.0/24', '10.9.3.0/24', '172.31.9.2']);
+    // 10.9.3.0/24 in and 10.9.2.0/24 out, as a route, in the mark set and (this is the central gateway, which relays)
+    // in the skip-NAT set. The foreign changes stay until a verifying apply.
+    expect(changed).toEqual({ added: 3, removed: 3, changed: 0 });
+    expect(await routes()).toEqual(['10.9.3.0/24', '172.31.9.2']);
+    expect(await marked()).toEqual(['10.9.1.0/24', '10.9.3.0/24', '172.31.9.2']);
     expect(await ns.run('ip', 'rule', 'show', 'priority', '101')).toBe('');
-    expect((await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24']), { verify: true })).added).toBe(1);
+    expect(await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24']), { verify: true })).toEqual({ added: 2, removed: 0, changed: 0 });
+    expect(await routes()).toEqual(['10.9.1.0/24', '10.9.3.0/24', '172.31.9.2']);
     expect(await ns.run('ip', 'rule', 'show', 'priority', '101')).toContain('lookup 9028');
+  });
+
+  it('adds and removes a second family the same way, leaving the kernel as a full read expects it', async () => {
+    const members = async () => (await ns.run('ipset', 'list', 'raven-mark-set-v6')).split('Members:\n')[1]!.trim();
+    await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24', 'fd00:9::/64']), { verify: false });
+    expect(await members()).toBe('fd00:9::/64');
+    expect(await ns.run('ip', '-6', 'route', 'show', 'table', '9028')).toContain('fd00:9::/64 dev raven-wg0');
+    await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24']), { verify: false });
+    expect(await members()).toBe('');
+    expect(await shared.apply(plan(['10.9.1.0/24', '10.9.3.0/24']), { verify: true })).toEqual(NO_CHANGES);
   });
 
   it('has nothing cached when new (an agent restart), so it reads the kernel', async () => {
