@@ -69,7 +69,7 @@ try {
   };
   // First apply once; then alternate no-op rounds, verify rounds (nothing changed, kernel read back) and 10 % churn
   // rounds (to the churned set and back), so each figure has samples taken under the same drifting machine load.
-  const rounds = Number(process.env.BENCH_PLAN_ROUNDS ?? 10);
+  const rounds = Number(process.env.BENCH_PLAN_ROUNDS ?? 20);
   const first = await timed(0, true);
   const noop: number[] = [];
   const noopPlan: number[] = [];
