@@ -12,7 +12,7 @@ const controlPlaneSetup = new URL('./libs/testbed/src/vitest-global-setup.ts', i
  */
 const projectDirs = [
   'libs/api-types', 'libs/controller-kit', 'libs/netlink', 'libs/testbed', 'libs/tunnel-protocol', 'libs/pki', 'libs/node-certs',
-  'apps/gateway-pickup', 'apps/tunnel-agent', 'apps/proxy-server', 'apps/proxy-client', 'test',
+  'apps/gateway-pickup', 'apps/tunnel-agent', 'apps/proxy-server', 'apps/proxy-client', 'apps/ravenctl', 'test',
 ];
 
 function projectsFor(dir: string, index: number): TestProjectInlineConfiguration[] {
@@ -37,9 +37,12 @@ function projectsFor(dir: string, index: number): TestProjectInlineConfiguration
   ];
 }
 
+// `npm run test:unit` sets RAVEN_TEST_TIER=unit: the fast tier, without root, Go binaries or a control plane.
+const unitOnly = process.env.RAVEN_TEST_TIER === 'unit';
+
 export default defineConfig({
   test: {
-    projects: projectDirs.flatMap(projectsFor),
+    projects: projectDirs.flatMap((dir, index) => (unitOnly ? projectsFor(dir, index).slice(0, 1) : projectsFor(dir, index))),
     passWithNoTests: true,
     reporters: process.env.CI ? ['default'] : ['default'],
   },

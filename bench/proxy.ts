@@ -126,12 +126,12 @@ async function buildStack(opts: { konnectivity: boolean; serverArgs?: string[] }
 
   const server = await startApp('proxy-server', {
     access: cluster.info(), serviceAccount: PROXY_SERVICE_ACCOUNTS.server, name: 'proxy-server', kubeconfig: await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.server, NAMES.cloud, dir),
-    args: [`--node-name=${NAMES.cloud}`, `--bind-address=${IPS.cloud}`, `--tunnel-port=${ports.tunnel}`, `--http-port=${ports.feHttp}`, `--https-port=${ports.feHttps}`, '--log-level=warn', ...(opts.serverArgs ?? [])],
+    args: [`--node-name=${NAMES.cloud}`, `--bind-address=${IPS.cloud}`, `--tunnel-port=${ports.tunnel}`, `--http-port=${ports.feHttp}`, `--https-port=${ports.feHttps}`, '--insecure-http-frontend', '--insecure-allow-loopback-targets', '--log-level=warn', ...(opts.serverArgs ?? [])],
   });
   undo.push(() => server.stop());
   const client = await startApp('proxy-client', {
     access: cluster.info(), serviceAccount: PROXY_SERVICE_ACCOUNTS.client, name: 'proxy-client', kubeconfig: await boundKubeconfig(kube, cluster, PROXY_SERVICE_ACCOUNTS.client, NAMES.edge, dir),
-    args: [`--node-name=${NAMES.edge}`, '--log-level=warn'],
+    args: [`--node-name=${NAMES.edge}`, '--insecure-allow-loopback-targets', '--log-level=warn'],
   });
   undo.push(() => client.stop());
   await waitFor('the proxy-client connected', async () => /raven_proxy_server_connected_clients 1/.test(await server.metrics()), 20_000, 100);

@@ -2,9 +2,10 @@
 //   --npm       npm ci when node_modules is missing or older than the lock file
 //   --apt       Debian packages for the data path (root only; skipped when already present)
 //   --binaries  the pinned Go-built upstream binaries (kube-apiserver, etcd, ...), cached under $HOME
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { preflight } from './preflight.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -14,6 +15,27 @@ const run = (cmd, argv, opts = {}) => {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed with ${r.status ?? r.signal}`);
 };
 const onPath = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+
+/** Runs a long step, saying every 30 s what it is and how long it has been running: no silent minutes. */
+function runWithProgress(what, cmd, argv) {
+  const started = Date.now();
+  const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  const ticker = setInterval(() => {
+    const s = Math.round((Date.now() - started) / 1000);
+    say(`still building ${what} (${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s)`);
+  }, 30_000);
+  return new Promise((resolve, reject) => child.on('close', (code, signal) => {
+    clearInterval(ticker);
+    if (code === 0) resolve();
+    else reject(new Error(`building ${what} failed with ${code ?? signal}`));
+  }));
+}
+
+const problems = preflight({ apt: args.has('--apt'), binaries: args.has('--binaries'), kernel: args.has('--apt'), diskGiB: args.has('--binaries') ? 8 : 0 });
+if (problems.length > 0) {
+  for (const problem of problems) say(`cannot continue: ${problem}`);
+  process.exit(1);
+}
 
 if (args.has('--npm')) {
   const marker = join(root, 'node_modules/.package-lock.json');
@@ -44,10 +66,10 @@ if (args.has('--apt')) {
 if (args.has('--binaries')) {
   const assets = process.env.KUBEBUILDER_ASSETS;
   const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
-  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'wireguard-go'];
+  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'promtool', 'wireguard-go'];
   for (const target of targets) {
     if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
     if (target === 'etcd' && have(assets, ['etcd'])) continue;
-    execFileSync(join(root, 'scripts/go-binaries.sh'), [target], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await runWithProgress(target, join(root, 'scripts/go-binaries.sh'), [target]);
   }
 }

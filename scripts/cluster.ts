@@ -1,7 +1,8 @@
 // npm run cluster -- up|down|status : a real control plane for local work, kept in .cluster/.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ControlPlane, kubectl, pidAlive, startCluster, WORKSPACE_ROOT } from '@raven/testbed';
+import { SYSTEM_NAMESPACE } from '@raven/api-types';
+import { ControlPlane, ManagedProcess, appCommand, kubectl, pidAlive, serviceAccountKubeconfig, startCluster, waitFor, WORKSPACE_ROOT } from '@raven/testbed';
 
 const dir = join(WORKSPACE_ROOT, '.cluster');
 const kubeconfig = join(dir, 'kubeconfig');
@@ -28,6 +29,26 @@ async function down(): Promise<void> {
   console.log(stopped ? 'cluster: stopped and state removed' : 'cluster: was not running');
 }
 
+/** gateway-pickup's controllers beside the webhook that startCluster runs, as its own ServiceAccount, detached. */
+async function startControllers(controlPlane: ControlPlane): Promise<void> {
+  const access = { server: controlPlane.server, kubeconfig: controlPlane.kubeconfig, caPem: controlPlane.caPem };
+  const pickupKubeconfig = await serviceAccountKubeconfig(access, SYSTEM_NAMESPACE, 'raven-gateway-pickup', join(dir, 'pki'));
+  const { command, args } = appCommand('gateway-pickup');
+  const proc = ManagedProcess.start({
+    name: 'gateway-pickup',
+    command,
+    args: [...args, `--kubeconfig=${pickupKubeconfig}`, '--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice,csrapprover', '--health-port=0', '--health-bind=127.0.0.1'],
+    logFile: join(dir, 'logs', 'gateway-pickup.log'),
+    detached: true,
+  });
+  controlPlane.adopt(proc);
+  await waitFor('gateway-pickup to take the leader Lease', async () => {
+    proc.assertRunning();
+    const holder = await kubectl(controlPlane.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'get', 'lease', 'raven-gateway-pickup', '-o', 'jsonpath={.spec.holderIdentity}']).catch(() => '');
+    return holder.length > 0;
+  }, 60_000, 250);
+}
+
 async function up(): Promise<void> {
   if (ControlPlane.readState(dir)) {
     if (await status()) return;
@@ -36,7 +57,8 @@ async function up(): Promise<void> {
   }
   const started = Date.now();
   const cluster = await startCluster({ dir, detached: true });
-  console.log(`cluster: up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await startControllers(cluster.controlPlane);
+  console.log(`cluster: up in ${((Date.now() - started) / 1000).toFixed(1)} s (gateway-pickup's controllers running: Gateways you apply are elected)`);
   console.log(await kubectl(cluster.info().kubeconfig, ['get', 'crd', 'gateways.raven.openyurt.io']));
   await status();
   console.log(`\nUse it with:  kubectl --kubeconfig ${kubeconfig} get gateways`);

@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PORTS, PROXY_SERVICE_ACCOUNTS } from '@raven/api-types';
+import { issueCertificate } from '@raven/pki';
 import {
   Box, ControlPlane, INSIDE_APISERVER, RavenBox, WORKSPACE_ROOT, adminClient, appCommand, boundKubeconfig, clusterCa,
   formatConnectivity, kubectl, pidAlive, startApp, startCluster, startKubelet, waitFor, type BoxHost, type BoxNode, type BoxTopology,
@@ -152,16 +153,20 @@ async function l7Demo(cluster: ClusterInfo): Promise<boolean> {
       const { kubeconfig, pod } = await boundKubeconfig(kube, { server: INSIDE_APISERVER, caPem: cluster.caPem }, sa, n.name, kubeletDir);
       pods.push(pod);
       const { command, args } = appCommand(app);
-      procs.push(n.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`], { name: app }));
+      // The demo also calls the plain-HTTP front end, which cannot authenticate callers (an explicit insecure flag).
+      const extra = app === 'proxy-server' ? ['--insecure-http-frontend'] : [];
+      procs.push(n.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`, ...extra], { name: app }));
     };
     await spawn(box.node(CLOUD_GW), 'proxy-server', PROXY_SERVICE_ACCOUNTS.server);
     await spawn(box.node(HZ_GW), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
     await spawn(box.node(QD_1), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
     console.log('proxy-server on the cloud gateway, a proxy-client on each edge Gateway\'s proxy endpoint; certificates from the CSR API, approved by gateway-pickup');
     const cloud = box.node(CLOUD_GW);
+    // HTTPS callers present a client certificate from the cluster CA (as the apiserver's kubelet client does) with RBAC on nodes/proxy.
+    const caller = await issueCertificate(ca, { commonName: 'raven-demo-caller', organizations: ['system:masters'], usages: ['client'] });
     const call = async (tls: boolean, host: string, path: string): Promise<{ status: number; body: string }> => {
       const script = `const m = await import(${JSON.stringify(tls ? 'node:https' : 'node:http')});
-        const req = m.request({ host: '192.168.0.195', port: ${tls ? PORTS.proxyInternalSecure : PORTS.proxyInternalInsecure}, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(host)} }, rejectUnauthorized: false }, (res) => {
+        const req = m.request({ host: '192.168.0.195', port: ${tls ? PORTS.proxyInternalSecure : PORTS.proxyInternalInsecure}, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(host)} }, rejectUnauthorized: false, cert: ${JSON.stringify(caller.certPem)}, key: ${JSON.stringify(caller.keyPem)} }, (res) => {
           let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => { console.log(JSON.stringify({ status: res.statusCode, body })); process.exit(0); }); });
         req.on('error', (e) => { console.log(JSON.stringify({ status: 0, body: e.message })); process.exit(0); }); req.end();`;
       const { stdout } = await cloud.exec(process.execPath, ['--input-type=module', '-e', script]);

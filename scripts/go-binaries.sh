@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries that tests, the demo and benchmarks run against,
 # from their Go modules, into a cache under $HOME keyed by version. The product itself is TypeScript.
-# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|wireguard-go|all   (prints the bin dir)
+# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all   (prints the bin dir)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"
 KONNECTIVITY_VERSION="${KONNECTIVITY_VERSION:-v0.34.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# Prometheus 3.16 (its Go module versions are v0.3XX.Y) for promtool; prometheus-operator for its monitoring CRDs.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 # wireguard-go with the TUN GSO/GRO offloads (upstream tags it 0.0.20250522; the module has pseudo-versions only).
 WIREGUARD_GO_VERSION="${WIREGUARD_GO_VERSION:-v0.0.0-20260522210424-ecfc5a8d5446}"
 CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
@@ -132,6 +135,34 @@ GO
   go build -ldflags "-s -w" -o bin/helm helm.sh/helm/v3/cmd/helm
 }
 
+promtool_module() {
+  cat > go.mod <<MOD
+module raven.local/promtoolbin
+
+go 1.24.0
+
+require github.com/prometheus/prometheus $PROMETHEUS_VERSION
+MOD
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/prometheus/prometheus/cmd/promtool"
+GO
+  go mod tidy -e >/dev/null 2>&1 || true
+  log "building promtool (prometheus module $PROMETHEUS_VERSION)"
+  # remove_all_sd leaves out the cloud service-discovery plugins (and their SDKs): rule checks and tests need none.
+  go build -tags remove_all_sd -ldflags "-s -w" -o bin/promtool github.com/prometheus/prometheus/cmd/promtool
+  # The monitoring.coreos.com CRDs (PodMonitor, ServiceMonitor, PrometheusRule), so tests can apply the monitoring
+  # component to a real apiserver. They ship inside the operator's module.
+  local dir; dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  mkdir -p bin/crds
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" bin/crds/
+  done
+}
+
 wireguard_go_module() {
   log "building wireguard-go $WIREGUARD_GO_VERSION"
   # `go install pkg@version` builds the module exactly as its own go.mod pins it; the root package is the daemon.
@@ -144,7 +175,8 @@ case "${1:-all}" in
   etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
   konnectivity) build_into "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" konnectivity_module ;;
   helm) build_into "$CACHE_ROOT/helm-$HELM_VERSION" helm_module ;;
+  promtool) build_into "$CACHE_ROOT/promtool-$PROMETHEUS_VERSION" promtool_module ;;
   wireguard-go) build_into "$CACHE_ROOT/wireguard-go-$WIREGUARD_GO_VERSION" wireguard_go_module ;;
-  all) for t in etcd kubernetes konnectivity helm wireguard-go; do "$0" "$t"; done ;;
-  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|wireguard-go|all" >&2; exit 2 ;;
+  all) for t in etcd kubernetes konnectivity helm promtool wireguard-go; do "$0" "$t"; done ;;
+  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all" >&2; exit 2 ;;
 esac

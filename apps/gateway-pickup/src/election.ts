@@ -1,8 +1,17 @@
+import { isIPv4 } from 'node:net';
 import {
-  ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, endpointPort, type Condition, type Endpoint, type EndpointType,
-  type Gateway, type GatewayStatus, type NodeInfo,
+  ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, cidrContains, cidrProblem, cidrsOverlap, endpointPort, parseCidr, parseIp,
+  type Condition, type Endpoint, type EndpointType, type Gateway, type GatewayStatus, type NodeInfo,
 } from '@raven/api-types';
 import type { ModeSwitches, NodeView } from './model.ts';
+
+/** How many endpoints of `type` a Gateway asks for: 0 when its mode is off or it lists none of that type. */
+export function requestedEndpoints(gateway: Gateway, modes: ModeSwitches, type: EndpointType): number {
+  const spec = gateway.spec;
+  const requested = (type === 'proxy' ? spec?.proxyConfig?.Replicas : spec?.tunnelConfig?.Replicas) ?? 1;
+  const listed = (spec?.endpoints ?? []).some((e) => e.type === type);
+  return modes[TYPE_ENABLED[type]] && listed ? requested : 0;
+}
 
 /**
  * Why an endpoint can or cannot be elected right now. `soft` marks a verdict from the heartbeat alone (the Node is
@@ -22,13 +31,24 @@ export interface ElectionInput {
   calicoBlocks: (node: string) => readonly string[] | undefined;
   /** The public IP of an endpoint when the spec gives none (LoadBalancer ingress, admin annotation, ...). */
   discoveredPublicIP: (node: NodeView, type: EndpointType) => string | undefined;
+  /**
+   * What an extra allowed source CIDR must not cover: node and public addresses (IPs) and the Service range and the
+   * like (CIDRs). Called only when the Gateway has the annotation.
+   */
+  protectedAddresses?: () => { ips: readonly string[]; cidrs: readonly string[] };
   now: Date;
 }
+
+/** Extra allowed source CIDRs narrower than this are accepted; wider ones would capture whole networks. */
+export const MIN_EXTRA_CIDR_PREFIX = 8;
+export const EXTRA_CIDRS_CONDITION = 'ExtraAllowedSourceCIDRsAccepted';
 
 export interface ElectionResult {
   status: Pick<GatewayStatus, 'activeEndpoints' | 'nodes' | 'conditions'>;
   elected: Endpoint[];
   lost: Endpoint[];
+  /** One sentence per refused entry of the extra-allowed-source-cidrs annotation. */
+  refusedExtraCIDRs: string[];
 }
 
 const TYPE_ENABLED: Record<EndpointType, keyof ModeSwitches> = { proxy: 'l7', tunnel: 'l3' };
@@ -52,10 +72,9 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
   const typeReports: Array<{ type: EndpointType; requested: number; elected: number; unavailable: string[] }> = [];
 
   for (const type of ENDPOINT_TYPES) {
-    const requested = (type === 'proxy' ? spec?.proxyConfig?.Replicas : spec?.tunnelConfig?.Replicas) ?? 1;
-    const enabled = modes[TYPE_ENABLED[type]];
+    const requested = requestedEndpoints(gateway, modes, type);
+    if (requested === 0) continue;
     const ofType = (spec?.endpoints ?? []).filter((e) => e.type === type);
-    if (!enabled || requested === 0 || ofType.length === 0) continue;
     const unavailable: string[] = [];
     const softlyUnavailable: Endpoint[] = [];
     const candidates = ofType.filter((e) => {
@@ -82,11 +101,14 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
 
   const nodes = members.map((n) => nodeInfo(n, input.calicoBlocks(n.metadata.name))).sort((a, b) => (a.nodeName < b.nodeName ? -1 : 1));
   const tunnel = active.find((e) => e.type === 'tunnel');
-  const extra = (gateway.metadata.annotations?.[ANNOTATIONS.extraAllowedSourceCIDRs] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (tunnel && extra.length > 0) {
+  const annotation = gateway.metadata.annotations?.[ANNOTATIONS.extraAllowedSourceCIDRs];
+  const extra = annotation === undefined ? { accepted: [], refused: [] } : screenExtraCIDRs(annotation, input.protectedAddresses?.() ?? { ips: [], cidrs: [] });
+  if (tunnel && extra.accepted.length > 0) {
     const info = nodes.find((n) => n.nodeName === tunnel.nodeName);
-    if (info) info.subnets = [...new Set([...(info.subnets ?? []), ...extra])];
+    if (info) info.subnets = [...new Set([...(info.subnets ?? []), ...extra.accepted])];
   }
+  const conditions = conditionsFor(typeReports, modes, gateway.metadata.generation);
+  if (annotation !== undefined) conditions.push(extraCIDRsCondition(extra.refused, gateway.metadata.generation));
 
   const activeIds = new Set(active.map(endpointId));
   const previous = gateway.status?.activeEndpoints ?? [];
@@ -94,11 +116,53 @@ export function planGatewayStatus(input: ElectionInput): ElectionResult {
     status: {
       activeEndpoints: active,
       nodes,
-      conditions: mergeConditions(gateway.status?.conditions, conditionsFor(typeReports, modes, gateway.metadata.generation), input.now),
+      conditions: mergeConditions(gateway.status?.conditions, conditions, input.now),
     },
     elected: active.filter((e) => !previouslyActive.has(endpointId(e))),
     lost: previous.filter((e) => !activeIds.has(endpointId(e))),
+    refusedExtraCIDRs: extra.refused,
   };
+}
+
+/**
+ * The annotation's entries that may be routed from this domain: each must be a CIDR (no host bits), no wider than
+ * /8, and cover no node, public or Service address (or the whole tunnel underlay would be routed into the tunnel).
+ * A refused entry is left out alone; the rest apply.
+ */
+export function screenExtraCIDRs(annotation: string, guard: { ips: readonly string[]; cidrs: readonly string[] }): { accepted: string[]; refused: string[] } {
+  const accepted: string[] = [];
+  const refused: string[] = [];
+  const guardCidrs = guard.cidrs.map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  for (const entry of annotation.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const problem = cidrProblem(entry);
+    const parsed = parseCidr(entry);
+    if (problem || !parsed) {
+      refused.push(`${problem ?? `"${entry}" is not a CIDR`}`);
+      continue;
+    }
+    if (parsed.prefixLength < MIN_EXTRA_CIDR_PREFIX) {
+      refused.push(`"${entry}" is wider than /${MIN_EXTRA_CIDR_PREFIX}`);
+      continue;
+    }
+    const ip = guard.ips.find((a) => cidrContains(parsed, a));
+    if (ip) {
+      refused.push(`"${entry}" contains the node or public address ${ip}`);
+      continue;
+    }
+    const range = guardCidrs.find((c) => cidrsOverlap(parsed, c));
+    if (range) {
+      refused.push(`"${entry}" overlaps the protected range ${range.cidr}`);
+      continue;
+    }
+    accepted.push(entry);
+  }
+  return { accepted: [...new Set(accepted)], refused };
+}
+
+function extraCIDRsCondition(refused: readonly string[], generation?: number): ConditionDraft {
+  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  if (refused.length === 0) return { type: EXTRA_CIDRS_CONDITION, status: 'True', reason: 'Accepted', message: `every entry of ${ANNOTATIONS.extraAllowedSourceCIDRs} is routed`, ...g };
+  return { type: EXTRA_CIDRS_CONDITION, status: 'False', reason: 'Refused', message: `${ANNOTATIONS.extraAllowedSourceCIDRs}: refused ${refused.join('; ')}`.slice(0, 4096), ...g };
 }
 
 function activeEndpoint(e: Endpoint, node: NodeView, modes: ModeSwitches, input: ElectionInput): Endpoint {
@@ -111,11 +175,17 @@ function activeEndpoint(e: Endpoint, node: NodeView, modes: ModeSwitches, input:
   };
 }
 
+// A kubelet writes its own Node's addresses: only IP literals are copied (IPv4 first: the vxlan underlay is IPv4).
+const privateIPOf = (node: NodeView): string | undefined => {
+  const ips = node.internalIPs.filter((ip) => !!parseIp(ip));
+  return ips.find((ip) => isIPv4(ip)) ?? ips[0];
+};
+
 function nodeInfo(node: NodeView, calicoBlocks: readonly string[] | undefined): NodeInfo {
-  const subnets = (node.calico && calicoBlocks && calicoBlocks.length > 0 ? [...calicoBlocks] : node.podCIDRs).filter((s) => s !== '');
+  const subnets = (node.calico && calicoBlocks && calicoBlocks.length > 0 ? [...calicoBlocks] : node.podCIDRs).filter((s) => !!parseCidr(s));
   return {
     nodeName: node.metadata.name,
-    ...(node.internalIPs[0] ? { privateIP: node.internalIPs[0] } : {}),
+    ...(privateIPOf(node) ? { privateIP: privateIPOf(node) } : {}),
     subnets,
   };
 }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { CONVERSION_WEBHOOK, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { CONVERSION_WEBHOOK, PORTS, SYSTEM_NAMESPACE, cidrProblem } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, EventRecorder, HealthServer, KubeClient, LeaderElector, Shutdown, createLogger, durationFlag,
   intFlag, parseFlags, type Controller,
@@ -28,16 +28,26 @@ const flags = {
   'resync-period': { type: 'string', description: 'Every period, every object is reconciled again', default: '1m' },
   workers: { type: 'string', description: 'Concurrent reconciles of the election controller', default: '4' },
   'csr-require-node-binding': { type: 'boolean', description: 'Approve proxy certificates only for requesters whose token is bound to a Pod on the named node', default: true },
+  'protected-cidrs': { type: 'string', description: 'Comma-separated ranges (the Service CIDR, the apiserver network) that no extra-allowed-source-cidrs entry may overlap', default: '' },
   'public-ip-from-external-ip': { type: 'boolean', description: "Use a node's ExternalIP as an endpoint's public IP when spec and annotation give none", default: false },
   'webhook-port': { type: 'string', description: 'HTTPS port of the conversion webhook', default: String(CONVERSION_WEBHOOK.containerPort) },
   'webhook-bind': { type: 'string', description: 'Address the webhook listens on', default: '0.0.0.0' },
   'webhook-url': { type: 'string', description: 'Inject this URL into the CRD instead of the in-cluster Service (out-of-cluster runs)' },
   'webhook-host': { type: 'string', description: 'Extra comma-separated DNS names/IPs for the serving certificate', default: '' },
-  'webhook-secret': { type: 'string', description: 'Secret holding the webhook CA and serving certificate', default: 'raven-gateway-pickup-webhook-certs' },
+  'webhook-secret': { type: 'string', description: 'Secret holding the webhook serving certificate and CA bundle (the CA key is in <name>-ca)', default: 'raven-gateway-pickup-webhook-certs' },
   'cert-check-interval': { type: 'string', description: 'How often to re-check the serving certificate for rotation', default: '1h' },
   'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics (0 = any free port)', default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
 } as const;
+
+function protectedCidrs(flag: string | undefined): string[] {
+  const list = (flag ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const c of list) {
+    const problem = cidrProblem(c);
+    if (problem) throw new ConfigError(`--protected-cidrs: ${problem}`);
+  }
+  return list;
+}
 
 async function main(): Promise<void> {
   const { values } = parseFlags('gateway-pickup', 'Raven control plane: Gateway election and status, L7 DNS and Services, and the Gateway conversion webhook.', flags);
@@ -90,7 +100,7 @@ async function main(): Promise<void> {
   const builders: Record<Exclude<ControllerName, 'webhook'>, () => Controller> = {
     gatewaypickup: () => gatewayStatusController({
       ...common, heartbeats: new HeartbeatTracker(() => caches.heartbeats.sessionStartedAt), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity),
-      workers: intFlag('workers', values.workers, 4), publicIPFromExternalIP: values['public-ip-from-external-ip'],
+      workers: intFlag('workers', values.workers, 4), publicIPFromExternalIP: values['public-ip-from-external-ip'], protectedCidrs: protectedCidrs(values['protected-cidrs']),
     }),
     gatewaydns: () => dnsController(common),
     gatewayinternalservice: () => internalServiceController(common),

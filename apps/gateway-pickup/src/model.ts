@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HEARTBEAT, LABELS, gatewayV1beta1Schema, type Gateway, type HeartbeatComponent } from '@raven/api-types';
+import { HEARTBEAT, LABELS, gatewayV1beta1Schema, isHeartbeatLeaseOf, type Gateway, type HeartbeatComponent } from '@raven/api-types';
 
 /**
  * What the caches keep: each API object validated and projected to the fields the controllers use.
@@ -80,11 +80,13 @@ export function toHeartbeat(raw: unknown): HeartbeatView | undefined {
   const lease = rawLeaseSchema.parse(raw);
   const component = lease.metadata.labels?.[HEARTBEAT.label];
   if ((component !== 'tunnel' && component !== 'proxy') || !lease.spec?.holderIdentity) return undefined;
+  // A Lease speaks only for the node it is named after, and only for the contract's duration.
+  if (!isHeartbeatLeaseOf(lease.metadata.name, component, lease.spec.holderIdentity)) return undefined;
   return {
     metadata: { name: lease.metadata.name, namespace: lease.metadata.namespace, resourceVersion: lease.metadata.resourceVersion },
     component,
     node: lease.spec.holderIdentity,
-    durationMs: (lease.spec.leaseDurationSeconds ?? HEARTBEAT.defaultDurationSeconds) * 1_000,
+    durationMs: HEARTBEAT.durationSeconds * 1_000,
     renewTime: lease.spec.renewTime ?? '',
   };
 }

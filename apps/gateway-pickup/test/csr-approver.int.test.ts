@@ -156,6 +156,21 @@ describe('csrapprover', () => {
     expect(await decision(name)).toMatchObject({ type: 'Denied', reason });
   });
 
+  it('denies an address the node wrote into its own status when another node has it (node-writable SANs are checked)', async () => {
+    const addresses = [{ type: 'InternalIP', address: '10.77.0.1' }, { type: 'ExternalIP', address: '203.0.113.7' }, { type: 'ExternalIP', address: '172.16.77.1' }];
+    await admin.patch(RESOURCES.nodes, { name: node.srv, subresource: 'status' }, { status: { addresses } }, 'merge');
+    try {
+      await waitFor('the claim in the cache', async () => caches.nodes.get(node.srv)?.externalIPs.includes('172.16.77.1') === true, 5_000, 20);
+      const name = await file({
+        as: await requester('raven-proxy-server', node.srv), signer: 'kubernetes.io/kubelet-serving', usages: serving, commonName: `system:node:${node.srv}`,
+        organizations: ['system:nodes'], dnsNames: [node.srv], ipAddresses: ['10.77.0.1', '172.16.77.1'],
+      });
+      expect(await decision(name)).toMatchObject({ type: 'Denied', reason: 'ForeignSANs', message: expect.stringContaining('172.16.77.1') });
+    } finally {
+      await admin.patch(RESOURCES.nodes, { name: node.srv, subresource: 'status' }, { status: { addresses: addresses.slice(0, 2) } }, 'merge');
+    }
+  });
+
   it('leaves everybody else\'s CSRs alone', async () => {
     const name = await file({ as: admin, signer: 'kubernetes.io/kubelet-serving', usages: serving, commonName: 'system:node:somebody', organizations: ['system:nodes'], dnsNames: ['somebody'] });
     await sleep(1_000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LABELS } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
-import { adminClient, deleteNode, registerNode, setNodeReady, uniqueName, waitFor } from '@raven/testbed';
+import { adminClient, deleteNode, missingMonitoredMetrics, registerNode, setNodeReady, uniqueName, waitFor } from '@raven/testbed';
 import { activeIds, applyRavenConfig, createGateway, deleteGateway, startPickup, waitForGateway, type PickupProcess } from './support.ts';
 
 const cluster = inject('cluster');
@@ -42,6 +42,8 @@ describe('leader election (15 s / 10 s / 2 s Lease)', () => {
     expect(await isLeader(standby)).toBe(0);
     expect(await reconciles(standby)).toBe(0);
     expect(await reconciles(leader)).toBeGreaterThan(0);
+    // The shipped alerts and dashboard (k8s/components/monitoring) select only metrics the leader really exports.
+    expect(missingMonitoredMetrics('gateway-pickup', await leader.metrics())).toEqual([]);
 
     const killedAt = Date.now();
     await leader.proc.kill();

@@ -30,6 +30,7 @@ async function gateway(name: string, spec: Record<string, unknown>, annotations?
 
 const tunnel = (nodeName: string) => ({ nodeName, type: 'tunnel', underNAT: true });
 const proxy = (nodeName: string) => ({ nodeName, type: 'proxy', underNAT: true });
+const WG_KEY = `${'k'.repeat(42)}A=`;
 const idsAre = (...ids: string[]) => (g: Gateway) => JSON.stringify(activeIds(g)) === JSON.stringify(ids);
 
 beforeAll(async () => {
@@ -85,7 +86,7 @@ describe('election', () => {
   it('fails over within 1 s of a heartbeat Lease expiring while the Node stays Ready', async () => {
     const gw = uniqueName('gw-hb');
     const [a, b] = [await node(gw), await node(gw)];
-    const renewer = new HeartbeatRenewer({ kube, log, component: 'tunnel', nodeName: a, durationSeconds: 2 });
+    const renewer = new HeartbeatRenewer({ kube, log, component: 'tunnel', nodeName: a });
     const stop = new AbortController();
     const running = renewer.run(stop.signal);
     try {
@@ -165,9 +166,9 @@ describe('active endpoint details', () => {
   it('keeps spec config keys (publicKey) and adds the mode flag', async () => {
     const gw = uniqueName('gw-config');
     const a = await node(gw);
-    await gateway(gw, { proxyConfig: { Replicas: 0 }, endpoints: [{ ...tunnel(a), config: { publicKey: 'abc=' } }] });
+    await gateway(gw, { proxyConfig: { Replicas: 0 }, endpoints: [{ ...tunnel(a), config: { publicKey: WG_KEY } }] });
     const { gateway: g } = await waitForGateway(kube, gw, 'a', idsAre(`tunnel/${a}`));
-    expect(g.status?.activeEndpoints?.[0]?.config).toEqual({ publicKey: 'abc=', 'enable-l3-tunnel': 'true' });
+    expect(g.status?.activeEndpoints?.[0]?.config).toEqual({ publicKey: WG_KEY, 'enable-l3-tunnel': 'true' });
   });
 
   it('takes the public IP from the spec, else the public-ip annotation; the ExternalIP only when the admin opts in', async () => {
@@ -205,6 +206,20 @@ describe('status.nodes', () => {
     const byName = Object.fromEntries((g.status?.nodes ?? []).map((n) => [n.nodeName, n.subnets]));
     expect(byName[a]).toEqual(['10.77.1.0/24', '192.0.2.0/24', '198.51.100.0/24']);
     expect(byName[b]).toEqual(['10.77.2.0/24']);
+  });
+
+  it('refuses the extra-allowed-source-cidrs entries that would cut the cluster off, with a condition and a Warning Event, and routes the rest', async () => {
+    const gw = uniqueName('gw-cutoff');
+    const a = await node(gw, { podCIDRs: ['10.77.3.0/24'] });
+    await gateway(gw, { tunnelConfig: { Replicas: 1 }, proxyConfig: { Replicas: 0 }, endpoints: [tunnel(a)] }, { [ANNOTATIONS.extraAllowedSourceCIDRs]: '0.0.0.0/1,128.0.0.0/1,not-a-cidr,192.0.2.0/24' });
+    const { gateway: g } = await waitForGateway(kube, gw, 'refusal reported', (x) => !!x.status?.conditions?.some((c) => c.type === 'ExtraAllowedSourceCIDRsAccepted'));
+    expect(g.status?.nodes?.find((n) => n.nodeName === a)?.subnets).toEqual(['10.77.3.0/24', '192.0.2.0/24']);
+    expect(g.status?.conditions?.find((c) => c.type === 'ExtraAllowedSourceCIDRsAccepted')).toMatchObject({
+      status: 'False', reason: 'Refused',
+      message: `${ANNOTATIONS.extraAllowedSourceCIDRs}: refused "0.0.0.0/1" is wider than /8; "128.0.0.0/1" is wider than /8; "not-a-cidr" is not a CIDR (address/prefix-length)`,
+    });
+    const eventsFor = async () => (await kube.list<{ reason: string; type: string; note: string; regarding: { name: string } }>(RESOURCES.events, { namespace: 'default' })).items.filter((e) => e.regarding.name === gw);
+    await waitFor('refusal event', async () => (await eventsFor()).some((e) => e.reason === 'ExtraAllowedSourceCIDRsRefused' && e.type === 'Warning' && e.note.includes('0.0.0.0/1')), 5_000);
   });
 
   it('lists both dual-stack podCIDRs, and an empty list (never [""]) without podCIDR', async () => {
@@ -273,7 +288,7 @@ describe('observability', () => {
   it('serves metrics, and logs JSON with the gateway name on reconcile lines', async () => {
     const metrics = await pickup.metrics();
     expect(metrics).toMatch(/raven_pickup_reconcile_duration_seconds_count\{controller="gateway-status",result="success"\} [1-9]/);
-    expect(metrics).toMatch(/raven_pickup_workqueue_adds_total\{name="gateway-status"\}/);
+    expect(metrics).toMatch(/workqueue_adds_total\{name="gateway-status"\}/);
     const { readFileSync } = await import('node:fs');
     const lines = readFileSync(pickup.logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; gateway?: string; component: string });
     const written = lines.filter((l) => l.msg === 'status written');

@@ -3,7 +3,7 @@ import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, loadTrustBundle, type CertificateSource,
+  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, type CertificateSource,
 } from '@raven/node-certs';
 import { parseHostPort, tcpDialer, type Dialer } from '@raven/tunnel-protocol';
 import { Counter, Gauge } from 'prom-client';
@@ -23,6 +23,7 @@ const flags = {
   'cert-dir': { type: 'string', description: 'Keep the CSR-issued key and certificate here across restarts', default: '' },
   'cert-expiration': { type: 'string', description: 'Requested certificate lifetime (CSR expirationSeconds); default: the signer\'s' },
   'cert-renew-before': { type: 'string', description: 'Renew this long before expiry; default: at 70-90% of the lifetime' },
+  'insecure-allow-loopback-targets': { type: 'boolean', description: 'Dial members whose InternalIP is a loopback address (logged; for tests whose nodes all live on 127.0.0.0/8)', default: false },
   'dial-timeout': { type: 'string', description: 'Connecting to a target for a server', default: '5s' },
   'reconnect-interval': { type: 'string', description: 'First retry after a lost or failed server connection (then backoff)', default: '1s' },
   'reconnect-max': { type: 'string', description: 'Ceiling of the reconnect backoff', default: '10s' },
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
       spec: () => ({ commonName: proxyClientCommonName(nodeName), organizations: [], dnsNames: [], ipAddresses: [] }),
     });
   identity.start();
+  exportCertificateExpiry(health.registry, [identity]);
   shutdown.onStop('client-certificate', () => identity.stop());
   health.addReadinessCheck('client-certificate', () => {
     const s = identity.status();
@@ -80,11 +82,13 @@ async function main(): Promise<void> {
   let plan: ClientPlan | undefined;
   const dialTimeoutMs = durationFlag('dial-timeout', values['dial-timeout'], 5_000);
   const connect = tcpDialer();
+  const guard = { node: nodeName, ports: [healthPort], allowLoopback: values['insecure-allow-loopback-targets'] };
+  if (guard.allowLoopback) log.warn('--insecure-allow-loopback-targets: servers may reach loopback addresses that a member Node claims');
   const dialer: Dialer = async (address, context) => {
     try {
       const { host, port } = parseHostPort(address);
       if (!plan?.active) throw new DialRefused('this proxy-client is not serving');
-      const { ip } = resolveDial(plan, host, port);
+      const { ip } = resolveDial(plan, host, port, guard);
       const socket = await connect(`${ip.includes(':') ? `[${ip}]` : ip}:${port}`, context);
       dials.inc({ result: 'ok' });
       return socket;

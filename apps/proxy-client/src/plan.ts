@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import {
-  LABELS, activeEndpointsOfType, isExposed, proxyReachablePorts, proxyServerAddress, type Gateway,
+  LABELS, activeEndpointsOfType, forbiddenTargetReason, isExposed, isProxyCandidate, proxyClientRole, proxyReachablePorts, proxyServerAddress,
+  type Gateway,
 } from '@raven/api-types';
 
 export interface NodeInfo {
@@ -65,19 +66,18 @@ export function planClient(nodeName: string, node: NodeInfo | undefined, gateway
   const base = {
     servers: [...servers.values()].sort((a, b) => a.address.localeCompare(b.address)),
     ports: new Set([...http, ...https]),
-    candidate: gateways.some((gw) => (gw.spec?.endpoints ?? []).some((e) => e.type === 'proxy' && e.nodeName === nodeName)),
+    candidate: isProxyCandidate(nodeName, gateways),
   };
   const idle = (reason: string): ClientPlan => ({ ...base, active: false, reason, members: new Map() });
   if (!node) return idle(`node ${nodeName} not found`);
-  if (!node.gateway) {
+  const role = proxyClientRole({ name: nodeName, gateway: node.gateway }, gateways);
+  if (role.serves === 'self') {
     const ip = node.internalIPs[0];
     if (!ip) return idle('node has no InternalIP');
     return { ...base, active: true, reason: 'node in no Gateway: serving itself', members: new Map([[nodeName, ip]]) };
   }
-  const gw = gateways.find((g) => g.metadata.name === node.gateway);
-  if (!gw) return idle(`Gateway ${node.gateway} not found`);
-  if (isExposed(gw)) return idle(`Gateway ${gw.metadata.name} is exposed: its nodes are served by proxy-server`);
-  if (!activeEndpointsOfType(gw, 'proxy').some((e) => e.nodeName === nodeName)) return idle(`standby: not an elected proxy endpoint of Gateway ${gw.metadata.name}`);
+  if (role.serves === 'nothing') return idle(role.reason);
+  const gw = gateways.find((g) => g.metadata.name === role.gateway)!;
   const members = new Map<string, string>();
   for (const n of gw.status?.nodes ?? []) if (n.privateIP && isIP(n.privateIP)) members.set(n.nodeName, n.privateIP);
   if (!members.has(nodeName) && node.internalIPs[0]) members.set(nodeName, node.internalIPs[0]);
@@ -88,16 +88,33 @@ export class DialRefused extends Error {
   override readonly name = 'DialRefused';
 }
 
+/** This proxy-client's node and listener ports, and whether loopback targets are allowed (tests only). */
+export interface DialGuard {
+  node: string;
+  ports: readonly number[];
+  allowLoopback: boolean;
+}
+
 /**
  * Where a DIAL_REQ may go: a member node (by name or by its InternalIP) on a proxy port. Anything else, including
- * an address that is some other domain's node or no node at all, is refused.
+ * an address that is some other domain's node or no node at all, is refused; so are loopback, link-local (cloud
+ * metadata) and other never-dialled addresses whatever a member's Node says, and this client's own listeners.
  */
-export function resolveDial(plan: Pick<ClientPlan, 'members' | 'ports'>, host: string, port: number): { ip: string; node: string } {
+export function resolveDial(plan: Pick<ClientPlan, 'members' | 'ports'>, host: string, port: number, guard: DialGuard): { ip: string; node: string } {
   if (!plan.ports.has(port)) throw new DialRefused(`port ${port} is not a proxy port`);
+  const found = member(plan, host);
+  if (!found) throw new DialRefused(`${host} is not a node of this proxy-client's domain`);
+  const why = forbiddenTargetReason(found.ip, { allowLoopback: guard.allowLoopback });
+  if (why) throw new DialRefused(`node ${found.node}'s address ${found.ip} is ${why}`);
+  if (found.node === guard.node && guard.ports.includes(port)) throw new DialRefused(`${found.node}:${port} is this proxy-client's own listener`);
+  return found;
+}
+
+function member(plan: Pick<ClientPlan, 'members'>, host: string): { ip: string; node: string } | undefined {
   const byName = plan.members.get(host);
   if (byName) return { ip: byName, node: host };
   if (isIP(host)) {
     for (const [node, ip] of plan.members) if (ip === host) return { ip, node };
   }
-  throw new DialRefused(`${host} is not a node of this proxy-client's domain`);
+  return undefined;
 }

@@ -35,12 +35,29 @@ describe('planClient', () => {
 
 describe('resolveDial', () => {
   const plan = planClient('hz-1', node('hz-1', 'gw-hz', '172.16.2.103'), [cloud, hz], []);
+  const guard = { node: 'hz-1', ports: [10267], allowLoopback: false };
+  const resolve = (p: typeof plan, host: string, port: number) => resolveDial(p, host, port, guard);
   it('dials members by name or InternalIP on proxy ports only', () => {
-    expect(resolveDial(plan, 'hz-2', 10250)).toEqual({ ip: '172.16.2.104', node: 'hz-2' });
-    expect(resolveDial(plan, '172.16.2.103', 9445)).toEqual({ ip: '172.16.2.103', node: 'hz-1' });
-    expect(() => resolveDial(plan, 'hz-2', 22)).toThrow(DialRefused);
-    expect(() => resolveDial(plan, '172.16.1.89', 10250)).toThrow(/not a node of this proxy-client's domain/);
-    expect(() => resolveDial(plan, '127.0.0.1', 10250)).toThrow(DialRefused);
-    expect(() => resolveDial(plan, 'qd-1', 10250)).toThrow(DialRefused);
+    expect(resolve(plan, 'hz-2', 10250)).toEqual({ ip: '172.16.2.104', node: 'hz-2' });
+    expect(resolve(plan, '172.16.2.103', 9445)).toEqual({ ip: '172.16.2.103', node: 'hz-1' });
+    expect(() => resolve(plan, 'hz-2', 22)).toThrow(DialRefused);
+    expect(() => resolve(plan, '172.16.1.89', 10250)).toThrow(/not a node of this proxy-client's domain/);
+    expect(() => resolve(plan, '127.0.0.1', 10250)).toThrow(DialRefused);
+    expect(() => resolve(plan, 'qd-1', 10250)).toThrow(DialRefused);
+  });
+
+  it('SSRF: a member whose Node claims a loopback, metadata or unspecified address is never dialled; nor is the client\'s own listener', () => {
+    const evil = (ip: string) => gateway('gw-hz', hz.spec, { ...hz.status, nodes: [{ nodeName: 'hz-1', privateIP: '172.16.2.103' }, { nodeName: 'hz-2', privateIP: ip }] });
+    for (const [ip, why] of [['127.0.0.1', /loopback/], ['169.254.169.254', /link-local/], ['0.0.0.0', /unspecified/], ['::ffff:127.0.0.1', /loopback/], ['fe80::1', /link-local/], ['::1', /loopback/]] as const) {
+      const p = planClient('hz-1', node('hz-1', 'gw-hz', '172.16.2.103'), [cloud, evil(ip)], []);
+      expect(() => resolve(p, 'hz-2', 10250), ip).toThrow(why);
+    }
+    const loopbackTests = planClient('hz-1', node('hz-1', 'gw-hz', '172.16.2.103'), [cloud, evil('127.0.0.22')], []);
+    expect(resolveDial(loopbackTests, 'hz-2', 10250, { ...guard, allowLoopback: true })).toEqual({ ip: '127.0.0.22', node: 'hz-2' });
+    expect(() => resolveDial(planClient('hz-1', node('hz-1', 'gw-hz', '172.16.2.103'), [cloud, evil('169.254.169.254')], []), 'hz-2', 10250, { ...guard, allowLoopback: true })).toThrow(/link-local/);
+    const selfPort = gateway('gw-cloud', { ...cloud.spec!, proxyConfig: { Replicas: 2, proxyHTTPPort: '10267' } }, cloud.status);
+    const p = planClient('hz-1', node('hz-1', 'gw-hz', '172.16.2.103'), [selfPort, hz], []);
+    expect(() => resolve(p, 'hz-1', 10267)).toThrow(/own listener/);
+    expect(resolve(p, 'hz-2', 10267)).toEqual({ ip: '172.16.2.104', node: 'hz-2' });
   });
 });

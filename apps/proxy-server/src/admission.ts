@@ -1,12 +1,12 @@
 import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
-import { nodeOfProxyClientCommonName } from '@raven/api-types';
+import { nodeOfProxyClientCommonName, proxyClientRole } from '@raven/api-types';
 import type { AgentIdentifiers } from '@raven/tunnel-protocol';
-import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey, NodeInfo } from './topology.ts';
 
 export class AdmissionError extends Error {
   override readonly name = 'AdmissionError';
-  constructor(readonly reason: 'no-certificate' | 'bad-identity' | 'unknown-node' | 'foreign-claim', message: string) {
+  constructor(readonly reason: 'no-certificate' | 'bad-identity' | 'unknown-node' | 'not-elected' | 'foreign-claim', message: string) {
     super(message);
   }
 }
@@ -17,9 +17,21 @@ export interface AdmittedClient {
 }
 
 /**
- * Admits a proxy-client by its verified certificate (CN raven:proxy-client:<node>): the node must exist, and the
- * client serves that node's domain only: every host/IP it advertises must be a member of that domain, and a
- * default route (serve anything) is never accepted. Routing later uses the domain computed here, not the claims.
+ * The domain a proxy-client on `node` may serve now (proxyClientRole): its Gateway's while it is an elected proxy
+ * endpoint there, itself alone when it is in no Gateway; otherwise an AdmissionError. Checked at admission, at
+ * every dial and at every change of the cluster view.
+ */
+export function servedDomain(node: NodeInfo, view: ClusterView): DomainKey {
+  const role = proxyClientRole({ name: node.metadata.name, gateway: node.gateway }, view.gateways());
+  if (role.serves === 'self') return `node/${node.metadata.name}`;
+  if (role.serves === 'domain') return `gw/${role.gateway}`;
+  throw new AdmissionError('not-elected', `node ${node.metadata.name} may not serve a domain: ${role.reason}`);
+}
+
+/**
+ * Admits a proxy-client by its verified certificate (CN raven:proxy-client:<node>): the node must exist and serve a
+ * domain (servedDomain), and every host/IP it advertises must be a member of that domain; a default route (serve
+ * anything) is never accepted. Routing later uses the domain computed here, not the claims.
  */
 export function admitClient(peerCertificate: PeerCertificate | undefined, identifiers: AgentIdentifiers, view: ClusterView): AdmittedClient {
   const cn = peerCertificate?.subject?.CN;
@@ -29,8 +41,8 @@ export function admitClient(peerCertificate: PeerCertificate | undefined, identi
   if (!node) throw new AdmissionError('bad-identity', `certificate CN ${JSON.stringify(cn)} does not name a node (want raven:proxy-client:<node>)`);
   const info = view.node(node);
   if (!info) throw new AdmissionError('unknown-node', `node ${node} does not exist`);
-  const domain = domainKeyOf(info);
-  const members = view.domainMembers(domain);
+  const domain = servedDomain(info, view);
+  const members = domain.startsWith('node/') ? [info] : view.domainMembers(domain);
   const names = new Set(members.map((m) => m.metadata.name));
   const ips = new Set(members.flatMap((m) => m.internalIPs));
   const foreign = [
@@ -44,4 +56,15 @@ export function admitClient(peerCertificate: PeerCertificate | undefined, identi
     throw new AdmissionError('foreign-claim', `client of node ${node} (domain ${domain}) claims ${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', ...' : ''} outside its domain`);
   }
   return { node, domain };
+}
+
+/** The admitted client may still serve `domain` (its node exists and still serves exactly that domain). */
+export function stillServes(client: AdmittedClient, view: ClusterView): boolean {
+  const info = view.node(client.node);
+  if (!info) return false;
+  try {
+    return servedDomain(info, view) === client.domain;
+  } catch {
+    return false;
+  }
 }

@@ -3,7 +3,7 @@ import { Informer, RESOURCES, type KubeClient, type Logger } from '@raven/contro
 import type { Registry } from 'prom-client';
 import { domainKeyOf, toNodeInfo, type ClusterView, type DomainKey, type NodeInfo } from './topology.ts';
 
-const INDEX = { domain: 'domain', ip: 'ip' } as const;
+const INDEX = { domain: 'domain', ip: 'ip', address: 'address' } as const;
 
 /** ClusterView over informer caches of Gateways and Nodes, indexed by domain and InternalIP. */
 export class InformerClusterView implements ClusterView {
@@ -18,6 +18,7 @@ export class InformerClusterView implements ClusterView {
     this.nodeInformer = new Informer<NodeInfo>({ ...common, type: RESOURCES.nodes, transform: toNodeInfo });
     this.nodeInformer.addIndex(INDEX.domain, (n) => [domainKeyOf(n)]);
     this.nodeInformer.addIndex(INDEX.ip, (n) => n.internalIPs);
+    this.nodeInformer.addIndex(INDEX.address, (n) => [...new Set([...n.internalIPs, ...n.externalIPs])]);
     this.gatewayInformer = new Informer<Gateway>({ ...common, type: RESOURCES.gateways, transform: (raw) => gatewayV1beta1Schema.parse(raw) });
     const gatewaysChanged = () => {
       this.gatewayList = undefined;
@@ -57,6 +58,10 @@ export class InformerClusterView implements ClusterView {
 
   nodesWithInternalIP(ip: string): NodeInfo[] {
     return this.nodeInformer.byIndex(INDEX.ip, ip);
+  }
+
+  nodesWithAddress(ip: string): NodeInfo[] {
+    return this.nodeInformer.byIndex(INDEX.address, ip);
   }
 
   domainMembers(key: DomainKey): NodeInfo[] {

@@ -5,9 +5,11 @@ import { checkServerIdentity, connect as tlsConnect, createServer as createTlsSe
 import type { Logger } from '@raven/controller-kit';
 import { PROXY_HOST_HEADER } from '@raven/api-types';
 import { DialError } from '@raven/tunnel-protocol';
-import { HeadError, readHead } from './head.ts';
+import { callerOfCertificate, verbOfMethod, type NodeProxyAuthorizer } from './authz.ts';
+import { HeadError, readHead, type RequestHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { RouteError, routeRequest, type Frontend, type RouteTarget } from './routing.ts';
+import { RequestFramer, switchesProtocol, type Segment } from './requests.ts';
+import { RouteError, refuseForbiddenTarget, routeRequest, type Frontend, type RouteTarget, type SelfFacts } from './routing.ts';
 import type { ClusterView, DomainKey } from './topology.ts';
 import type { TunnelHub } from './tunnels.ts';
 
@@ -32,21 +34,38 @@ export interface Timeouts {
   halfCloseMs: number;
 }
 
+export interface FrontendLimits {
+  /** Open front-end connections in all; more are closed at once. */
+  connections: number;
+  /** Open connections from one source address. */
+  connectionsPerSource: number;
+  /**
+   * Connections routed per second, counted at their first request head (a token bucket with one second of burst);
+   * more get 429. Later requests on an admitted connection are not counted: they cost no handshake.
+   */
+  headsPerSecond: number;
+}
+
 export interface FrontendOptions {
   view: ClusterView;
   hub: TunnelHub;
   /** The domain this server sits in: its targets are dialed directly, not through a tunnel. */
   ownDomain: () => DomainKey | undefined;
   isActive: () => boolean;
+  /** This server's node, addresses and listener ports (never dialled). */
+  self: () => SelfFacts;
   podNode: (namespace: string, pod: string) => Promise<string | undefined>;
   targetTls: () => TargetTls;
+  /** Authorizes HTTPS callers (client certificate identity) on nodes/proxy of the target; absent only by an insecure flag. */
+  authorizer: NodeProxyAuthorizer | undefined;
   timeouts: Timeouts;
+  limits: FrontendLimits;
   metrics: ProxyMetrics;
   log: Logger;
 }
 
 /** Why a connection was not relayed after routing; the error metric's reason label. */
-type RelayFailure = 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
+type RelayFailure = 'rate-limited' | 'unauthenticated' | 'forbidden' | 'authz-error' | 'standby' | 'no-client' | 'dial-timeout' | 'dial-refused' | 'tunnel-lost' | 'tls-verify' | 'upstream-error';
 
 class RelayError extends Error {
   override readonly name = 'RelayError';
@@ -58,7 +77,7 @@ class RelayError extends Error {
 const MAX_HEAD = 64 * 1024;
 const TLS_VERIFY_CODES = /CERT|SIGNATURE|ISSUER|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ERR_TLS/;
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 429: 'Too Many Requests',
   431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -75,9 +94,14 @@ const STATUS_TEXT: Record<number, string> = {
  */
 export class Frontends {
   private readonly live = new Set<Socket>();
+  private readonly perSource = new Map<string, number>();
   private readonly closedBytes = { toTargets: 0, fromTargets: 0 };
+  private readonly heads: { tokens: number; at: number };
+  private lastShedLog = 0;
 
-  constructor(private readonly opts: FrontendOptions) {}
+  constructor(private readonly opts: FrontendOptions) {
+    this.heads = { tokens: opts.limits.headsPerSecond, at: Date.now() };
+  }
 
   createHttpServer(): NetServer {
     return createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept('http', socket));
@@ -111,13 +135,29 @@ export class Frontends {
   }
 
   private accept(frontend: Frontend, socket: Socket): void {
-    const { metrics } = this.opts;
-    socket.setNoDelay(true);
+    const { metrics, limits } = this.opts;
     socket.on('error', () => undefined);
+    const source = socket.remoteAddress ?? '';
+    const fromSource = this.perSource.get(source) ?? 0;
+    if (this.live.size >= limits.connections || fromSource >= limits.connectionsPerSource) {
+      metrics.errors.inc({ reason: 'too-many-connections' });
+      const now = Date.now();
+      if (now - this.lastShedLog > 10_000) {
+        this.lastShedLog = now;
+        this.opts.log.warn({ frontend, source, open: this.live.size, fromSource }, 'front-end connection limit reached: closing new connections');
+      }
+      socket.destroy();
+      return;
+    }
+    this.perSource.set(source, fromSource + 1);
+    socket.setNoDelay(true);
     this.live.add(socket);
     metrics.streams.inc({ frontend });
     socket.once('close', () => {
       this.live.delete(socket);
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.perSource.set(source, left);
+      else this.perSource.delete(source);
       this.closedBytes.toTargets += socket.bytesRead;
       this.closedBytes.fromTargets += socket.bytesWritten;
       metrics.streams.dec({ frontend });
@@ -135,25 +175,83 @@ export class Frontends {
     }
     let target: RouteTarget;
     let upstream: Duplex;
+    const framer = new RequestFramer(MAX_HEAD);
     try {
+      if (!this.takeHeadToken()) throw new RelayError(429, 'rate-limited', 'raven proxy: too many requests; retry later');
       if (!this.opts.isActive()) throw new RelayError(503, 'standby', 'raven proxy: this proxy-server is on standby (not an elected proxy endpoint)');
       const { request } = first;
+      framer.begin(request);
       target = await routeRequest(
         { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
         this.opts.view, this.opts.podNode,
       );
+      refuseForbiddenTarget(target, this.opts.self());
+      await this.authorize(frontend, socket, request, target);
       upstream = await this.connect(target);
     } catch (err) {
       return this.refuse(socket, frontend, err, first.request.host, first.request.url);
     }
     if (socket.destroyed) return void upstream.destroy();
     metrics.requests.inc({ frontend, code: 'relayed' });
-    upstream.write(first.rest.length > 0 ? Buffer.concat([first.head, first.rest]) : first.head);
-    this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls);
+    upstream.write(first.head);
+    this.relay(socket, upstream, target.domain === this.opts.ownDomain() && !target.tls, framer, first.rest, (request) => this.admitNext(frontend, socket, target, request));
   }
 
-  /** Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's. */
-  private relay(caller: Socket, upstream: Duplex, passHalfClose: boolean): void {
+  /**
+   * A further request on a keep-alive connection: it must name the same target as the first (else the connection
+   * closes: clients pool connections per target) and be authorized for its own verb. Returns why not, if not.
+   */
+  private async admitNext(frontend: Frontend, socket: Socket, target: RouteTarget, request: RequestHead): Promise<string | undefined> {
+    try {
+      const next = await routeRequest(
+        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
+        this.opts.view, this.opts.podNode,
+      );
+      if (next.node !== target.node || next.port !== target.port) return `a later request names ${next.node}:${next.port}, not ${target.node}:${target.port}`;
+      await this.authorize(frontend, socket, request, target);
+      this.opts.metrics.requests.inc({ frontend, code: 'relayed' });
+      return undefined;
+    } catch (err) {
+      const { status, reason, message } = classify(err);
+      this.opts.metrics.errors.inc({ reason });
+      this.opts.metrics.requests.inc({ frontend, code: String(status) });
+      return message;
+    }
+  }
+
+  private takeHeadToken(): boolean {
+    const { headsPerSecond } = this.opts.limits;
+    const now = Date.now();
+    this.heads.tokens = Math.min(headsPerSecond, this.heads.tokens + ((now - this.heads.at) * headsPerSecond) / 1000);
+    this.heads.at = now;
+    if (this.heads.tokens < 1) return false;
+    this.heads.tokens--;
+    return true;
+  }
+
+  /** HTTPS callers need RBAC on nodes/proxy of the target node, as the kubelet requires of its own callers. */
+  private async authorize(frontend: Frontend, socket: Socket, request: RequestHead, target: RouteTarget): Promise<void> {
+    const { authorizer } = this.opts;
+    if (!authorizer || frontend !== 'https') return;
+    const caller = callerOfCertificate((socket as TLSSocket).getPeerCertificate?.());
+    if (!caller) throw new RelayError(401, 'unauthenticated', 'raven proxy: a client certificate naming the caller is required');
+    // A protocol switch (exec, attach, port-forward over websocket or SPDY) is a create, whatever its method.
+    const verb = switchesProtocol(request) ? 'create' : verbOfMethod(request.method);
+    let decision;
+    try {
+      decision = await authorizer.authorize(caller, verb, target.node);
+    } catch (err) {
+      throw new RelayError(503, 'authz-error', `raven proxy: could not authorize the request: ${(err as Error).message}`);
+    }
+    if (!decision.allowed) throw new RelayError(403, 'forbidden', `raven proxy: user ${JSON.stringify(caller.user)} may not ${verb} nodes/proxy of node ${target.node}: ${decision.reason}`);
+  }
+
+  /**
+   * Both ways with backpressure; the target's EOF ends the caller's side; see the class comment for the caller's.
+   * Caller bytes go through the framer, so every further request head is admitted (admitNext) before it is passed on;
+   * one that is not closes the connection.
+   */
+  private relay(caller: Socket, upstream: Duplex, passHalfClose: boolean, framer: RequestFramer, rest: Buffer, admitNext: (request: RequestHead) => Promise<string | undefined>): void {
     const { idleMs, halfCloseMs } = this.opts.timeouts;
     upstream.on('error', () => caller.destroy());
     caller.on('error', () => upstream.destroy());
@@ -165,14 +263,52 @@ export class Frontends {
     });
     caller.once('close', () => upstream.destroy());
     upstream.once('end', () => caller.end());
-    caller.once('end', () => {
+    let callerEnded = false;
+    const queue: Segment[] = [];
+    let pumping = false;
+    const onCallerEnd = () => {
       if (passHalfClose) upstream.end();
       else caller.setTimeout(halfCloseMs, () => caller.destroy());
+    };
+    const close = (why: string) => {
+      this.opts.log.info({ why }, 'keep-alive connection closed');
+      caller.destroy();
+      upstream.destroy();
+    };
+    const pump = async () => {
+      if (pumping) return;
+      pumping = true;
+      caller.pause();
+      while (queue.length > 0 && !caller.destroyed && !upstream.destroyed) {
+        const segment = queue.shift()!;
+        if (segment.kind === 'head') {
+          const refused = await admitNext(segment.request);
+          if (refused) return close(refused);
+        }
+        const data = segment.kind === 'head' ? segment.head : segment.data;
+        if (!upstream.write(data)) await drained(upstream);
+      }
+      pumping = false;
+      if (callerEnded) onCallerEnd();
+      else caller.resume();
+    };
+    const feed = (chunk: Buffer) => {
+      try {
+        queue.push(...framer.push(chunk));
+      } catch (err) {
+        return close(`unparseable later request: ${(err as Error).message}`);
+      }
+      void pump();
+    };
+    caller.on('data', feed);
+    caller.once('end', () => {
+      callerEnded = true;
+      if (!pumping) onCallerEnd();
     });
     if (idleMs > 0) caller.setTimeout(idleMs, () => caller.destroy());
-    caller.pipe(upstream, { end: false });
     upstream.pipe(caller, { end: false });
-    caller.resume();
+    if (rest.length > 0) feed(rest);
+    else caller.resume();
   }
 
   /** Opens a byte stream to the target: tunnel or direct, then TLS if the front end was HTTPS. */
@@ -200,7 +336,7 @@ export class Frontends {
       const socket = tlsConnect({
         socket: raw, ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: !tls.insecure,
         servername: target.node, ALPNProtocols: ['http/1.1'],
-        // A kubelet serving certificate names the node and its addresses; either identity is accepted.
+        // The node name is required; its IP only when no other node (in any domain) has it: edge IPs repeat.
         checkServerIdentity: (_host, cert) => verifyTargetIdentity(target, cert),
       });
       const timer = setTimeout(() => socket.destroy(new RelayError(504, 'dial-timeout', `raven proxy: TLS handshake with ${target.node} timed out`)), this.opts.timeouts.dialMs);
@@ -222,12 +358,19 @@ export class Frontends {
     const { status, reason, message } = classify(err);
     this.opts.metrics.errors.inc({ reason });
     this.opts.metrics.requests.inc({ frontend, code: String(status) });
-    this.opts.log.info({ frontend, status, reason, host, url, err: message }, 'request not relayed');
+    this.opts.log.info({ frontend, status, reason, host: truncate(host), url: truncate(url), err: message }, 'request not relayed');
     if (socket.destroyed) return;
     const body = `${message}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     socket.setTimeout(5_000, () => socket.destroy());
   }
+}
+
+const LOGGED_CHARS = 256;
+
+/** Caller-supplied text goes into logs at most LOGGED_CHARS long. */
+function truncate(text: string | undefined): string | undefined {
+  return text !== undefined && text.length > LOGGED_CHARS ? `${text.slice(0, LOGGED_CHARS)}... (${text.length} chars)` : text;
 }
 
 function classify(err: unknown): { status: number; reason: string; message: string } {
@@ -248,10 +391,24 @@ function classify(err: unknown): { status: number; reason: string; message: stri
   return { status: 502, reason: 'upstream-error', message: `raven proxy: ${e?.message ?? String(err)}` };
 }
 
-function verifyTargetIdentity(target: RouteTarget, cert: PeerCertificate): Error | undefined {
+export function verifyTargetIdentity(target: Pick<RouteTarget, 'node' | 'ip' | 'ipUnique'>, cert: PeerCertificate): Error | undefined {
   const byName = checkServerIdentity(target.node, cert);
   if (!byName) return undefined;
-  return checkServerIdentity(target.ip, cert) ? byName : undefined;
+  if (target.ipUnique && !checkServerIdentity(target.ip, cert)) return undefined;
+  return target.ipUnique ? byName : new Error(`${byName.message}; its IP ${target.ip} is not unique across domains, so only the node name identifies it`);
+}
+
+/** Resolves on the stream's next 'drain' (or its close), leaving no listener behind. */
+function drained(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {

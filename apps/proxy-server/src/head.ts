@@ -52,13 +52,42 @@ export function parseHead(text: string): RequestHead {
 }
 
 /**
+ * Finds the end of a request head (CRLF CRLF) across chunks, looking at every byte once: a head sent a byte at a time
+ * costs no more than one sent at once.
+ */
+export class HeadEndScanner {
+  private matched = 0;
+  /** Bytes seen so far. */
+  seen = 0;
+
+  /** The offset in `chunk` just past the head's end, or -1 when the head goes on. */
+  push(chunk: Buffer): number {
+    let matched = this.matched;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      if (byte === (matched === 0 || matched === 2 ? 0x0d : 0x0a)) matched++;
+      else matched = byte === 0x0d ? 1 : 0;
+      if (matched === 4) {
+        this.matched = 0;
+        this.seen += i + 1;
+        return i + 1;
+      }
+    }
+    this.matched = matched;
+    this.seen += chunk.length;
+    return -1;
+  }
+}
+
+/**
  * Reads a connection up to the end of its first request head. Resolves with the head's bytes, whatever was read
  * beyond it (the start of the body, or of the next protocol after an upgrade), and the parsed head. The socket is
  * left paused, with no listeners of ours.
  */
 export function readHead(socket: NodeJS.ReadableStream & { pause(): void; destroyed: boolean }, maxBytes: number, timeoutMs: number): Promise<{ head: Buffer; rest: Buffer; request: RequestHead }> {
   return new Promise((resolve, reject) => {
-    let buffer: Buffer = Buffer.alloc(0);
+    const chunks: Buffer[] = [];
+    const scanner = new HeadEndScanner();
     const finish = (error: HeadError | undefined, result?: { head: Buffer; rest: Buffer; request: RequestHead }) => {
       clearTimeout(timer);
       socket.removeListener('data', onData);
@@ -69,15 +98,19 @@ export function readHead(socket: NodeJS.ReadableStream & { pause(): void; destro
       else resolve(result!);
     };
     const onData = (chunk: Buffer) => {
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
-      const end = buffer.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (buffer.length > maxBytes) finish(new HeadError(431, `request head larger than ${maxBytes} bytes`));
+      const before = scanner.seen;
+      const cut = scanner.push(chunk);
+      if (cut < 0) {
+        if (scanner.seen > maxBytes) return finish(new HeadError(431, `request head larger than ${maxBytes} bytes`));
+        chunks.push(chunk);
         return;
       }
-      if (end > maxBytes) return finish(new HeadError(431, `request head larger than ${maxBytes} bytes`));
+      const end = before + cut;
+      if (end - 4 > maxBytes) return finish(new HeadError(431, `request head larger than ${maxBytes} bytes`));
+      chunks.push(chunk.subarray(0, cut));
+      const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, end);
       try {
-        finish(undefined, { head: buffer.subarray(0, end + 4), rest: buffer.subarray(end + 4), request: parseHead(buffer.subarray(0, end).toString('latin1')) });
+        finish(undefined, { head, rest: chunk.subarray(cut), request: parseHead(head.subarray(0, end - 4).toString('latin1')) });
       } catch (err) {
         finish(err instanceof HeadError ? err : new HeadError(400, (err as Error).message));
       }

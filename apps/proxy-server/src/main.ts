@@ -2,26 +2,28 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import {
-  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, proxyInternalServiceNames, servingCommonName,
+  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, activeProxyServerGateway, isProxyCandidate, proxyServingSans, servingCommonName,
 } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
+  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
 } from '@raven/node-certs';
 import { InformerClusterView } from './cluster.ts';
+import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
 import { PodNodes } from './pods.ts';
-import { activeServerGateway, domainKeyOf, isProxyCandidate, publicIPsOf } from './topology.ts';
+import { domainKeyOf } from './topology.ts';
 import { TunnelHub } from './tunnels.ts';
 
 const flags = {
   ...COMMON_FLAGS,
   'node-name': { type: 'string', description: 'This node (defaults to $NODE_NAME)' },
   namespace: { type: 'string', description: 'Namespace of the internal Service (its names are in the serving certificate)', default: SYSTEM_NAMESPACE },
-  'bind-address': { type: 'string', description: 'Address of the tunnel and front-end listeners', default: '0.0.0.0' },
+  'bind-address': { type: 'string', description: 'Address of the public tunnel listener', default: '0.0.0.0' },
+  'frontend-bind-address': { type: 'string', description: 'Address of the internal front ends (the internal Service targets it); default: the node\'s InternalIP' },
   'tunnel-port': { type: 'string', description: 'mTLS port proxy-clients connect to (konnectivity agent protocol)', default: String(PORTS.proxyTunnel) },
   'https-port': { type: 'string', description: 'HTTPS front end (target of the internal Service https-* ports)', default: String(PORTS.proxyInternalSecure) },
   'http-port': { type: 'string', description: 'HTTP front end (target of the internal Service http-* ports)', default: String(PORTS.proxyInternalInsecure) },
@@ -38,7 +40,13 @@ const flags = {
   'target-client-cert-file': { type: 'string', description: 'Client certificate presented to HTTPS targets (e.g. a kubelet client certificate)' },
   'target-client-key-file': { type: 'string', description: 'Key of --target-client-cert-file' },
   'insecure-skip-target-verify': { type: 'boolean', description: 'Do not verify target certificates (logged; for targets without a verifiable certificate only)', default: false },
-  'frontend-client-ca-file': { type: 'string', description: 'Require HTTPS front-end callers to present a certificate from this CA' },
+  'frontend-client-ca-file': { type: 'string', description: 'CA of HTTPS front-end callers\' client certificates (the issuer of the apiserver\'s --kubelet-client-certificate); default: --ca-file' },
+  'insecure-frontend-no-client-auth': { type: 'boolean', description: 'HTTPS front end: accept callers without a client certificate and do not authorize them (logged; anyone who reaches the port gets exec on every edge pod)', default: false },
+  'insecure-http-frontend': { type: 'boolean', description: 'Serve the plain-HTTP front end, which cannot authenticate callers (logged; reaches only the HTTP proxy ports)', default: false },
+  'insecure-allow-loopback-targets': { type: 'boolean', description: 'Dial targets whose InternalIP is a loopback address (logged; for tests whose nodes all live on 127.0.0.0/8)', default: false },
+  'max-frontend-connections': { type: 'string', description: 'Open front-end connections in all; more are closed at once', default: '10000' },
+  'max-frontend-connections-per-source': { type: 'string', description: 'Open front-end connections from one address', default: '2000' },
+  'max-new-connections-per-second': { type: 'string', description: 'Front-end connections routed per second (at their first request); more get 429', default: '5000' },
   'dial-timeout': { type: 'string', description: 'Opening a connection to a target, through a tunnel or directly (and its TLS handshake)', default: '10s' },
   'client-wait': { type: 'string', description: 'How long a request for a domain with no connected proxy-client waits for one (after a failover or a reconnect)', default: '3s' },
   'request-head-timeout': { type: 'string', description: 'Receiving the first request head of a front-end connection', default: '30s' },
@@ -90,11 +98,11 @@ async function main(): Promise<void> {
       spec: (): CertificateSpec | undefined => {
         const me = view.synced() ? view.node(nodeName) : undefined;
         if (!me) return undefined;
-        return {
-          commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION],
-          dnsNames: [nodeName, ...proxyInternalServiceNames(namespace)],
-          ipAddresses: [...new Set([...me.internalIPs, ...me.externalIPs, ...publicIPsOf(view, nodeName)])],
-        };
+        const sans = proxyServingSans({
+          node: { name: nodeName, internalIPs: me.internalIPs, externalIPs: me.externalIPs }, gateways: view.gateways(), namespace,
+          claimedByOtherNode: (ip) => view.nodesWithAddress(ip).some((n) => n.metadata.name !== nodeName),
+        });
+        return { commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION], ...sans };
       },
     });
   if (serving instanceof CsrCertificateSource) view.onChange(() => serving.refresh());
@@ -110,6 +118,7 @@ async function main(): Promise<void> {
     ? new FileCertificateSource({ log, name: 'target-client', certFile: values['target-client-cert-file'], keyFile: values['target-client-key-file']! })
     : undefined;
   targetClient?.start();
+  exportCertificateExpiry(health.registry, [serving, targetClient]);
   if (values['insecure-skip-target-verify']) log.warn('--insecure-skip-target-verify: target certificates are NOT verified; anyone on a target network can impersonate a target');
   const targetTls = (): TargetTls => ({ ca: targetCa, insecure: values['insecure-skip-target-verify'], cert: targetClient?.current()?.certPem, key: targetClient?.current()?.keyPem });
 
@@ -121,11 +130,28 @@ async function main(): Promise<void> {
     const me = view.node(nodeName);
     return me ? domainKeyOf(me) : undefined;
   };
-  const frontends: Frontends = new Frontends({ view, hub, ownDomain, isActive: () => hub.active, podNode: pods.lookup, targetTls, timeouts, metrics, log });
+  const insecureNoClientAuth = values['insecure-frontend-no-client-auth'];
+  const authorizer = insecureNoClientAuth ? undefined : new NodeProxyAuthorizer({
+    review: (body) => kube.request('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', { body }),
+  });
+  const allowLoopback = values['insecure-allow-loopback-targets'];
+  if (allowLoopback) log.warn('--insecure-allow-loopback-targets: requests may reach loopback addresses that a Node claims');
+  const ownPorts: number[] = [healthPort];
+  const self = () => {
+    const me = view.node(nodeName);
+    return { node: nodeName, domain: ownDomain(), ips: me ? [...me.internalIPs, ...me.externalIPs] : [], ports: ownPorts, allowLoopback };
+  };
+  const frontends: Frontends = new Frontends({ view, hub, ownDomain, isActive: () => hub.active, self, podNode: pods.lookup, targetTls, authorizer, timeouts, metrics, log,
+    limits: {
+      connections: intFlag('max-frontend-connections', values['max-frontend-connections'], 10_000),
+      connectionsPerSource: intFlag('max-frontend-connections-per-source', values['max-frontend-connections-per-source'], 2_000),
+      headsPerSecond: intFlag('max-new-connections-per-second', values['max-new-connections-per-second'], 5_000),
+    },
+  });
 
   const reconcileActivation = () => {
     if (!view.synced()) return;
-    const gateway = activeServerGateway(view, nodeName);
+    const gateway = activeProxyServerGateway(nodeName, view.gateways());
     if (gateway && !shutdown.signal.aborted) {
       if (!hub.active) log.info({ gateway: gateway.metadata.name }, 'elected proxy endpoint: serving');
       hub.activate();
@@ -134,11 +160,12 @@ async function main(): Promise<void> {
       hub.deactivate();
     }
     metrics.active.set(hub.active ? 1 : 0);
+    hub.recheck();
   };
   view.onChange(reconcileActivation);
 
   const heartbeat = new HeartbeatRenewer({ kube, log, component: 'proxy', nodeName });
-  void heartbeat.run(shutdown.signal, () => view.synced() && isProxyCandidate(view, nodeName));
+  void heartbeat.run(shutdown.signal, () => view.synced() && isProxyCandidate(nodeName, view.gateways()));
 
   await view.waitForSync(shutdown.signal);
   reconcileActivation();
@@ -150,20 +177,24 @@ async function main(): Promise<void> {
   serveCurrentCertificate(tunnelServer, serving, { ca: trust });
   const tunnelService = hub.attach(tunnelServer);
 
-  const clientCa = values['frontend-client-ca-file'] ? readFileSync(values['frontend-client-ca-file'], 'utf8') : undefined;
-  if (!clientCa) log.warn('HTTPS front end accepts callers without a client certificate; restrict access to the internal Service, or set --frontend-client-ca-file');
-  const httpFrontend = frontends.createHttpServer();
-  const httpsFrontend = frontends.createHttpsServer({ requireClientCert: clientCa !== undefined });
-  serveCurrentCertificate(httpsFrontend, serving, clientCa ? { ca: clientCa } : {});
-  const listen = (server: NetServer, port: number) => new Promise<number>((resolve, reject) => {
+  const clientCa = values['frontend-client-ca-file'] ? readFileSync(values['frontend-client-ca-file'], 'utf8') : trust;
+  if (insecureNoClientAuth) log.warn('--insecure-frontend-no-client-auth: the HTTPS front end accepts callers without a client certificate and does not authorize them; anyone who reaches it gets exec on every edge pod');
+  const httpsFrontend = frontends.createHttpsServer({ requireClientCert: !insecureNoClientAuth });
+  serveCurrentCertificate(httpsFrontend, serving, insecureNoClientAuth ? {} : { ca: clientCa });
+  const httpFrontend = values['insecure-http-frontend'] ? frontends.createHttpServer() : undefined;
+  if (httpFrontend) log.warn('--insecure-http-frontend: the plain-HTTP front end serves unauthenticated callers (HTTP proxy ports only)');
+  const listen = (server: NetServer, port: number, host: string) => new Promise<number>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port, host: bind, backlog: 4096 }, () => resolve((server.address() as AddressInfo).port));
+    server.listen({ port, host, backlog: 4096 }, () => resolve((server.address() as AddressInfo).port));
   });
-  const tunnelPort = await listen(tunnelServer, intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel));
-  const httpPort = await listen(httpFrontend, intFlag('http-port', values['http-port'], PORTS.proxyInternalInsecure));
-  const httpsPort = await listen(httpsFrontend, intFlag('https-port', values['https-port'], PORTS.proxyInternalSecure));
-  health.addReadinessCheck('listeners', () => ({ ok: true, detail: `tunnel ${tunnelPort}, https ${httpsPort}, http ${httpPort}` }));
-  log.info({ tunnelPort, httpsPort, httpPort, healthPort, active: hub.active }, 'proxy-server listening');
+  const frontendBind = values['frontend-bind-address'] || view.node(nodeName)?.internalIPs[0];
+  if (!frontendBind) throw new ConfigError(`node ${nodeName} has no InternalIP to bind the front ends to; set --frontend-bind-address`);
+  const tunnelPort = await listen(tunnelServer, intFlag('tunnel-port', values['tunnel-port'], PORTS.proxyTunnel), bind);
+  const httpPort = httpFrontend ? await listen(httpFrontend, intFlag('http-port', values['http-port'], PORTS.proxyInternalInsecure), frontendBind) : undefined;
+  const httpsPort = await listen(httpsFrontend, intFlag('https-port', values['https-port'], PORTS.proxyInternalSecure), frontendBind);
+  ownPorts.push(tunnelPort, httpsPort, ...(httpPort ? [httpPort] : []));
+  health.addReadinessCheck('listeners', () => ({ ok: true, detail: `tunnel ${bind}:${tunnelPort}, https ${frontendBind}:${httpsPort}, http ${httpPort ?? 'off'}` }));
+  log.info({ bind, tunnelPort, frontendBind, httpsPort, httpPort, healthPort, active: hub.active }, 'proxy-server listening');
 
   // Drain (stoppers run last-registered first): stop taking requests and let streams finish, then release tunnels.
   shutdown.onStop('tunnels', async () => {
@@ -172,7 +203,7 @@ async function main(): Promise<void> {
     await tunnelService.close(2_000);
   });
   shutdown.onStop('frontends', async () => {
-    httpFrontend.close();
+    httpFrontend?.close();
     httpsFrontend.close();
     const deadline = Date.now() + graceMs - 1_000;
     while (frontends.connections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));

@@ -1,12 +1,12 @@
 import { isIP } from 'node:net';
-import { PROXY_NODE_QUERY } from '@raven/api-types';
+import { PROXY_NODE_QUERY, forbiddenTargetReason } from '@raven/api-types';
 import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
 
 export type Frontend = 'http' | 'https';
 
 /** Why a request was not forwarded; also the `reason` label of the error metric. */
 export type RouteFailure =
-  | 'no-target' | 'bad-port' | 'unknown-node' | 'unknown-pod' | 'unknown-ip' | 'ambiguous-ip' | 'forbidden-port' | 'no-address';
+  | 'no-target' | 'bad-port' | 'unknown-node' | 'unknown-pod' | 'unknown-ip' | 'ambiguous-ip' | 'forbidden-port' | 'forbidden-address' | 'no-address';
 
 export class RouteError extends Error {
   override readonly name = 'RouteError';
@@ -35,6 +35,8 @@ export interface RouteTarget {
   tls: boolean;
   /** Which part of the request named the node. */
   via: 'header' | 'query' | 'host' | 'pod' | 'ip';
+  /** No other node has this InternalIP: only then may a target's certificate name the IP instead of the node. */
+  ipUnique: boolean;
 }
 
 /** Kubelet paths that name a pod: /containerLogs, /exec, /attach, /run /{ns}/{pod}/..., /portForward/{ns}/{pod}. */
@@ -109,7 +111,7 @@ export async function routeRequest(
   }
   const ip = info.internalIPs[0];
   if (!ip) throw new RouteError(502, 'no-address', `raven proxy: node ${node} has no InternalIP`);
-  return { node, domain: domainKeyOf(info), ip, port, tls, via };
+  return { node, domain: domainKeyOf(info), ip, port, tls, via, ipUnique: view.nodesWithInternalIP(ip).length === 1 };
 }
 
 function byName(nameOrIp: string, view: ClusterView): string {
@@ -126,4 +128,26 @@ function byIp(ip: string, view: ClusterView): string {
     throw new RouteError(409, 'ambiguous-ip', `raven proxy: InternalIP ${ip} is ambiguous (nodes ${names.join(', ')}); address the node by name, X-Tunnel-Proxy-Host or ?nodeName=`);
   }
   return nodes[0]!.metadata.name;
+}
+
+/** This proxy-server's own node, addresses and listener ports, which no request may reach through it. */
+export interface SelfFacts {
+  node: string;
+  domain: DomainKey | undefined;
+  ips: readonly string[];
+  ports: readonly number[];
+  /** Tests whose nodes live on 127.0.0.0/8 only (an insecure flag). */
+  allowLoopback: boolean;
+}
+
+/**
+ * Refuses targets the proxy must never dial, whatever a Node's (node-writable) addresses say: loopback, link-local
+ * (cloud metadata), unspecified and multicast addresses, and this proxy's own listeners (a Gateway that lists 10264 as
+ * a proxy port must not make the proxy connect to itself).
+ */
+export function refuseForbiddenTarget(target: RouteTarget, self: SelfFacts): void {
+  const why = forbiddenTargetReason(target.ip, { allowLoopback: self.allowLoopback });
+  if (why) throw new RouteError(403, 'forbidden-address', `raven proxy: node ${target.node}'s address ${target.ip} is ${why}; the proxy does not dial it`);
+  const itself = target.node === self.node || (target.domain === self.domain && self.ips.includes(target.ip));
+  if (itself && self.ports.includes(target.port)) throw new RouteError(403, 'forbidden-address', `raven proxy: ${target.node}:${target.port} is this proxy-server's own listener`);
 }

@@ -1,7 +1,5 @@
 import { z } from 'zod';
-import {
-  LABELS, activeEndpointsOfType, isExposed, proxyReachablePorts, type Gateway,
-} from '@raven/api-types';
+import { LABELS, proxyReachablePorts, type Gateway } from '@raven/api-types';
 
 /** A Node as the proxy sees it: its Gateway (label) and addresses. */
 export interface NodeInfo {
@@ -38,32 +36,13 @@ export const domainKeyOf = (node: NodeInfo): DomainKey => (node.gateway ? `gw/${
 export interface ClusterView {
   node(name: string): NodeInfo | undefined;
   nodesWithInternalIP(ip: string): NodeInfo[];
+  /** Nodes listing `ip` among their addresses (InternalIP or ExternalIP). */
+  nodesWithAddress(ip: string): NodeInfo[];
   domainMembers(key: DomainKey): NodeInfo[];
   gateway(name: string): Gateway | undefined;
   gateways(): Gateway[];
   /** Target ports reachable by scheme (see proxyReachablePorts). */
   ports(): { http: Set<number>; https: Set<number> };
-}
-
-/** The exposed Gateway in which `node` is an elected (active) proxy endpoint, if any: then its proxy-server serves. */
-export function activeServerGateway(view: ClusterView, node: string): Gateway | undefined {
-  return view.gateways().find((gw) => isExposed(gw) && activeEndpointsOfType(gw, 'proxy').some((e) => e.nodeName === node));
-}
-
-/** The node is listed as a proxy endpoint of some Gateway, so it renews the proxy heartbeat Lease. */
-export function isProxyCandidate(view: ClusterView, node: string): boolean {
-  return view.gateways().some((gw) => (gw.spec?.endpoints ?? []).some((e) => e.type === 'proxy' && e.nodeName === node));
-}
-
-/** Public IPs the node is published under as a proxy endpoint (its serving certificate covers them). */
-export function publicIPsOf(view: ClusterView, node: string): string[] {
-  const ips = new Set<string>();
-  for (const gw of view.gateways()) {
-    for (const e of [...(gw.spec?.endpoints ?? []), ...(gw.status?.activeEndpoints ?? [])]) {
-      if (e.type === 'proxy' && e.nodeName === node && e.publicIP) ips.add(e.publicIP);
-    }
-  }
-  return [...ips];
 }
 
 /** A ClusterView over plain arrays. */
@@ -82,6 +61,10 @@ export class StaticClusterView implements ClusterView {
 
   nodesWithInternalIP(ip: string): NodeInfo[] {
     return [...this.nodesByName.values()].filter((n) => n.internalIPs.includes(ip));
+  }
+
+  nodesWithAddress(ip: string): NodeInfo[] {
+    return [...this.nodesByName.values()].filter((n) => n.internalIPs.includes(ip) || n.externalIPs.includes(ip));
   }
 
   domainMembers(key: DomainKey): NodeInfo[] {

@@ -4,9 +4,9 @@ import {
   DialError, GrpcStatus, TunnelServer, serveAgentService,
   type AgentAdmission, type AgentServiceHandle, type TunnelServerStats, type TunnelStream,
 } from '@raven/tunnel-protocol';
-import { AdmissionError, admitClient, type AdmittedClient } from './admission.ts';
+import { AdmissionError, admitClient, stillServes, type AdmittedClient } from './admission.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './topology.ts';
 
 interface ConnectedClient {
   node: string;
@@ -121,8 +121,26 @@ export class TunnelHub {
   }
 
   /**
+   * Re-checks every connected client against the current view (call it on every change): a client whose node no
+   * longer serves the domain it was admitted for (it lost the election, left the Gateway, was deleted) is cut off.
+   */
+  recheck(): void {
+    const server = this.server;
+    if (!server) return;
+    for (const client of [...this.clients.values()]) {
+      if (stillServes(client, this.opts.view)) continue;
+      this.forget(client.node);
+      this.opts.metrics.errors.inc({ reason: 'client-revoked' });
+      this.opts.log.warn({ client: client.node, domain: client.domain }, 'proxy-client no longer serves its domain: disconnecting it');
+      server.disconnect(client.node, `proxy-client of node ${client.node} no longer serves ${client.domain}`);
+    }
+    this.opts.metrics.clients.set(this.clients.size);
+  }
+
+  /**
    * Opens a TCP connection to `address` through a proxy-client of `domain`: the most recently connected first,
-   * then the others if it is gone. A client whose node has meanwhile left the domain is skipped.
+   * then the others if it is gone. Each candidate must still serve the domain now (stillServes), not only when it
+   * was admitted.
    */
   async dial(domain: DomainKey, address: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<TunnelStream> {
     if (!this.server) throw new DialError('no-agent', 'this proxy-server is on standby');
@@ -131,10 +149,7 @@ export class TunnelHub {
     if (!server) throw new DialError('no-agent', 'this proxy-server is on standby');
     const candidates = [...(this.byDomain.get(domain) ?? [])]
       .map((id) => this.clients.get(id)!)
-      .filter((c) => {
-        const info = this.opts.view.node(c.node);
-        return info !== undefined && domainKeyOf(info) === domain;
-      })
+      .filter((c) => c.domain === domain && stillServes(c, this.opts.view))
       .sort((a, b) => b.connectedAt - a.connectedAt);
     if (candidates.length === 0) throw new DialError('no-agent', `no proxy-client connected for domain ${domain}`);
     let lastError: unknown;

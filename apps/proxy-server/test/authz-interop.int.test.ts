@@ -121,7 +121,7 @@ beforeAll(async () => {
     pods.push(pod);
     return kubeconfig;
   };
-  server = await startProxyServer(cluster, { node: node.c, kubeconfig: await bound(PROXY_SERVICE_ACCOUNTS.server, node.c), bind: ip.c, tunnelPort: ports.tunnel, httpPort: ports.feHttp, httpsPort: ports.feHttps });
+  server = await startProxyServer(cluster, { node: node.c, kubeconfig: await bound(PROXY_SERVICE_ACCOUNTS.server, node.c), bind: ip.c, tunnelPort: ports.tunnel, httpPort: ports.feHttp, httpsPort: ports.feHttps, args: ['--insecure-http-frontend'] });
   apps.push(server);
   apps.push(await startProxyClient(cluster, { node: node.a1, kubeconfig: await bound(PROXY_SERVICE_ACCOUNTS.client, node.a1), args: [`--server-address=127.0.0.1:${ports.testTunnel}`] }));
   await waitFor('a1\'s client on both servers', async () => /raven_proxy_server_connected_clients 1/.test(await server.metrics()) && testTunnel.agents().length === 1, 20_000, 100);
@@ -249,7 +249,8 @@ describe('interoperability with upstream konnectivity v0.34.0', () => {
       return r.status === 200 ? r : undefined;
     }, 20_000, 200);
     expect(res.node).toBe(node.b1);
-    const https = await httpGet({ address: ip.c, port: ports.feHttps, host: `${node.b1}:${ports.https}`, path: '/whoami', tls: { ca: ca.certPem } });
+    const caller = await issueCertificate(ca, { commonName: 'raven-test-caller', organizations: ['system:masters'], usages: ['client'] });
+    const https = await httpGet({ address: ip.c, port: ports.feHttps, host: `${node.b1}:${ports.https}`, path: '/whoami', tls: { ca: ca.certPem, cert: caller.certPem, key: caller.keyPem } });
     expect(JSON.parse(https.body)).toMatchObject({ node: node.b1 });
   });
 });

@@ -1,12 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { PROXY_CLIENT_HEALTH_PORT, PROXY_SERVICE_ACCOUNTS, PORTS, SERVICES, type Gateway } from '@raven/api-types';
-import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { LABELS, PROXY_CLIENT_HEALTH_PORT, PROXY_SERVICE_ACCOUNTS, PORTS, SERVICES, type Gateway } from '@raven/api-types';
+import { KubeClient, RESOURCES } from '@raven/controller-kit';
+import { issueCertificate } from '@raven/pki';
 import {
-  Box, INSIDE_APISERVER, WORKSPACE_ROOT, adminClient, appCommand, startApp, uniqueName, waitFor, writeKubeconfig,
+  Box, INSIDE_APISERVER, WORKSPACE_ROOT, adminClient, appCommand, missingMonitoredMetrics, startApp, uniqueName, waitFor, writeKubeconfig,
   type AppProcess, type BoxNode, type BoxTopology, type ManagedProcess,
 } from '@raven/testbed';
 import { TSX_LOADER, clusterCa, deletePod, enableL7, ns, startKubelet, type Fixture } from './support/scenario.ts';
@@ -69,7 +70,8 @@ async function boundInside(serviceAccount: string, node: string): Promise<string
 
 function spawnApp(node: BoxNode, app: 'proxy-server' | 'proxy-client', kubeconfig: string): ManagedProcess {
   const { command, args } = appCommand(app);
-  const proc = node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug'], { name: app });
+  const extra = app === 'proxy-server' ? ['--insecure-http-frontend'] : [];
+  const proc = node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, '--log-level=debug', ...extra], { name: app });
   procs.set(`${app}/${node.name}`, proc);
   return proc;
 }
@@ -82,12 +84,15 @@ async function health(node: BoxNode, port: number, path: string): Promise<{ stat
   return { status: Number(status), body: body.join('\n') };
 }
 
-type Call = { kind: 'get' | 'follow' | 'exec'; address: string; port: number; host: string; path: string; tls?: boolean; lines?: number; inputs?: string[]; headers?: Record<string, string> };
+/** The HTTPS callers' client certificate (from the cluster CA, with RBAC on nodes/proxy), as the apiserver's would be. */
+let caller: { cert: string; key: string } | undefined;
+
+type Call = { identity?: { cert: string; key: string } | null; kind: 'get' | 'follow' | 'exec'; address: string; port: number; host: string; path: string; tls?: boolean; lines?: number; inputs?: string[]; headers?: Record<string, string> };
 type Result = { status?: number | string; body?: string; lines?: string[]; stdout?: string[]; exitStatus?: string; error?: string; chunks?: number };
 
 /** Runs calls from the caller node (in the cloud domain), as a cloud component would make them. */
 async function probe(calls: Call[]): Promise<Result[]> {
-  const { stdout } = await box.node(n.caller).exec(process.execPath, ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/probe.ts'), JSON.stringify({ calls })]);
+  const { stdout } = await box.node(n.caller).exec(process.execPath, ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/probe.ts'), JSON.stringify({ calls, identity: caller })]);
   return JSON.parse(stdout.trim().split('\n').pop()!) as Result[];
 }
 
@@ -114,6 +119,8 @@ beforeAll(async () => {
   });
 
   const ca = await clusterCa(cluster);
+  const pair = await issueCertificate(ca, { commonName: `l7-e2e-caller-${sfx}`, organizations: ['system:masters'], usages: ['client'] });
+  caller = { cert: pair.certPem, key: pair.keyPem };
   for (const node of box.nodes) {
     fixtures.push(await startKubelet(ca, dir, { node: node.name, host: '0.0.0.0', ips: [node.internalIP], httpsPort: PORTS.kubeletSecure, httpPort: PORTS.kubeletReadOnly, wrap: [...node.wrap] }));
   }
@@ -208,11 +215,93 @@ describe('authorization', () => {
     }
   });
 
+  it('each proxy-server exports what the shipped alerts and dashboard select', async () => {
+    for (const s of servers) expect(missingMonitoredMetrics('proxy-server', (await health(box.node(s), PORTS.proxyMetrics, '/metrics')).body)).toEqual([]);
+  });
+
   it('each proxy-client is admitted for its own domain only and dials nothing else', async () => {
     for (const c of [n.hz1, n.qd1, n.lone]) {
       const metrics = (await health(box.node(c), PROXY_CLIENT_HEALTH_PORT, '/metrics')).body;
       expect(metrics, c).toMatch(/raven_proxy_client_servers_connected 2/);
       expect(metrics).not.toMatch(/raven_proxy_client_dials_total\{result="refused"\} [1-9]/);
+      expect(missingMonitoredMetrics('proxy-client', metrics)).toEqual([]);
+    }
+  });
+});
+
+describe('attacks with a compromised edge node\'s credentials (hz-2: its kubelet identity, its proxy-client ServiceAccount token)', () => {
+  let kubelet: KubeClient;
+  let kubeletIdentity: { cert: string; key: string };
+  const publicIP: Record<string, string> = { [n.cloudA]: '198.18.0.11', [n.cloudB]: '198.18.0.12' };
+  const whoamiVia = (server: string, node: string): Call => ({ kind: 'get', ...frontEnd(server, false), host: `${node}:${targetPort(false)}`, path: '/whoami' });
+  const servedBy = (r: Result) => (r.status === 200 ? (JSON.parse(r.body!) as { node: string }).node : `${r.status}: ${r.body ?? r.error}`);
+
+  beforeAll(async () => {
+    // What the kubelet of hz-2 holds: a client certificate system:node:hz-2 (group system:nodes) from the cluster CA.
+    const pair = await issueCertificate(await clusterCa(cluster), { commonName: `system:node:${n.hz2}`, organizations: ['system:nodes'], usages: ['client'] });
+    kubeletIdentity = { cert: pair.certPem, key: pair.keyPem };
+    const kubeconfig = writeKubeconfig(join(dir, 'hz2-kubelet.kubeconfig'), cluster.server, cluster.caPem, { clientCertPem: pair.certPem, clientKeyPem: pair.keyPem });
+    kubelet = await KubeClient.load({ kubeconfig, userAgent: 'compromised-kubelet' });
+  });
+  afterAll(() => kubelet?.close());
+
+  it('front-end exec: without a certificate the handshake fails, with its kubelet certificate 403; an authorized caller still execs', async () => {
+    const exec: Call = { kind: 'exec', ...frontEnd(n.cloudA, true), host: `${n.qd1}:${targetPort(true)}`, path: '/exec/default/web/app?command=sh&stdin=true&stdout=true', inputs: ['id'] };
+    const [none, asKubelet, authorized] = await probe([{ ...exec, identity: null }, { ...exec, identity: kubeletIdentity }, exec]) as [Result, Result, Result];
+    expect(none.error ?? String(none.status), JSON.stringify(none)).toMatch(/closed|reset|certificate|hang up|EPIPE/i);
+    expect(String(asKubelet.status)).toMatch(/ 403 /);
+    expect(authorized.exitStatus).toBe('Success');
+  });
+
+  it('SSRF: its own InternalIP rewritten to loopback or the metadata address is refused with 403; the cluster keeps working', async () => {
+    const before = await kube.get<{ status: { addresses: Array<{ type: string; address: string }> } }>(RESOURCES.nodes, { name: n.hz2 });
+    const setAddress = (address: string) => kubelet.patch(RESOURCES.nodes, { name: n.hz2, subresource: 'status' }, {
+      status: { addresses: before.status.addresses.map((a) => (a.type === 'InternalIP' ? { ...a, address } : a)) },
+    }, 'merge');
+    try {
+      for (const [address, why] of [['127.0.0.1', /loopback/], ['169.254.169.254', /link-local/]] as const) {
+        await setAddress(address);
+        const refused = await waitFor(`the proxy to see ${address}`, async () => {
+          const [r] = await probe([whoamiVia(n.cloudA, n.hz2)]) as [Result];
+          return r.status === 403 ? r : undefined;
+        }, 15_000, 300);
+        expect(refused.body).toMatch(why);
+      }
+    } finally {
+      await kubelet.patch(RESOURCES.nodes, { name: n.hz2, subresource: 'status' }, { status: { addresses: before.status.addresses } }, 'merge');
+    }
+    const after = await probe([whoamiVia(n.cloudA, n.hz1), whoamiVia(n.cloudB, n.qd1)]);
+    expect(after.map(servedBy)).toEqual([n.hz1, n.qd1]);
+  });
+
+  it('relabel-and-hijack: out of its Gateway it gets a client identity for itself; relabelled into qd, its tunnels are refused and qd-1 still answers for itself', async () => {
+    const label = (value: string | null) => kubelet.patch(RESOURCES.nodes, { name: n.hz2 }, { metadata: { labels: { [LABELS.gateway]: value } } }, 'merge');
+    const certDir = join(dir, 'hz2-client-certs');
+    await label(null);
+    try {
+      const { command, args } = appCommand('proxy-client');
+      const honest = box.node(n.hz2).spawn(command, [...args, `--kubeconfig=${await boundInside(PROXY_SERVICE_ACCOUNTS.client, n.hz2)}`, `--node-name=${n.hz2}`, `--cert-dir=${certDir}`], { name: 'proxy-client-hz2' });
+      try {
+        await waitFor('its proxy-client certificate', async () => existsSync(join(certDir, 'client.crt')), 60_000, 200);
+      } finally {
+        await honest.stop(2_000);
+      }
+      await label(gw.qd);
+      await sleep(1_000);
+      const hostile = box.node(n.hz2).exec(process.execPath, ['--import', TSX_LOADER, join(WORKSPACE_ROOT, 'apps/proxy-server/test/fixtures/hostile-agent.ts'), JSON.stringify({
+        servers: servers.map((s) => ({ address: `${publicIP[s]}:${PORTS.proxyTunnel}`, node: s })), certFile: join(certDir, 'client.crt'), keyFile: join(certDir, 'client.key'),
+        caFile: cluster.caCertFile, agentId: n.hz2, hosts: [n.qd1, n.qd2, CONFLICT, '172.16.2.104'], holdMs: 3_000,
+      })]);
+      const during = await sleep(1_500).then(() => probe(servers.flatMap((s) => [whoamiVia(s, n.qd1), whoamiVia(s, n.qd2)])));
+      const attack = JSON.parse((await hostile).stdout.trim().split('\n').pop()!) as Array<{ admitted: boolean; error?: string }>;
+      expect(attack).toHaveLength(2);
+      for (const a of attack) {
+        expect(a.admitted, JSON.stringify(a)).toBe(false);
+        expect(a.error).toMatch(/may not serve a domain/);
+      }
+      expect(during.map(servedBy)).toEqual([n.qd1, n.qd2, n.qd1, n.qd2]);
+    } finally {
+      await label(gw.hz);
     }
   });
 });

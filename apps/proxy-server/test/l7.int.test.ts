@@ -1,13 +1,16 @@
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { HEARTBEAT, LABELS, PROXY_SERVICE_ACCOUNTS, heartbeatLeaseName, type Gateway } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { issueCertificate } from '@raven/pki';
+import { AgentTunnel, PacketType, encodePacketFrame, startConnectCall, tcpDialer } from '@raven/tunnel-protocol';
 import { adminClient, deleteNode, freePort, registerNode, uniqueName, waitFor, type AppProcess } from '@raven/testbed';
 import {
   boundKubeconfig, clusterCa, deletePod, enableL7, followLines, httpGet, startKubelet, startPickup, startProxyClient, startProxyServer,
-  tempDir, wsExec, type Fixture,
+  tempDir, wsExec, type Fixture, type Identity,
 } from './support/scenario.ts';
 
 /**
@@ -30,8 +33,10 @@ const apps: AppProcess[] = [];
 let pickup: Awaited<ReturnType<typeof startPickup>>;
 let ports: { https: number; http: number; tunnelA: number; tunnelB: number; feHttp: number; feHttps: number; closed: number };
 let caPem: string;
+/** Client certificates from the cluster CA (which signs the apiserver's kubelet client certificate here). */
+const callers = {} as Record<'admin' | 'edgeKubelet' | 'proxyClient' | 'stranger', Identity>;
 
-const front = (kind: 'http' | 'https', address = ip.cloudA) => ({ address, port: kind === 'http' ? ports.feHttp : ports.feHttps, tls: kind === 'https' ? { ca: caPem } : undefined });
+const front = (kind: 'http' | 'https', address = ip.cloudA, identity: Identity | undefined = callers.admin) => ({ address, port: kind === 'http' ? ports.feHttp : ports.feHttps, tls: kind === 'https' ? { ca: caPem, ...identity } : undefined });
 const whoami = async (kind: 'http' | 'https', host: string, extra: { path?: string; headers?: Record<string, string>; address?: string } = {}) => {
   const res = await httpGet({ ...front(kind, extra.address), host, path: extra.path ?? '/whoami', headers: extra.headers });
   return { status: res.status, body: res.body, json: res.status === 200 ? (JSON.parse(res.body) as { node: string; client: string | null }) : undefined };
@@ -58,6 +63,14 @@ beforeAll(async () => {
   kube = await adminClient(cluster);
   const ca = await clusterCa(cluster);
   caPem = ca.certPem;
+  const issue = async (commonName: string, organizations: string[] = []) => {
+    const pair = await issueCertificate(ca, { commonName, organizations, usages: ['client'] });
+    return { cert: pair.certPem, key: pair.keyPem };
+  };
+  callers.admin = await issue(`raven-test-caller-${u}`, ['system:masters']);
+  callers.edgeKubelet = await issue(`system:node:e1a-${u}`, ['system:nodes']);
+  callers.proxyClient = await issue(`raven:proxy-client:e1a-${u}`);
+  callers.stranger = await issue(`stranger-${u}`);
   ports = { https: await freePort(), http: await freePort(), tunnelA: await freePort(), tunnelB: await freePort(), feHttp: await freePort(), feHttps: await freePort(), closed: await freePort() };
   const members: Array<[keyof typeof node, string | undefined, string]> = [
     ['cloudA', gw.cloud, ip.cloudA], ['cloudB', gw.cloud, ip.cloudB], ['e1a', gw.edge1, ip.e1a], ['e1b', gw.edge1, ip.e1b],
@@ -81,7 +94,7 @@ beforeAll(async () => {
   for (const [key, , address] of members) {
     fixtures.push(await startKubelet(ca, dir, { node: node[key], host: address, httpsPort: ports.https, httpPort: ports.http }));
   }
-  const serverArgs = (key: 'cloudA' | 'cloudB') => ({ node: node[key], bind: ip[key], tunnelPort: key === 'cloudA' ? ports.tunnelA : ports.tunnelB, httpPort: ports.feHttp, httpsPort: ports.feHttps });
+  const serverArgs = (key: 'cloudA' | 'cloudB') => ({ node: node[key], bind: ip[key], tunnelPort: key === 'cloudA' ? ports.tunnelA : ports.tunnelB, httpPort: ports.feHttp, httpsPort: ports.feHttps, args: ['--insecure-http-frontend'] });
   const [kcA, kcB] = [await bound(PROXY_SERVICE_ACCOUNTS.server, node.cloudA), await bound(PROXY_SERVICE_ACCOUNTS.server, node.cloudB)];
   const clientConfigs = await Promise.all((['e1a', 'e2a', 'lone'] as const).map(async (key) => [key, await bound(PROXY_SERVICE_ACCOUNTS.client, node[key])] as const));
   await startAll([
@@ -175,16 +188,69 @@ describe('routing through both front ends', () => {
   });
 });
 
+describe('front-end authentication and authorization (a compromised edge node holds its kubelet and proxy-client identities)', () => {
+  const exec = (identity: Identity | undefined) => wsExec({ ...front('https'), host: `${node.e1b}:${ports.https}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['id'], tls: true, identity });
+
+  it('a caller without a client certificate is refused in the TLS handshake', async () => {
+    await expect(exec(undefined)).rejects.toThrow(/certificate|closed|reset|socket hang up|EPIPE/i);
+  });
+
+  it.each(['edgeKubelet', 'proxyClient', 'stranger'] as const)('%s: a certificate from the cluster CA without RBAC on nodes/proxy gets 403, exec included', async (who) => {
+    const res = await exec(callers[who]);
+    expect(res.status).toMatch(/ 403 /);
+    const get = await httpGet({ ...front('https', ip.cloudA, callers[who]), host: `${node.e1b}:${ports.https}`, path: '/whoami' });
+    expect(get.status).toBe(403);
+    expect(get.body).toMatch(/may not get nodes\/proxy of node/);
+  });
+
+  it('the cluster keeps working: an authorized caller still execs', async () => {
+    expect((await exec(callers.admin)).status).toMatch(/ 101 /);
+  });
+});
+
+describe('keep-alive connections', () => {
+  /** Sends `requests` one after the other on one HTTP connection to the HTTP front end; collects what came back. */
+  async function onOneConnection(requests: string[]): Promise<{ answers: string[]; closed: boolean }> {
+    const socket = netConnect({ host: ip.cloudA, port: ports.feHttp });
+    await once(socket, 'connect');
+    const answers: string[] = [];
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => undefined);
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    for (const request of requests) {
+      const before = text.length;
+      socket.write(request);
+      await waitFor('an answer or a close', async () => closed || /\r\n\r\n[\s\S]*\}/.test(text.slice(before)), 5_000, 20).catch(() => undefined);
+      answers.push(text.slice(before));
+      if (closed) break;
+    }
+    socket.destroy();
+    return { answers, closed };
+  }
+  const get = (host: string, extra = '') => `GET /whoami HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
+
+  it('every request on the connection is routed: same target passes, another target closes the connection instead of reaching the first one', async () => {
+    const same = await onOneConnection([get(`${node.e1b}:${ports.http}`), get(`${node.e1b}:${ports.http}`)]);
+    expect(same.answers.map((a) => /"node":"([^"]+)"/.exec(a)?.[1])).toEqual([node.e1b, node.e1b]);
+    const other = await onOneConnection([get(`${node.e1b}:${ports.http}`), get(`${node.e1b}:${ports.http}`, `X-Tunnel-Proxy-Host: ${node.e2a}\r\n`)]);
+    expect(/"node":"([^"]+)"/.exec(other.answers[0]!)?.[1]).toBe(node.e1b);
+    expect(other.answers[1]).not.toContain(node.e1b);
+    expect(other.closed).toBe(true);
+  });
+});
+
 describe('streams', () => {
   it.each(['http', 'https'] as const)('%s: a followed container log arrives line by line while the target writes it', async (kind) => {
-    const res = await followLines({ ...front(kind), host: `${node.e1b}:${targetPort(kind)}`, path: '/containerLogs/default/p/c?follow=true', lines: 10, tls: kind === 'https' });
+    const res = await followLines({ ...front(kind), host: `${node.e1b}:${targetPort(kind)}`, path: '/containerLogs/default/p/c?follow=true', lines: 10, tls: kind === 'https', identity: callers.admin });
     expect(res.status).toBe(200);
     expect(res.lines.every((l) => l.startsWith(`node=${node.e1b}`))).toBe(true);
     expect(res.chunks).toBeGreaterThan(3);
   });
 
   it.each(['http', 'https'] as const)('%s: exec upgrades to a websocket end to end; stdin close is carried in-band and answered', async (kind) => {
-    const res = await wsExec({ ...front(kind), host: `${node.lone}:${targetPort(kind)}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['echo hello', 'echo again'], tls: kind === 'https' });
+    const res = await wsExec({ ...front(kind), host: `${node.lone}:${targetPort(kind)}`, path: '/exec/default/p/c?command=sh&stdin=true&stdout=true', inputs: ['echo hello', 'echo again'], tls: kind === 'https', identity: callers.admin });
     expect(res.status).toMatch(/ 101 /);
     expect(res.stdout).toEqual([`${node.lone}: echo hello`, `${node.lone}: echo again`, `${node.lone}: stdin closed, bye`]);
     expect(res.exitStatus).toBe('Success');
@@ -194,6 +260,85 @@ describe('streams', () => {
     const res = await httpGet({ ...front('https'), host: `${node.e2a}:${ports.https}`, path: '/metrics' });
     expect(res.body).toContain(`kubelet_node_name{node="${node.e2a}"} 1`);
   });
+});
+
+describe('bounded floods: the front ends and the tunnel port keep serving others, RSS stays under the Deployment limit', () => {
+  const rssMiB = async () => Number(/raven_proxy_server_process_resident_memory_bytes (\d+)/.exec(await apps[0]!.metrics())?.[1]) / 2 ** 20;
+  const othersServed = async () => {
+    for (const kind of ['http', 'https'] as const) {
+      for (const key of ['e1b', 'e2a', 'lone'] as const) expect((await whoami(kind, `${node[key]}:${targetPort(kind)}`)).json?.node, `${kind} ${key}`).toBe(node[key]);
+    }
+  };
+  const sockets: Socket[] = [];
+  const openIdle = async (port: number, count: number) => {
+    for (let i = 0; i < count; i += 100) {
+      await Promise.all(Array.from({ length: Math.min(100, count - i) }, async () => {
+        const socket = netConnect({ host: ip.cloudA, port });
+        socket.on('error', () => undefined);
+        sockets.push(socket);
+        await once(socket, 'connect').catch(() => undefined);
+      }));
+    }
+  };
+  afterAll(() => {
+    for (const socket of sockets) socket.destroy();
+  });
+
+  it('unauthenticated: 1,000 idle connections to each of the HTTPS front end, the HTTP front end and the tunnel port, and slow heads', async () => {
+    await openIdle(ports.feHttps, 1_000);
+    await openIdle(ports.feHttp, 1_000);
+    await openIdle(ports.tunnelA, 1_000);
+    const slow = Array.from({ length: 100 }, () => {
+      const socket = netConnect({ host: ip.cloudA, port: ports.feHttp });
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+      return socket;
+    });
+    const head = Buffer.from(`GET /whoami HTTP/1.1\r\nHost: ${node.e1b}:${ports.http}\r\nX-Slow: ${'a'.repeat(40)}`);
+    let sent = 0;
+    const dribble = setInterval(() => {
+      for (const socket of slow) socket.write(head.subarray(sent % head.length, (sent % head.length) + 1));
+      sent++;
+    }, 50);
+    try {
+      await othersServed();
+    } finally {
+      clearInterval(dribble);
+    }
+    expect(await rssMiB()).toBeLessThan(512);
+    for (const socket of sockets.splice(0)) socket.destroy();
+  }, 120_000);
+
+  it('an admitted client (e1a\'s identity): 1,000 tunnels are capped at 8, an oversized message ends its stream; others keep being served', async () => {
+    const tls = () => ({ ca: caPem, cert: callers.proxyClient.cert, key: callers.proxyClient.key, servername: node.cloudA });
+    const tunnels: AgentTunnel[] = [];
+    const errors: string[] = [];
+    for (let i = 0; i < 1_000; i += 50) {
+      const batch = await Promise.allSettled(Array.from({ length: 50 }, () => AgentTunnel.connect({
+        address: `${ip.cloudA}:${ports.tunnelA}`, tls, agentId: node.e1a, identifiers: { host: [node.e1a] }, dialer: tcpDialer(),
+      })));
+      for (const r of batch) {
+        if (r.status === 'fulfilled') tunnels.push(r.value);
+        else errors.push(String(r.reason));
+      }
+    }
+    try {
+      expect(tunnels.length).toBeLessThanOrEqual(8);
+      expect(errors.length).toBeGreaterThanOrEqual(992);
+      expect(errors.filter((e) => /already holds \d+ streams/.test(e)).length).toBeGreaterThan(900);
+      const call = startConnectCall(`${ip.cloudA}:${ports.tunnelA}`, tls(), { agentid: node.e1a, agentidentifiers: `host=${node.e1a}` }, { intervalMs: 0, timeoutMs: 0 });
+      call.stream.on('error', () => undefined);
+      call.stream.write(encodePacketFrame({ type: PacketType.DATA, connectId: 1n, data: Buffer.alloc(2 * 1024 * 1024), error: '' }));
+      const status = await call.status;
+      call.session.destroy();
+      expect(status?.details ?? '').toMatch(/exceeds|RESOURCE_EXHAUSTED|holds/);
+      await othersServed();
+      expect(await rssMiB()).toBeLessThan(512);
+    } finally {
+      for (const t of tunnels) t.close();
+    }
+    await waitFor('the real clients connected again', async () => /raven_proxy_server_connected_clients 3/.test(await apps[0]!.metrics()), 30_000, 200);
+  }, 180_000);
 });
 
 describe('activation', () => {

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { emptyIdentifiers } from '@raven/tunnel-protocol';
 import type { PeerCertificate } from 'node:tls';
-import type { Gateway } from '@raven/api-types';
-import { AdmissionError, admitClient } from '../src/admission.ts';
+import { activeProxyServerGateway, isProxyCandidate, type Gateway } from '@raven/api-types';
+import { AdmissionError, admitClient, stillServes } from '../src/admission.ts';
+import { verifyTargetIdentity } from '../src/frontend.ts';
 import { parseHead, type HeadError } from '../src/head.ts';
-import { RouteError, podOfKubeletPath, routeRequest, splitHostPort, type RouteRequest } from '../src/routing.ts';
-import { StaticClusterView, activeServerGateway, isProxyCandidate, publicIPsOf, type NodeInfo } from '../src/topology.ts';
+import { RouteError, podOfKubeletPath, refuseForbiddenTarget, routeRequest, splitHostPort, type RouteRequest, type RouteTarget } from '../src/routing.ts';
+import { StaticClusterView, type NodeInfo } from '../src/topology.ts';
 
 const node = (name: string, gateway: string | undefined, ip: string): NodeInfo => ({ metadata: { name }, gateway, internalIPs: [ip], externalIPs: [] });
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
@@ -17,7 +18,8 @@ const view = new StaticClusterView(
     gateway('gw-cloud', { exposeType: 'PublicIP', proxyConfig: { Replicas: 1, proxyHTTPPort: '10255,9445', proxyHTTPSPort: '10250,9100,9445' }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: 'cloud-1', type: 'proxy', publicIP: '198.18.0.11' }] },
       { activeEndpoints: [{ nodeName: 'cloud-1', type: 'proxy', publicIP: '198.18.0.11' }] }),
     gateway('gw-hz', { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: 'hz-1', type: 'proxy', underNAT: true }] }),
-    gateway('gw-qd', { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 } }),
+    gateway('gw-qd', { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: 'qd-2', type: 'proxy', underNAT: true }] },
+      { activeEndpoints: [{ nodeName: 'qd-2', type: 'proxy', underNAT: true }] }),
   ],
 );
 const pods: Record<string, string> = { 'default/web': 'qd-1' };
@@ -43,7 +45,8 @@ describe('routeRequest', () => {
   });
 
   it('accepts an IP literal only when one node has it', async () => {
-    expect(await route({ host: '172.16.1.90:10250' })).toMatchObject({ node: 'qd-2', via: 'ip' });
+    expect(await route({ host: '172.16.1.90:10250' })).toMatchObject({ node: 'qd-2', via: 'ip', ipUnique: true });
+    expect(await route({ host: 'hz-1:10250' })).toMatchObject({ ip: '172.16.2.103', ipUnique: false });
     const ambiguous = await refusal({ host: '172.16.2.103:10250' });
     expect([ambiguous.status, ambiguous.reason]).toEqual([409, 'ambiguous-ip']);
     expect(ambiguous.message).toContain('hz-1, qd-1');
@@ -93,10 +96,9 @@ describe('helpers', () => {
   });
 
   it('knows which node serves and which nodes renew proxy heartbeats', () => {
-    expect(activeServerGateway(view, 'cloud-1')?.metadata.name).toBe('gw-cloud');
-    expect(activeServerGateway(view, 'hz-1')).toBeUndefined();
-    expect([isProxyCandidate(view, 'hz-1'), isProxyCandidate(view, 'qd-1')]).toEqual([true, false]);
-    expect(publicIPsOf(view, 'cloud-1')).toEqual(['198.18.0.11']);
+    expect(activeProxyServerGateway('cloud-1', view.gateways())?.metadata.name).toBe('gw-cloud');
+    expect(activeProxyServerGateway('hz-1', view.gateways())).toBeUndefined();
+    expect([isProxyCandidate('hz-1', view.gateways()), isProxyCandidate('qd-1', view.gateways())]).toEqual([true, false]);
   });
 });
 
@@ -126,5 +128,67 @@ describe('admitClient', () => {
     expect(reason(() => admitClient(cert('raven:proxy-client:lone'), ids(['lone', 'qd-2']), view))).toBe('foreign-claim');
     expect(reason(() => admitClient(cert('raven:proxy-client:qd-2'), ids([], { defaultRoute: true }), view))).toBe('foreign-claim');
     expect(reason(() => admitClient(cert('raven:proxy-client:qd-2'), ids([], { cidr: ['0.0.0.0/0'] }), view))).toBe('foreign-claim');
+  });
+
+  it('admits only elected proxy endpoints: a listed standby, a plain member, and a node of an exposed Gateway are refused', () => {
+    expect(reason(() => admitClient(cert('raven:proxy-client:hz-1'), ids(['hz-1']), view))).toBe('not-elected');
+    expect(reason(() => admitClient(cert('raven:proxy-client:qd-1'), ids(['qd-1']), view))).toBe('not-elected');
+    expect(reason(() => admitClient(cert('raven:proxy-client:cloud-1'), ids(['cloud-1']), view))).toBe('not-elected');
+  });
+
+  it('relabel-and-hijack: a node that labels itself into another Gateway is not that Gateway\'s client, and an admitted client loses its domain when its election or label changes', () => {
+    const gateways = view.gateways();
+    const relabelled = new StaticClusterView([...['cloud-1', 'hz-1', 'qd-1', 'qd-2', 'lone'].map((n) => view.node(n)!), node('mallory', 'gw-qd', '172.16.1.66')], gateways);
+    expect(reason(() => admitClient(cert('raven:proxy-client:mallory'), ids(['qd-1', 'qd-2', 'mallory']), relabelled))).toBe('not-elected');
+    const admitted = admitClient(cert('raven:proxy-client:qd-2'), ids(['qd-2']), view);
+    expect(stillServes(admitted, view)).toBe(true);
+    const reelected = new StaticClusterView(['cloud-1', 'hz-1', 'qd-1', 'qd-2', 'lone'].map((n) => view.node(n)!), gateways.map((g) => g.metadata.name === 'gw-qd' ? { ...g, status: { activeEndpoints: [] } } : g));
+    expect(stillServes(admitted, reelected)).toBe(false);
+    const movedOut = new StaticClusterView([node('qd-2', undefined, '172.16.1.90')], gateways);
+    expect(stillServes(admitted, movedOut)).toBe(false);
+    expect(stillServes(admitClient(cert('raven:proxy-client:lone'), ids(['lone']), view), movedOut)).toBe(false);
+  });
+});
+
+describe('refuseForbiddenTarget', () => {
+  const self = { node: 'cloud-1', domain: 'gw/gw-cloud', ips: ['192.168.0.195', '198.18.0.11'], ports: [10262, 10263, 10264, 10266], allowLoopback: false };
+  const target = (over: Partial<RouteTarget>): RouteTarget => ({ node: 'hz-1', domain: 'gw/gw-hz', ip: '172.16.2.103', port: 10250, tls: true, via: 'host', ipUnique: false, ...over });
+  const refused = (t: RouteTarget, s = self) => {
+    try {
+      refuseForbiddenTarget(t, s);
+      return undefined;
+    } catch (err) {
+      expect(err).toBeInstanceOf(RouteError);
+      return (err as RouteError).message;
+    }
+  };
+
+  it('SSRF: loopback, metadata (link-local) and unspecified addresses a Node claims are refused with 403', () => {
+    expect(refused(target({}))).toBeUndefined();
+    expect(refused(target({ ip: '127.0.0.1' }))).toMatch(/loopback/);
+    expect(refused(target({ ip: '169.254.169.254' }))).toMatch(/link-local/);
+    expect(refused(target({ ip: '0.0.0.0' }))).toMatch(/unspecified/);
+    expect(refused(target({ ip: '::ffff:169.254.169.254' }))).toMatch(/link-local/);
+    expect(refused(target({ ip: '127.0.0.5' }), { ...self, allowLoopback: true })).toBeUndefined();
+  });
+
+  it('its own listeners are refused (a Gateway listing 10264 as a proxy port), by node name or by its own address in its domain', () => {
+    expect(refused(target({ node: 'cloud-1', domain: 'gw/gw-cloud', ip: '192.168.0.195', port: 10264, tls: false }))).toMatch(/own listener/);
+    expect(refused(target({ node: 'cloud-2', domain: 'gw/gw-cloud', ip: '198.18.0.11', port: 10263 }))).toMatch(/own listener/);
+    expect(refused(target({ node: 'cloud-1', domain: 'gw/gw-cloud', ip: '192.168.0.195', port: 10250 }))).toBeUndefined();
+    // The same IP in another domain is another machine, reached through its tunnel.
+    expect(refused(target({ ip: '192.168.0.195', port: 10264 }))).toBeUndefined();
+  });
+});
+
+describe('verifyTargetIdentity', () => {
+  const cert = (san: string) => ({ subject: { CN: 'system:node:whoever' }, subjectaltname: san }) as unknown as PeerCertificate;
+  it('needs the node name; an IP SAN counts only when the IP is unique across domains (edge IPs repeat)', () => {
+    const hz1 = { node: 'hz-1', ip: '172.16.2.103', ipUnique: false };
+    expect(verifyTargetIdentity(hz1, cert('DNS:hz-1, IP Address:172.16.2.103'))).toBeUndefined();
+    // qd-1's kubelet has the same IP: its certificate must not pass for hz-1.
+    expect(verifyTargetIdentity(hz1, cert('DNS:qd-1, IP Address:172.16.2.103'))?.message).toMatch(/not unique across domains/);
+    expect(verifyTargetIdentity({ ...hz1, ipUnique: true }, cert('DNS:qd-1, IP Address:172.16.2.103'))).toBeUndefined();
+    expect(verifyTargetIdentity({ ...hz1, ipUnique: true }, cert('DNS:qd-1, IP Address:172.16.2.104'))).toBeInstanceOf(Error);
   });
 });

@@ -2,8 +2,9 @@ import {
   CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
 } from '@raven/api-types';
 import {
-  Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
+  Controller, HeartbeatRenewer, Informer, MirroredCounter, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
 } from '@raven/controller-kit';
+import { isIPv4, isIP } from 'node:net';
 import { hasChanges, type Exec } from '@raven/netlink';
 import { Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
@@ -28,7 +29,7 @@ export interface AgentOptions {
   keepaliveSeconds: number;
   resyncMs: number;
   probeIntervalMs: number;
-  heartbeat: { durationSeconds: number; intervalMs: number };
+  heartbeat: { intervalMs: number };
 }
 
 const nodeSchema = z.object({
@@ -38,7 +39,9 @@ const nodeSchema = z.object({
 type NodeView = { metadata: { name: string; resourceVersion?: string }; gateway?: string; internalIP?: string };
 const toNodeView = (raw: unknown): NodeView => {
   const n = nodeSchema.parse(raw);
-  return { metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion }, gateway: n.metadata.labels?.[LABELS.gateway], internalIP: n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address };
+  // The vxlan underlay is IPv4: a dual-stack node listing its IPv6 InternalIP first still uses its IPv4 one.
+  const internal = (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
+  return { metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion }, gateway: n.metadata.labels?.[LABELS.gateway], internalIP: internal.find((ip) => isIPv4(ip)) ?? internal[0] };
 };
 const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }), data: z.record(z.string(), z.string()).optional() });
 type ConfigMapView = z.infer<typeof configMapSchema>;
@@ -64,11 +67,12 @@ export class TunnelAgent {
   private lastPlan?: DataPathPlan;
   private lastError?: string;
   private lastConnectionsWrite = 0;
+  private lastDropped = '';
   /** The next apply reads the whole kernel state back (periodic resync, first run, after an error). */
   private verifyDue = true;
   /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
   private readonly knownKeys = new Map<string, string>();
-  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: Gauge<'peer'>; tx: Gauge<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
+  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: MirroredCounter<'peer'>; tx: MirroredCounter<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
 
   constructor(private readonly opts: AgentOptions) {
     const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
@@ -93,8 +97,8 @@ export class TunnelAgent {
       peers: new Gauge({ name: 'raven_tunnel_peers', help: 'VPN peers configured on this gateway', registers: r }),
       prefixes: new Gauge({ name: 'raven_tunnel_remote_prefixes', help: 'Remote prefixes routed through the tunnel', registers: r }),
       handshakeAge: new Gauge({ name: 'raven_tunnel_peer_handshake_age_seconds', help: 'Seconds since the latest handshake with a peer gateway', labelNames: ['peer'], registers: r }),
-      rx: new Gauge({ name: 'raven_tunnel_peer_rx_bytes', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registers: r }),
-      tx: new Gauge({ name: 'raven_tunnel_peer_tx_bytes', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registers: r }),
+      rx: new MirroredCounter({ name: 'raven_tunnel_peer_rx_bytes_total', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registry: opts.registry }),
+      tx: new MirroredCounter({ name: 'raven_tunnel_peer_tx_bytes_total', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registry: opts.registry }),
       rtt: new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers: r }),
       reachable: new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers: r }),
     };
@@ -155,8 +159,11 @@ export class TunnelAgent {
       const plan = planDataPath({
         nodeName, memberOf: node.gateway, gateways: this.withKnownKeys(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
         host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
-        keepaliveSeconds: this.opts.keepaliveSeconds,
+        keepaliveSeconds: this.opts.keepaliveSeconds, protectedIPs: this.protectedIPs(),
       });
+      const dropped = plan.dropped.join('\n');
+      if (dropped !== this.lastDropped && plan.dropped.length > 0) log.warn({ dropped: plan.dropped }, 'left invalid or unsafe Gateway values out of the data path');
+      this.lastDropped = dropped;
       const started = performance.now();
       // The VPN device exists before the kernel state that refers to it, and goes after it (gateway or warm standby).
       const withVpn = plan.vpn !== undefined;
@@ -182,6 +189,13 @@ export class TunnelAgent {
       this.verifyDue = true;
       throw err;
     }
+  }
+
+  /** The apiserver's address is never routed into a tunnel, so a bad status cannot cut this node off from it. */
+  private protectedIPs(): string[] {
+    const host = this.opts.kube.server.hostname.replace(/^\[|\]$/g, '');
+    const inCluster = process.env.KUBERNETES_SERVICE_HOST ?? '';
+    return [host, inCluster].filter((ip) => isIP(ip) !== 0);
   }
 
   /**
@@ -264,8 +278,8 @@ export class TunnelAgent {
       if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
       const wgPeer = relayedVia ? undefined : peer.publicKey ? wg.get(peer.publicKey) : undefined;
       if (wgPeer) {
-        this.metrics.rx.set({ peer: peer.gateway }, wgPeer.rxBytes);
-        this.metrics.tx.set({ peer: peer.gateway }, wgPeer.txBytes);
+        this.metrics.rx.update({ peer: peer.gateway }, wgPeer.rxBytes);
+        this.metrics.tx.update({ peer: peer.gateway }, wgPeer.txBytes);
         if (wgPeer.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - wgPeer.latestHandshake.getTime()) / 1_000);
       }
       return {
@@ -285,6 +299,9 @@ export class TunnelAgent {
   private async writeConnections(connections: Connection[], force = false): Promise<void> {
     const gw = this.ownGateway();
     if (!gw) return;
+    // Peer reports belong to the active tunnel endpoint (the admission policy refuses anyone else's but a clear).
+    const active = gw.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
+    if (!active && connections.length > 0) return;
     const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
     const structural = shape(connections) !== shape(gw.status?.connections ?? []);
     if (!force && !structural && Date.now() - this.lastConnectionsWrite < 60_000) return;

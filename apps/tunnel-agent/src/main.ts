@@ -23,7 +23,6 @@ const flags = {
   'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
   'resync-period': { type: 'string', description: 'Read the whole kernel state back and repair it this often', default: '30s' },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
-  'heartbeat-duration': { type: 'string', description: 'Heartbeat Lease duration', default: `${HEARTBEAT.defaultDurationSeconds}s` },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
   'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics', default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
@@ -55,7 +54,7 @@ function driverFor(name: string, stateDir: string, wg: WireguardFlags, log: Retu
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseFlags('tunnel-agent', SUMMARY, flags);
+  const { values, positionals } = parseFlags('tunnel-agent', SUMMARY, flags, process.argv.slice(2), ['cleanup']);
   const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
   const log = createLogger('tunnel-agent', { level: values['log-level'], node: nodeName });
   const stateDir = values['state-dir'] ?? '/var/lib/raven';
@@ -69,7 +68,6 @@ async function main(): Promise<void> {
     log.info({ removed }, 'cleaned up');
     return;
   }
-  if (positionals.length > 0) throw new ConfigError(`unknown command "${positionals[0]}" (see --help)`);
 
   const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: `raven-tunnel-agent/${nodeName}` });
   const shutdown = new Shutdown(log);
@@ -90,7 +88,6 @@ async function main(): Promise<void> {
     resyncMs: durationFlag('resync-period', values['resync-period'], 30_000),
     probeIntervalMs: durationFlag('probe-interval', values['probe-interval'], 5_000),
     heartbeat: {
-      durationSeconds: Math.max(1, Math.round(durationFlag('heartbeat-duration', values['heartbeat-duration'], 2_000) / 1_000)),
       intervalMs: durationFlag('heartbeat-interval', values['heartbeat-interval'], 500),
     },
   });

@@ -1,7 +1,9 @@
-import { DATAPATH, endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
+import { isIPv4 } from 'node:net';
+import { DATAPATH, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
+import { screenGateways } from './screen.ts';
 import { domainOf, hostPrefix, peerEndpoint, reachability, uniqueSorted, type Domain, type Reachability } from './topology.ts';
 import { vtepAddress, vtepMac } from './vxlan.ts';
 
@@ -21,6 +23,8 @@ export interface PlanInput {
   presharedKey?: string;
   /** Persistent keepalive towards peers when this gateway is behind NAT. */
   keepaliveSeconds: number;
+  /** Addresses never routed into a tunnel whatever the status says (the apiserver's); the node's own IP always is. */
+  protectedIPs?: readonly string[];
 }
 
 export type Role =
@@ -31,11 +35,11 @@ export type Role =
 export interface PeerPlan {
   gateway: string;
   nodeName: string;
-  publicKey?: string;
+  publicKey?: WireguardKey;
   endpoint?: string;
   /** The peer's public address (also without a port), for IPsec. */
   publicIP?: string;
-  allowedIPs: string[];
+  allowedIPs: Cidr[];
   keepaliveSeconds?: number;
   /** Gateways whose traffic this peer relays for us (it is the central gateway). */
   relays: string[];
@@ -48,7 +52,7 @@ export interface VpnPlan {
   device: string;
   listenPort: number;
   mtu: number;
-  presharedKey?: string;
+  presharedKey?: WireguardKey;
   underNAT: boolean;
   localSubnets: string[];
   localPrivateIP: string;
@@ -70,6 +74,8 @@ export interface DataPathPlan {
   vpn?: VpnPlan;
   /** Every remote prefix routed through the tunnel (for logs, metrics and probes). */
   remotePrefixes: string[];
+  /** Values of the Gateways left out of the plan, one sentence each. */
+  dropped: string[];
 }
 
 const D = DATAPATH;
@@ -95,11 +101,11 @@ export const OWNED = {
 
 export const EMPTY_PLAN = (role: Role): DataPathPlan => ({
   role, links: [], addresses: [], fdb: [], neighbours: [], routes: [], rules: [], ipsets: [],
-  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [],
+  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [], dropped: [],
 });
 
-// Of valid prefixes only IPv6 ones contain ':' (an invalid one fails in the kernel whichever family it lands in).
-// node:net's isIPv6 is a large regular expression, which at 6,000 prefixes cost more than the rest of the planner.
+// The prefixes were screened as CIDRs (screen.ts): only IPv6 ones contain ':'. node:net's isIPv6 is a large regular
+// expression, which at 6,000 prefixes cost more than the rest of the planner.
 const isV6Prefix = (prefix: string) => prefix.includes(':');
 const byFamily = (prefixes: readonly string[]) => ({
   v4: prefixes.filter((p) => !isV6Prefix(p)),
@@ -111,18 +117,26 @@ const byFamily = (prefixes: readonly string[]) => ({
  * config, to the complete kernel state this node should have. The appliers make the kernel match it.
  */
 export function planDataPath(input: PlanInput): DataPathPlan {
+  const screened = screenGateways(input.gateways, [input.host.privateIP, ...(input.protectedIPs ?? [])]);
+  const plan = planScreened({ ...input, gateways: screened.gateways });
+  plan.dropped = [...screened.dropped, ...plan.dropped];
+  return plan;
+}
+
+function planScreened(input: PlanInput): DataPathPlan {
   if (!input.l3Enabled) return EMPTY_PLAN({ kind: 'none', reason: 'L3 tunnel disabled in raven-cfg' });
   if (!input.memberOf) return EMPTY_PLAN({ kind: 'none', reason: 'node is in no Gateway' });
   const own = input.gateways.find((g) => g.metadata.name === input.memberOf);
   const local = own && domainOf(own);
   if (!local) return EMPTY_PLAN({ kind: 'none', reason: `Gateway ${input.memberOf} has no active tunnel endpoint` });
+  if (!isIPv4(input.host.privateIP)) return EMPTY_PLAN({ kind: 'none', reason: `the node's private IP ${input.host.privateIP} is not IPv4, which the vxlan underlay needs` });
   const domains = input.gateways.map(domainOf).filter((d): d is Domain => d !== undefined);
   const reach = reachability(local, domains);
   const reachable = [...reach.direct, ...reach.relayed];
 
   // Never route a peer's own tunnel address into the tunnel, nor an address that is also one of ours.
   const localIPs = new Set(local.nodeIPs.values());
-  const excluded = new Set([...localIPs, ...domains.map((d) => d.endpoint.publicIP).filter((ip): ip is string => !!ip)]);
+  const excluded = new Set([...localIPs, input.host.privateIP, ...(input.protectedIPs ?? []), ...domains.map((d) => d.endpoint.publicIP).filter((ip): ip is string => !!ip)]);
   const prefixCache = new Map<string, string[]>();
   const prefixesOf = (d: Domain): string[] => {
     const cached = prefixCache.get(d.name);
@@ -137,10 +151,12 @@ export function planDataPath(input: PlanInput): DataPathPlan {
   const isGateway = local.endpoint.nodeName === input.nodeName;
   const centralHere = isGateway && reach.central?.name === local.name;
 
+  const dropped: string[] = [];
   const plan = EMPTY_PLAN(isGateway
     ? { kind: 'gateway', gateway: local.name, central: centralHere }
     : { kind: 'member', gateway: local.name, gatewayNode: local.endpoint.nodeName });
   plan.remotePrefixes = remotePrefixes;
+  plan.dropped = dropped;
   const vxlanMtu = input.host.underlayMtu - D.mtuOverhead.vxlan;
   const raven0 = (): LinkSpec => ({
     name: D.vxlanDevice, kind: 'vxlan', vni: D.vxlanVni, port: D.vxlanPort, local: input.host.privateIP, dev: input.host.underlayDevice,
@@ -184,6 +200,7 @@ export function planDataPath(input: PlanInput): DataPathPlan {
   if (!isGateway) {
     const gatewayIP = local.nodeIPs.get(local.endpoint.nodeName);
     if (!gatewayIP) return EMPTY_PLAN({ kind: 'none', reason: `the private IP of gateway node ${local.endpoint.nodeName} is not known yet` });
+    if (!isIPv4(gatewayIP)) return EMPTY_PLAN({ kind: 'none', reason: `the private IP ${gatewayIP} of gateway node ${local.endpoint.nodeName} is not IPv4, which the vxlan underlay needs` });
     plan.links = [raven0()];
     plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
     vxlanPeer(gatewayIP);
@@ -206,7 +223,7 @@ export function planDataPath(input: PlanInput): DataPathPlan {
   }
 
   // Gateway: vxlan back to the local members, the VPN to the other gateways.
-  const members = [...local.nodeIPs].filter(([name]) => name !== input.nodeName);
+  const members = vxlanMembers(local, input.nodeName, input.host.privateIP, dropped);
   const memberSubnets = new Map((own!.status?.nodes ?? []).map((n) => [n.nodeName, n.subnets ?? []]));
   if (members.length > 0) {
     plan.links.push(raven0());
@@ -249,10 +266,10 @@ function vpnPlan(
   const peerOf = (d: Domain, endpoint: Endpoint, allowedIPs: string[], relays: string[]): PeerPlan => ({
     gateway: d.name,
     nodeName: endpoint.nodeName,
-    publicKey: endpoint.config?.publicKey,
+    publicKey: parseWireguardKey(endpoint.config?.publicKey),
     endpoint: peerEndpoint({ ...d, endpoint }),
     publicIP: endpoint.publicIP,
-    allowedIPs: routed ? allowedIPs : [],
+    allowedIPs: routed ? cidrs(allowedIPs) : [],
     keepaliveSeconds: localNAT ? input.keepaliveSeconds : undefined,
     relays,
     underNAT: endpoint.underNAT === true,
@@ -271,7 +288,7 @@ function vpnPlan(
     device: DATAPATH.wireguardDevice,
     listenPort: endpointPort(localEndpoint),
     mtu: input.host.underlayMtu - (input.driver === 'wireguard' ? DATAPATH.mtuOverhead.wireguard : DATAPATH.mtuOverhead.ipsec),
-    presharedKey: input.presharedKey,
+    presharedKey: parseWireguardKey(input.presharedKey),
     underNAT: localNAT,
     localSubnets: localPrefixes,
     localPrivateIP: input.host.privateIP,
@@ -280,7 +297,37 @@ function vpnPlan(
   };
 }
 
-/** The tunnel endpoints of a domain's spec that are not active but could be elected, and have published a key. */
+/**
+ * The tunnel endpoints of a domain's spec that are not active but could be elected, and have published a key. Only
+ * members of the Gateway (in its status.nodes) qualify: listing a node in the spec makes no node a peer.
+ */
 function standbyEndpoints(d: Domain): Endpoint[] {
-  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && !!e.config?.publicKey);
+  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && d.members.has(e.nodeName) && !!e.config?.publicKey);
+}
+
+const cidrs = (prefixes: readonly string[]): Cidr[] => prefixes.flatMap((p) => parseCidr(p)?.cidr ?? []);
+
+/**
+ * The local members a gateway reaches over vxlan: IPv4 private IPs only (the underlay is IPv4), and one node per
+ * VTEP address (240.x.y.z drops the first octet, so 10.1.2.3 and 11.1.2.3 collide: the first by name keeps it).
+ */
+function vxlanMembers(local: Domain, self: string, selfIP: string, dropped: string[]): Array<[string, string]> {
+  const byVtep = new Map<string, string>([[vtepAddress(selfIP), self]]);
+  const out: Array<[string, string]> = [];
+  for (const [name, ip] of [...local.nodeIPs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (name === self) continue;
+    if (!isIPv4(ip)) {
+      dropped.push(`Gateway ${local.name}: node ${name} has no IPv4 private IP (${ip}), so it is left out of vxlan`);
+      continue;
+    }
+    const vtep = vtepAddress(ip);
+    const holder = byVtep.get(vtep);
+    if (holder) {
+      dropped.push(`Gateway ${local.name}: node ${name} (${ip}) has the same VTEP address ${vtep} as node ${holder}, so it is left out of vxlan`);
+      continue;
+    }
+    byVtep.set(vtep, name);
+    out.push([name, ip]);
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
-import { isIPv4, isIPv6 } from 'node:net';
-import { endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
+import { isIPv4 } from 'node:net';
+import { endpointPort, formatEndpoint, parseIp, type Endpoint, type Gateway } from '@raven/api-types';
 
 /** A gateway that has an active tunnel endpoint, i.e. a domain reachable over L3. */
 export interface Domain {
@@ -11,6 +11,8 @@ export interface Domain {
   subnets: string[];
   /** Private IPs of the domain's nodes, by node name. */
   nodeIPs: Map<string, string>;
+  /** Names of the domain's nodes (status.nodes): the members pickup saw labelled into the Gateway. */
+  members: Set<string>;
   exposed: boolean;
 }
 
@@ -24,6 +26,7 @@ export function domainOf(gateway: Gateway): Domain | undefined {
     endpoint,
     subnets: uniqueSorted(nodes.flatMap((n) => n.subnets ?? []).filter((s) => s !== '')),
     nodeIPs: new Map(nodes.filter((n) => n.privateIP).map((n) => [n.nodeName, n.privateIP!])),
+    members: new Set(nodes.map((n) => n.nodeName)),
     exposed: (gateway.spec?.exposeType ?? '') !== '',
   };
 }
@@ -43,9 +46,9 @@ export function pickCentral(domains: readonly Domain[]): Domain | undefined {
 
 /** Where a peer can be dialled: its public address and port, when it is not behind NAT and has a public IP. */
 export function peerEndpoint(d: Domain): string | undefined {
-  if (underNAT(d) || !d.endpoint.publicIP) return undefined;
-  const port = d.endpoint.publicPort ?? endpointPort(d.endpoint);
-  return isIPv6(d.endpoint.publicIP) ? `[${d.endpoint.publicIP}]:${port}` : `${d.endpoint.publicIP}:${port}`;
+  const ip = parseIp(d.endpoint.publicIP);
+  if (underNAT(d) || !ip) return undefined;
+  return formatEndpoint(ip, d.endpoint.publicPort ?? endpointPort(d.endpoint));
 }
 
 export const hostPrefix = (ip: string): string => (isIPv4(ip) ? `${ip}/32` : `${ip}/128`);

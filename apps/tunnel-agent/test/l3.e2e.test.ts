@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS, RAVEN_CFG_KEYS, SYSTEM_NAMESPACE, gatewayV1beta1Schema } from '@raven/api-types';
 import { RESOURCES } from '@raven/controller-kit';
-import { RavenBox, startCluster, waitFor, type BoxHost, type BoxNode, type Cluster, type ConnectivityPair } from '@raven/testbed';
+import { RavenBox, missingMonitoredMetrics, startCluster, waitFor, type BoxHost, type BoxNode, type Cluster, type ConnectivityPair } from '@raven/testbed';
 import { isEmptyState, ravenKernelState } from './support.ts';
 
 // This suite stops the apiserver for a minute, so it brings its own control plane.
@@ -101,6 +101,7 @@ describe('the L3 data path in the box (walkthrough topology, WireGuard)', () => 
     expect(metrics).toMatch(/raven_tunnel_peer_reachable\{peer="gw-qingdao"\} 1/);
     expect(metrics).toMatch(/raven_tunnel_peer_handshake_age_seconds\{peer="gw-cloud"\} \d/);
     expect(metrics).toMatch(/raven_tunnel_role\{role="gateway"\} 1/);
+    expect(missingMonitoredMetrics('tunnel-agent', metrics)).toEqual([]);
   });
 
   it('repairs what someone else changed in the kernel within one resync period (30 s), not only on events', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@raven/controller-kit';
 import { addAddress, createNetns, createVethPair, setLinkUp, waitFor, type Netns } from '@raven/testbed';
+import type { Cidr } from '@raven/api-types';
 import type { VpnPlan } from '../src/planner.ts';
 import { VpnDriverError } from '../src/vpn/driver.ts';
 import { LibreswanDriver } from '../src/vpn/libreswan.ts';
@@ -21,7 +22,7 @@ const planFor = (self: 'a' | 'b'): VpnPlan => {
     : ['gw-b', 'gw-a', '198.18.98.2', '198.18.98.1', '10.202.0.0/24', '10.201.0.0/24'];
   return {
     gateway: me, device: 'raven-wg0', listenPort: 4500, mtu: 1436, underNAT: false, localSubnets: [mySubnet], localPrivateIP: myIP, localPublicIP: myIP,
-    peers: [{ gateway: peer, nodeName: peer, publicIP: peerIP, endpoint: `${peerIP}:4500`, allowedIPs: [peerSubnet], relays: [], underNAT: false }],
+    peers: [{ gateway: peer, nodeName: peer, publicIP: peerIP, endpoint: `${peerIP}:4500`, allowedIPs: [peerSubnet] as Cidr[], relays: [], underNAT: false }],
   };
 };
 

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import type { Cidr } from '@raven/api-types';
 import type { VpnPlan } from '../src/planner.ts';
-import { parseConnectionNames, plannedConnections, secretsFile } from '../src/vpn/libreswan.ts';
+import { pairPsk, parseConnectionNames, plannedConnections, secretsFile } from '../src/vpn/libreswan.ts';
 
 const plan: VpnPlan = {
   gateway: 'gw-hz', device: 'raven-wg0', listenPort: 4500, mtu: 1436, underNAT: true,
   localSubnets: ['10.224.1.0/26', '10.224.1.128/26', 'fd00::/64'], localPrivateIP: '172.16.2.103',
   peers: [
-    { gateway: 'gw-cloud', nodeName: 'c1', publicIP: '198.18.0.11', allowedIPs: ['10.224.0.0/26'], relays: [], underNAT: false },
-    { gateway: 'gw-edge', nodeName: 'e1', allowedIPs: ['10.9.0.0/24'], relays: [], underNAT: true },
+    { gateway: 'gw-cloud', nodeName: 'c1', publicIP: '198.18.0.11', allowedIPs: ['10.224.0.0/26'] as Cidr[], relays: [], underNAT: false },
+    { gateway: 'gw-edge', nodeName: 'e1', allowedIPs: ['10.9.0.0/24'] as Cidr[], relays: [], underNAT: true },
   ],
 };
 
@@ -36,8 +37,21 @@ describe('libreswan connections', () => {
     expect(plannedConnections(moved, 'gw-hz').some((c) => before.has(c.name))).toBe(false);
   });
 
-  it('writes one PSK line per peer identity, quoting the secret', () => {
-    expect(secretsFile('gw-hz', plan.peers, 'a "b"')).toBe('@gw-hz @gw-cloud : PSK "a \\"b\\""\n@gw-hz @gw-edge : PSK "a \\"b\\""\n');
+  it('writes one line per peer: the pinned pair of identities and that pair\'s own PSK, never the Secret itself', () => {
+    const text = secretsFile('gw-hz', plan.peers, 'a "b"');
+    expect(text).toBe(`@gw-hz @gw-cloud : PSK "${pairPsk('a "b"', 'gw-hz', 'gw-cloud')}"\n@gw-hz @gw-edge : PSK "${pairPsk('a "b"', 'gw-hz', 'gw-edge')}"\n`);
+    expect(text).not.toContain('a "b"');
+    expect(text).not.toContain('%any');
+  });
+
+  it('derives the same PSK at both ends of a pair and a different one for every other pair', () => {
+    expect(pairPsk('s', 'gw-hz', 'gw-cloud')).toBe(pairPsk('s', 'gw-cloud', 'gw-hz'));
+    expect(pairPsk('s', 'gw-hz', 'gw-cloud')).not.toBe(pairPsk('s', 'gw-hz', 'gw-edge'));
+    expect(pairPsk('s', 'gw-hz', 'gw-cloud')).not.toBe(pairPsk('t', 'gw-hz', 'gw-cloud'));
+  });
+
+  it('refuses a Gateway name that could break out of the secrets file', () => {
+    expect(() => secretsFile('gw-hz', [{ ...plan.peers[0]!, gateway: 'x : PSK "known"\n@gw-hz @y' }], 's')).toThrow(/not a valid Gateway name/);
   });
 
   it('parses connection names from whack --status', () => {

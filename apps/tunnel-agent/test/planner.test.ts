@@ -4,6 +4,10 @@ import { planDataPath, type PlanInput } from '../src/planner.ts';
 import { pickCentral, domainOf } from '../src/topology.ts';
 import { vtepAddress, vtepMac } from '../src/vxlan.ts';
 
+/** Syntactically valid WireGuard keys (base64 of 32 bytes), one per letter. */
+const key = (letter: string) => `${letter.repeat(42)}A=`;
+const K = { C: key('C'), H: key('H'), H2: key('J'), Q: key('Q'), X: key('X') };
+
 const gw = (name: string, spec: object, status: object): Gateway =>
   gatewayV1beta1Schema.parse({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
 const active = (nodeName: string, underNAT: boolean, publicIP?: string, publicKey?: string) =>
@@ -12,15 +16,15 @@ const active = (nodeName: string, underNAT: boolean, publicIP?: string, publicKe
 /** The walkthrough: cloud (public, exposed), hangzhou and qingdao (both behind NAT). */
 const walkthrough = [
   gw('gw-cloud', { exposeType: 'PublicIP' }, {
-    activeEndpoints: [active('cloud-1', false, '198.18.0.11', 'Ckey=')],
+    activeEndpoints: [active('cloud-1', false, '198.18.0.11', K.C)],
     nodes: [{ nodeName: 'cloud-1', privateIP: '192.168.0.195', subnets: ['10.224.0.128/26'] }, { nodeName: 'cloud-2', privateIP: '192.168.0.196', subnets: ['10.224.0.0/26'] }],
   }),
   gw('gw-hangzhou', {}, {
-    activeEndpoints: [active('hz-1', true, undefined, 'Hkey=')],
+    activeEndpoints: [active('hz-1', true, undefined, K.H)],
     nodes: [{ nodeName: 'hz-1', privateIP: '172.16.2.103', subnets: ['10.224.1.128/26'] }, { nodeName: 'hz-2', privateIP: '172.16.2.104', subnets: ['10.224.1.0/26'] }],
   }),
   gw('gw-qingdao', {}, {
-    activeEndpoints: [active('qd-2', true, undefined, 'Qkey=')],
+    activeEndpoints: [active('qd-2', true, undefined, K.Q)],
     nodes: [{ nodeName: 'qd-1', privateIP: '172.16.1.89', subnets: ['10.224.2.128/26'] }, { nodeName: 'qd-2', privateIP: '172.16.1.90', subnets: ['10.224.2.0/26'] }],
   }),
 ];
@@ -62,7 +66,7 @@ describe('planDataPath', () => {
     const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103'));
     expect(plan.role).toEqual({ kind: 'gateway', gateway: 'gw-hangzhou', central: false });
     expect(plan.vpn?.peers).toEqual([{
-      gateway: 'gw-cloud', nodeName: 'cloud-1', publicKey: 'Ckey=', endpoint: '198.18.0.11:4500', publicIP: '198.18.0.11',
+      gateway: 'gw-cloud', nodeName: 'cloud-1', publicKey: K.C, endpoint: '198.18.0.11:4500', publicIP: '198.18.0.11',
       allowedIPs: ['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32'],
       keepaliveSeconds: 5, relays: ['gw-qingdao'], underNAT: false,
     }]);
@@ -89,7 +93,7 @@ describe('planDataPath', () => {
     const members = [...withNodes.ipsets.find((s) => s.name === 'raven-mark-set')!.members];
     expect(members).toEqual(expect.arrayContaining(['172.16.1.89/32', '172.16.1.90/32', '192.168.0.195/32', '192.168.0.196/32']));
     const clash = [gw('gw-x', { exposeType: 'PublicIP' }, {
-      activeEndpoints: [active('x-1', false, '198.18.0.50', 'Xkey=')],
+      activeEndpoints: [active('x-1', false, '198.18.0.50', K.X)],
       nodes: [{ nodeName: 'x-1', privateIP: '198.18.0.50', subnets: ['10.50.0.0/24'] }, { nodeName: 'x-2', privateIP: '172.16.2.104', subnets: ['10.50.1.0/24'] }],
     }), ...walkthrough];
     const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways: clash, forwardNodeIP: true }));
@@ -116,7 +120,7 @@ describe('planDataPath', () => {
 
   it('keeps a warm standby: the candidate has tunnels without routes, and remote gateways peer with it without allowed IPs', () => {
     const withStandby = walkthrough.map((g) => g.metadata.name !== 'gw-hangzhou' ? g : gatewayV1beta1Schema.parse({
-      ...g, spec: { endpoints: [{ nodeName: 'hz-1', type: 'tunnel', underNAT: true }, { nodeName: 'hz-2', type: 'tunnel', underNAT: true, config: { publicKey: 'H2key=' } }] },
+      ...g, spec: { endpoints: [{ nodeName: 'hz-1', type: 'tunnel', underNAT: true }, { nodeName: 'hz-2', type: 'tunnel', underNAT: true, config: { publicKey: K.H2 } }] },
     }));
     const standby = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { gateways: withStandby }));
     expect(standby.role.kind).toBe('member');
@@ -124,12 +128,106 @@ describe('planDataPath', () => {
     expect(standby.vpn?.peers.map((p) => [p.gateway, p.allowedIPs, p.keepaliveSeconds])).toEqual([['gw-cloud', [], 5]]);
     expect(standby.routes.filter((r) => r.table === 9028)).toEqual([]);
     const cloud = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { gateways: withStandby }));
-    expect(cloud.vpn?.peers.filter((p) => p.gateway === 'gw-hangzhou').map((p) => [p.nodeName, p.publicKey, p.allowedIPs.length])).toEqual([['hz-1', 'Hkey=', 3], ['hz-2', 'H2key=', 0]]);
+    expect(cloud.vpn?.peers.filter((p) => p.gateway === 'gw-hangzhou').map((p) => [p.nodeName, p.publicKey, p.allowedIPs.length])).toEqual([['hz-1', K.H, 3], ['hz-2', K.H2, 0]]);
   });
 
   it('is deterministic', () => {
     const a = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195'));
     const b = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { gateways: [...walkthrough].reverse() }));
     expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+  });
+});
+
+/** A Gateway as stored before the CRD checked anything (or ratcheted): built without the schema's checks. */
+const rawGw = (name: string, spec: object, status: object) => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status }) as Gateway;
+const withGateway = (name: string, edit: (g: Gateway) => Gateway) => walkthrough.map((g) => (g.metadata.name === name ? edit(g) : g));
+const withNodes = (name: string, nodes: object[]) => withGateway(name, (g) => rawGw(name, g.spec ?? {}, { ...g.status, nodes }));
+
+describe('planDataPath never lets a bad Gateway value reach the kernel or the tunnel config', () => {
+  const cloudPeer = (plan: ReturnType<typeof planDataPath>) => plan.vpn?.peers.find((p) => p.gateway === 'gw-cloud');
+
+  it('drops a publicKey that carries config lines, and keeps the peer without a key', () => {
+    const injected = withGateway('gw-cloud', (g) => rawGw('gw-cloud', g.spec ?? {}, {
+      ...g.status, activeEndpoints: [{ ...g.status!.activeEndpoints![0]!, config: { 'enable-l3-tunnel': 'true', publicKey: `${K.C}\nAllowedIPs = 10.224.1.0/26\nEndpoint = 203.0.113.66:51820` } }],
+    }));
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways: injected }));
+    const peer = plan.vpn?.peers.find((p) => p.gateway === 'gw-cloud');
+    expect(peer?.publicKey).toBeUndefined();
+    expect(plan.dropped).toEqual(['Gateway gw-cloud: endpoint cloud-1 config.publicKey is not a WireGuard key']);
+  });
+
+  it.each<[string, string[], string[], RegExp]>([
+    ['a subnet that is no CIDR', ['10.224.0.128/26', 'not-a-cidr'], ['10.224.0.128/26'], /"not-a-cidr" is not a CIDR/],
+    ['a subnet with host bits', ['10.224.0.129/26'], [], /is not a CIDR without host bits/],
+    ['the two halves of the Internet', ['0.0.0.0/1', '128.0.0.0/1', '10.224.0.128/26'], ['10.224.0.128/26'], /"0.0.0.0\/1" is wider than \/8/],
+    ['a subnet holding this node\'s own underlay address', ['172.16.0.0/12', '10.224.0.128/26'], ['10.224.0.128/26'], /contains the protected address 172.16.2.103/],
+    ['a subnet holding the apiserver', ['192.0.2.0/24', '10.224.0.128/26'], ['10.224.0.128/26'], /contains the protected address 192.0.2.10/],
+    ['a subnet holding a gateway\'s public address (its own tunnel packets)', ['198.18.0.0/16', '10.224.0.128/26'], ['10.224.0.128/26'], /contains the protected address 198.18.0.11/],
+  ])('drops only %s from status.nodes', (_d, subnets, kept, reason) => {
+    const gateways = withNodes('gw-cloud', [{ nodeName: 'cloud-1', privateIP: '192.168.0.195', subnets }]);
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways, protectedIPs: ['192.0.2.10'] }));
+    expect(plan.dropped.join('\n')).toMatch(reason);
+    expect(cloudPeer(plan)?.allowedIPs.filter((c) => !c.startsWith('10.224.2') && !c.endsWith('/32'))).toEqual(kept);
+    expect(plan.routes.filter((r) => r.table === 9028).map((r) => r.dst)).toEqual(expect.arrayContaining(kept));
+    for (const route of plan.routes) expect(['0.0.0.0/1', '128.0.0.0/1', '172.16.0.0/12', '192.0.2.0/24', '198.18.0.0/16']).not.toContain(route.dst);
+  });
+
+  it('drops an invalid privateIP and an invalid publicIP, keeping the rest', () => {
+    const gateways = withGateway('gw-cloud', (g) => rawGw('gw-cloud', g.spec ?? {}, {
+      ...g.status,
+      activeEndpoints: [{ ...g.status!.activeEndpoints![0]!, publicIP: '198.18.0.11\nAllowedIPs = 0.0.0.0/0' }],
+      nodes: [...g.status!.nodes!, { nodeName: 'cloud-3', privateIP: 'bogus', subnets: ['10.224.0.64/26'] }],
+    }));
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways }));
+    expect(plan.dropped).toEqual([
+      'Gateway gw-cloud: endpoint cloud-1 publicIP "198.18.0.11\nAllowedIPs = 0.0.0.0/0" is not an IP address',
+      'Gateway gw-cloud: node cloud-3 privateIP "bogus" is not an IP address',
+    ]);
+    const peer = plan.vpn!.peers.find((p) => p.gateway === 'gw-cloud')!;
+    expect(peer.endpoint).toBeUndefined();
+    expect(peer.allowedIPs).toContain('10.224.0.64/26');
+  });
+
+  it('leaves an IPv6-first member out of vxlan instead of failing the whole plan', () => {
+    const gateways = withNodes('gw-hangzhou', [
+      { nodeName: 'hz-1', privateIP: '172.16.2.103', subnets: ['10.224.1.128/26'] },
+      { nodeName: 'hz-2', privateIP: '172.16.2.104', subnets: ['10.224.1.0/26'] },
+      { nodeName: 'hz-6', privateIP: 'fd00::6', subnets: ['10.224.1.64/26'] },
+    ]);
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways }));
+    expect(plan.role.kind).toBe('gateway');
+    expect(plan.fdb.map((f) => f.dst)).toEqual(['172.16.2.104']);
+    expect(plan.dropped).toEqual(['Gateway gw-hangzhou: node hz-6 has no IPv4 private IP (fd00::6), so it is left out of vxlan']);
+    const member = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104', { gateways: withNodes('gw-hangzhou', [{ nodeName: 'hz-1', privateIP: 'fd00::1' }, { nodeName: 'hz-2', privateIP: '172.16.2.104' }]) }));
+    expect(member.role).toEqual({ kind: 'none', reason: 'the private IP fd00::1 of gateway node hz-1 is not IPv4, which the vxlan underlay needs' });
+    expect(planDataPath(input('hz-2', 'gw-hangzhou', 'fd00::2')).role.kind).toBe('none');
+  });
+
+  it('gives a VTEP address to one member only when two private IPs map to the same one', () => {
+    const gateways = withNodes('gw-hangzhou', [
+      { nodeName: 'hz-1', privateIP: '172.16.2.103', subnets: ['10.224.1.128/26'] },
+      { nodeName: 'hz-2', privateIP: '172.16.2.104', subnets: ['10.224.1.0/26'] },
+      { nodeName: 'hz-3', privateIP: '173.16.2.104', subnets: ['10.224.1.64/26'] },
+      { nodeName: 'hz-4', privateIP: '171.16.2.103', subnets: ['10.224.1.192/26'] },
+    ]);
+    const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { gateways }));
+    expect(plan.neighbours.map((n) => n.address)).toEqual(['240.16.2.104']);
+    expect(new Set(plan.neighbours.map((n) => n.address)).size).toBe(plan.neighbours.length);
+    expect(plan.dropped).toEqual([
+      'Gateway gw-hangzhou: node hz-3 (173.16.2.104) has the same VTEP address 240.16.2.104 as node hz-2, so it is left out of vxlan',
+      'Gateway gw-hangzhou: node hz-4 (171.16.2.103) has the same VTEP address 240.16.2.103 as node hz-1, so it is left out of vxlan',
+    ]);
+  });
+
+  it('takes standby peers only from endpoints whose nodes are members of the Gateway', () => {
+    const gateways = withGateway('gw-hangzhou', (g) => gatewayV1beta1Schema.parse({
+      ...g, spec: { endpoints: [
+        { nodeName: 'hz-1', type: 'tunnel', underNAT: true },
+        { nodeName: 'hz-2', type: 'tunnel', underNAT: true, config: { publicKey: K.H2 } },
+        { nodeName: 'intruder', type: 'tunnel', underNAT: true, config: { publicKey: K.X } },
+      ] },
+    }));
+    const cloud = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { gateways }));
+    expect(cloud.vpn?.peers.filter((p) => p.gateway === 'gw-hangzhou').map((p) => p.nodeName)).toEqual(['hz-1', 'hz-2']);
   });
 });

@@ -3,6 +3,7 @@ import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWireguardKey, type Cidr } from '@raven/api-types';
 import { createLogger } from '@raven/controller-kit';
 import { binaryPath, createNetns, createVethPair, waitFor, type Netns } from '@raven/testbed';
 import type { VpnPlan } from '../src/planner.ts';
@@ -29,16 +30,16 @@ function newDriver(side: 'edge' | 'cloud', stateDir: string): WireguardDriver {
 }
 
 function planFor(side: 'edge' | 'cloud'): VpnPlan {
-  const base = { gateway: `gw-${side}`, device: devices[side], listenPort: 4500, mtu: 1420, presharedKey: Buffer.alloc(32, 7).toString('base64'), localSubnets: [] };
+  const base = { gateway: `gw-${side}`, device: devices[side], listenPort: 4500, mtu: 1420, presharedKey: parseWireguardKey(Buffer.alloc(32, 7).toString('base64')), localSubnets: [] };
   if (side === 'edge') {
     return {
       ...base, underNAT: true, localPrivateIP: '198.18.97.1',
-      peers: [{ gateway: 'gw-cloud', nodeName: 'cloud', publicKey: publicKeys.cloud, endpoint: '198.18.97.2:4500', allowedIPs: [`${TUNNEL.cloud}/32`], keepaliveSeconds: 1, relays: [], underNAT: false }],
+      peers: [{ gateway: 'gw-cloud', nodeName: 'cloud', publicKey: parseWireguardKey(publicKeys.cloud), endpoint: '198.18.97.2:4500', allowedIPs: [`${TUNNEL.cloud}/32` as Cidr], keepaliveSeconds: 1, relays: [], underNAT: false }],
     };
   }
   return {
     ...base, underNAT: false, localPrivateIP: '198.18.97.2', localPublicIP: '198.18.97.2',
-    peers: [{ gateway: 'gw-edge', nodeName: 'edge', publicKey: publicKeys.edge, allowedIPs: [`${TUNNEL.edge}/32`], relays: [], underNAT: true }],
+    peers: [{ gateway: 'gw-edge', nodeName: 'edge', publicKey: parseWireguardKey(publicKeys.edge), allowedIPs: [`${TUNNEL.edge}/32` as Cidr], relays: [], underNAT: true }],
   };
 }
 

@@ -5,9 +5,15 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@raven/controller-kit';
 import { hostExec } from '@raven/netlink';
+import type { Cidr, WireguardKey } from '@raven/api-types';
 import type { VpnPlan } from '../src/planner.ts';
 import { loadOrCreateKeys } from '../src/vpn/keys.ts';
-import { WireguardDriver, parseDump } from '../src/vpn/wireguard.ts';
+import { VpnDriverError } from '../src/vpn/driver.ts';
+import { WireguardDriver, parseDump, renderWireguardConfig } from '../src/vpn/wireguard.ts';
+
+const key = (letter: string) => `${letter.repeat(42)}A=` as WireguardKey;
+const cidrs = (...c: string[]) => c as Cidr[];
+const K = { C: key('C'), S: key('S'), PSK: key('P') };
 
 const dir = mkdtempSync(join(tmpdir(), 'raven-wgkeys-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,18 +33,41 @@ describe('WireGuard config', () => {
     const driver = new WireguardDriver({ exec: hostExec, log: createLogger('t', { level: 'silent' }), stateDir: dir, device: 'raven-wg0', implementation: 'userspace' });
     await driver.init();
     const plan: VpnPlan = {
-      gateway: 'gw', device: 'raven-wg0', listenPort: 4500, mtu: 1420, presharedKey: 'cHNr', underNAT: true, localSubnets: [], localPrivateIP: '10.0.0.1',
+      gateway: 'gw', device: 'raven-wg0', listenPort: 4500, mtu: 1420, presharedKey: K.PSK, underNAT: true, localSubnets: [], localPrivateIP: '10.0.0.1',
       peers: [
-        { gateway: 'gw-c', nodeName: 'c', publicKey: 'Ckey=', endpoint: '198.18.0.11:4500', allowedIPs: ['10.1.0.0/24', '10.2.0.0/24'], keepaliveSeconds: 5, relays: [], underNAT: false },
-        { gateway: 'gw-s', nodeName: 's', publicKey: 'Skey=', allowedIPs: [], relays: [], underNAT: true },
-        { gateway: 'gw-x', nodeName: 'x', allowedIPs: ['10.3.0.0/24'], relays: [], underNAT: true },
+        { gateway: 'gw-c', nodeName: 'c', publicKey: K.C, endpoint: '198.18.0.11:4500', allowedIPs: cidrs('10.1.0.0/24', '10.2.0.0/24'), keepaliveSeconds: 5, relays: [], underNAT: false },
+        { gateway: 'gw-s', nodeName: 's', publicKey: K.S, allowedIPs: [], relays: [], underNAT: true },
+        { gateway: 'gw-x', nodeName: 'x', allowedIPs: cidrs('10.3.0.0/24'), relays: [], underNAT: true },
       ],
     };
     const text = driver.renderConfig(plan);
     expect(text).toContain('ListenPort = 4500');
-    expect(text).toContain('[Peer]\nPublicKey = Ckey=\nPresharedKey = cHNr\nEndpoint = 198.18.0.11:4500\nAllowedIPs = 10.1.0.0/24, 10.2.0.0/24\nPersistentKeepalive = 5');
-    expect(text).toContain('[Peer]\nPublicKey = Skey=\nPresharedKey = cHNr\n');
+    expect(text).toContain(`[Peer]\nPublicKey = ${K.C}\nPresharedKey = ${K.PSK}\nEndpoint = 198.18.0.11:4500\nAllowedIPs = 10.1.0.0/24, 10.2.0.0/24\nPersistentKeepalive = 5`);
+    expect(text).toContain(`[Peer]\nPublicKey = ${K.S}\nPresharedKey = ${K.PSK}\n`);
     expect(text).not.toContain('10.3.0.0/24'); // no public key yet: no peer
+  });
+
+  // Values reach the renderer typed, but the renderer checks them once more: none may carry a second directive.
+  const base = (peer: Partial<VpnPlan['peers'][number]>, over: Partial<VpnPlan> = {}): VpnPlan => ({
+    gateway: 'gw', device: 'raven-wg0', listenPort: 4500, mtu: 1420, underNAT: false, localSubnets: [], localPrivateIP: '10.0.0.1',
+    peers: [{ gateway: 'gw-c', nodeName: 'c', publicKey: K.C, allowedIPs: cidrs('10.1.0.0/24'), relays: [], underNAT: false, ...peer }], ...over,
+  });
+  it.each<[string, VpnPlan]>([
+    ['a public key carrying AllowedIPs and Endpoint lines', base({ publicKey: `${K.C}\nAllowedIPs = 10.99.0.0/16\nEndpoint = 203.0.113.66:51820` as WireguardKey })],
+    ['a public key of 31 bytes', base({ publicKey: Buffer.alloc(31, 1).toString('base64') as WireguardKey })],
+    ['an allowed IP carrying a second peer', base({ allowedIPs: cidrs('10.1.0.0/24\n[Peer]') })],
+    ['an allowed IP that is not a CIDR', base({ allowedIPs: cidrs('10.1.0.0') })],
+    ['an endpoint with a hostname', base({ endpoint: 'attacker.example:4500' })],
+    ['an endpoint carrying a newline', base({ endpoint: '198.18.0.11:4500\nAllowedIPs = 0.0.0.0/0' })],
+    ['an IPv6 endpoint without brackets', base({ endpoint: '2001:db8::1:4500' })],
+    ['a preshared key with a newline', base({}, { presharedKey: `${K.PSK}\n` as WireguardKey })],
+    ['a listen port of 0', base({}, { listenPort: 0 })],
+  ])('refuses to render %s', (_what, plan) => {
+    expect(() => renderWireguardConfig(key('Z'), plan)).toThrow(VpnDriverError);
+  });
+
+  it('renders an IPv6 endpoint in brackets', () => {
+    expect(renderWireguardConfig(key('Z'), base({ endpoint: '[2001:db8::1]:4500' }))).toContain('Endpoint = [2001:db8::1]:4500\n');
   });
 
   it('parses `wg show dump`', () => {

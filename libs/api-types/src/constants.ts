@@ -61,7 +61,7 @@ export const PORTS = {
   kubeletReadOnly: 10255,
 } as const;
 
-export const EVENTS = { elected: 'ActiveEndpointElected', lost: 'ActiveEndpointLost' } as const;
+export const EVENTS = { elected: 'ActiveEndpointElected', lost: 'ActiveEndpointLost', extraCIDRsRefused: 'ExtraAllowedSourceCIDRsRefused' } as const;
 
 export const ENDPOINT_TYPES = ['proxy', 'tunnel'] as const;
 export type EndpointType = (typeof ENDPOINT_TYPES)[number];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ENDPOINT_TYPES, EXPOSE_TYPES, GROUP, GATEWAY_KIND, V1ALPHA1, V1BETA1 } from './constants.ts';
-import { PORT_LIST_PATTERN } from './ports.ts';
+import { DNS1123_SUBDOMAIN_PATTERN, isDnsSubdomain, parseIp, parseWireguardKey, WIREGUARD_KEY_PATTERN } from './net.ts';
+import { isValidPortList } from './ports.ts';
 
 /**
  * Gateway `raven.openyurt.io` v1alpha1 and v1beta1: field-for-field compatible with upstream.
@@ -16,17 +17,36 @@ const cel = (...rules: CelRule[]) => ({ 'x-kubernetes-validations': rules });
 export const MAX_ENDPOINTS = 64;
 export const MAX_STATUS_NODES = 10_000;
 
+/**
+ * A rule the apiserver enforces (CEL in the generated CRD) and every reader enforces too (the same check in zod),
+ * with one message that reads as a sentence about the field.
+ */
+function checked<T extends z.ZodType>(schema: T, rule: string, message: string, test: (value: z.output<T>) => boolean, meta: Record<string, unknown> = {}) {
+  return schema.refine(test, { message }).meta({ ...meta, ...cel({ rule, message }) });
+}
+
 const port = z.number().int().min(1).max(65535);
-const nodeName = z.string().min(1).max(253);
-const portList = z
-  .string()
-  .max(512)
-  .regex(new RegExp(PORT_LIST_PATTERN))
-  .meta(cel({ rule: "self.split(',').all(p, int(p) >= 1 && int(p) <= 65535)", message: 'every port in the list must be within 1-65535' }));
-const ipAddress = z
-  .string()
-  .max(64)
-  .meta(cel({ rule: "self == '' || isIP(self)", message: 'must be a valid IPv4 or IPv6 address' }));
+const nodeName = checked(
+  z.string().min(1).max(253),
+  `self.matches('${DNS1123_SUBDOMAIN_PATTERN.replace(/\\/g, '\\\\')}')`,
+  'must be a valid node name: lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+  isDnsSubdomain,
+);
+// One rule: CEL's && does not evaluate int() once the pattern has failed, so no conversion error reaches the user.
+const portList = checked(
+  z.string().max(512),
+  "self == '' || (self.matches('^[0-9]{1,5}(,[0-9]{1,5})*$') && self.split(',').all(p, int(p) >= 1 && int(p) <= 65535))",
+  'must be a comma-separated list of port numbers within 1-65535 (empty means no ports)',
+  isValidPortList,
+);
+const ipAddress = checked(z.string().max(64), "self == '' || isIP(self)", 'must be a valid IPv4 or IPv6 address', (s) => s === '' || !!parseIp(s));
+const endpointConfig = checked(
+  z.record(z.string().max(253), z.string().max(4096)),
+  `!('publicKey' in self) || self['publicKey'].matches('${WIREGUARD_KEY_PATTERN}')`,
+  'config.publicKey must be a WireGuard public key: the base64 form of exactly 32 bytes',
+  (c) => c.publicKey === undefined || !!parseWireguardKey(c.publicKey),
+  { maxProperties: 64 },
+);
 
 const labelSelector = z.object({
   matchLabels: z.record(z.string(), z.string()).optional(),
@@ -50,13 +70,27 @@ const endpointFields = {
   natType: z.string().max(64).optional(),
   publicIP: ipAddress.optional(),
   publicPort: port.optional(),
-  config: z.record(z.string().max(253), z.string().max(4096)).optional().meta({ maxProperties: 64 }),
+  config: endpointConfig.optional(),
 };
 
 export const endpointSchema = z.object({ ...endpointFields, type: z.enum(ENDPOINT_TYPES) });
 export type Endpoint = z.infer<typeof endpointSchema>;
 const endpointV1alpha1Schema = z.object({ ...endpointFields, type: z.enum(ENDPOINT_TYPES).optional() });
 export type EndpointV1alpha1 = z.infer<typeof endpointV1alpha1Schema>;
+
+/**
+ * Status is written by gateway-pickup (copied from the checked spec) and, for `connections`, by agents whose writes the
+ * admission policy confines. Its entries carry no CEL (the apiserver's cost budget for 10,000 nodes would not allow
+ * it) and parse leniently: readers such as the tunnel-agent check each value and drop a bad entry alone.
+ */
+const lenientEndpointFields = {
+  ...endpointFields,
+  nodeName: z.string().min(1).max(253),
+  publicIP: z.string().max(64).optional(),
+  config: z.record(z.string().max(253), z.string().max(4096)).optional().meta({ maxProperties: 64 }),
+};
+const statusEndpointSchema = z.object({ ...lenientEndpointFields, type: z.enum(ENDPOINT_TYPES) });
+const statusEndpointV1alpha1Schema = z.object({ ...lenientEndpointFields, type: z.enum(ENDPOINT_TYPES).optional() });
 
 // Upstream gives Replicas no default, so a Gateway that omits them never elects anything; ours default to 1.
 export const proxyConfigSchema = z.object({
@@ -113,7 +147,7 @@ const gatewaySpecV1alpha1Schema = z
   .meta(specRules);
 
 export const nodeInfoSchema = z.object({
-  nodeName,
+  nodeName: z.string().min(1).max(253),
   privateIP: z.string().max(64).optional(),
   subnets: z.array(z.string().max(64)).max(256).optional(),
 });
@@ -132,7 +166,7 @@ export type Condition = z.infer<typeof conditionSchema>;
 /** A tunnel endpoint's view of one peer gateway, reported by its agent (like Submariner's connection status). */
 export const connectionSchema = z.object({
   gateway: z.string().max(253),
-  nodeName,
+  nodeName: z.string().min(1).max(253),
   endpoint: z.string().max(128).optional(),
   status: z.enum(['Connected', 'Connecting', 'Error']),
   statusMessage: z.string().max(1024).optional(),
@@ -145,13 +179,13 @@ export type Connection = z.infer<typeof connectionSchema>;
 
 const statusFields = {
   nodes: z.array(nodeInfoSchema).max(MAX_STATUS_NODES).optional(),
-  activeEndpoints: z.array(endpointSchema).max(MAX_ENDPOINTS).optional(),
+  activeEndpoints: z.array(statusEndpointSchema).max(MAX_ENDPOINTS).optional(),
   conditions: z.array(conditionSchema).max(16).optional(),
   connections: z.array(connectionSchema).max(1024).optional(),
 };
 export const gatewayStatusSchema = z.object(statusFields);
 export type GatewayStatus = z.infer<typeof gatewayStatusSchema>;
-const gatewayStatusV1alpha1Schema = z.object({ ...statusFields, activeEndpoint: endpointV1alpha1Schema.optional() });
+const gatewayStatusV1alpha1Schema = z.object({ ...statusFields, activeEndpoint: statusEndpointV1alpha1Schema.optional() });
 
 export const objectMetaSchema = z.looseObject({
   name: z.string(),

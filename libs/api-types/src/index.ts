@@ -1,5 +1,6 @@
 export * from './constants.ts';
 export * from './ports.ts';
+export * from './net.ts';
 export * from './gateway.ts';
 export * from './conversion.ts';
 export * from './helpers.ts';

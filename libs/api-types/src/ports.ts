@@ -13,6 +13,16 @@ export function isValidPort(port: number): boolean {
   return Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
+/** A well-formed list: empty (no ports), or comma-separated port numbers within 1-65535. */
+export function isValidPortList(input: string): boolean {
+  try {
+    parsePortList(input);
+    return input.trim() === input && !/\s/.test(input);
+  } catch {
+    return false;
+  }
+}
+
 /** Parses `"10255,9445"` into `[10255, 9445]` (input order, duplicates removed). Empty or absent input is `[]`. */
 export function parsePortList(input: string | undefined): number[] {
   if (input === undefined || input.trim() === '') return [];

@@ -64,7 +64,7 @@ function v1beta1Samples(): Gateway[] {
   const base = { apiVersion: 'raven.openyurt.io/v1beta1' as const, kind: 'Gateway' as const };
   const endpoints = [
     { nodeName: 'a', type: 'proxy' as const },
-    { nodeName: 'a', type: 'tunnel' as const, port: 4501, underNAT: false, natType: 'FullCone', publicIP: '2001:db8::1', publicPort: 30000, config: { publicKey: 'k=' } },
+    { nodeName: 'a', type: 'tunnel' as const, port: 4501, underNAT: false, natType: 'FullCone', publicIP: '2001:db8::1', publicPort: 30000, config: { publicKey: 'k'.repeat(42) + 'A=' } },
     { nodeName: 'b', type: 'tunnel' as const },
   ];
   return [

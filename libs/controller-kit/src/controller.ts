@@ -27,7 +27,7 @@ export class Controller {
   private resyncPending?: { keys: Set<string>; started: number };
 
   constructor(private readonly opts: ControllerOptions) {
-    this.queue = new WorkQueue({ name: opts.name, registry: opts.registry, metricPrefix: opts.metricPrefix });
+    this.queue = new WorkQueue({ name: opts.name, registry: opts.registry });
     let m = metricsByRegistry.get(opts.registry);
     if (!m) {
       m = {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { AgentOptions, RequestOptions } from 'node:https';
-import { parse } from 'yaml';
+import { delimiter, dirname, isAbsolute, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
@@ -17,12 +18,24 @@ export interface Credentials {
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-const kubeconfigSchema = z.object({
-  'current-context': z.string().optional(),
-  clusters: z.array(z.object({ name: z.string(), cluster: z.looseObject({ server: z.string(), 'certificate-authority-data': z.string().optional(), 'certificate-authority': z.string().optional(), 'insecure-skip-tls-verify': z.boolean().optional(), 'tls-server-name': z.string().optional() }) })),
-  users: z.array(z.object({ name: z.string(), user: z.looseObject({}).optional() })).optional(),
-  contexts: z.array(z.object({ name: z.string(), context: z.looseObject({ cluster: z.string(), user: z.string().optional() }) })),
+const clusterSchema = z.looseObject({
+  server: z.string(), 'certificate-authority-data': z.string().optional(), 'certificate-authority': z.string().optional(),
+  'insecure-skip-tls-verify': z.boolean().optional(), 'tls-server-name': z.string().optional(), 'proxy-url': z.string().optional(),
 });
+const kubeconfigFileSchema = z.looseObject({
+  'current-context': z.string().optional(),
+  clusters: z.array(z.looseObject({ name: z.string(), cluster: clusterSchema })).nullish(),
+  users: z.array(z.looseObject({ name: z.string(), user: z.looseObject({}).nullish() })).nullish(),
+  contexts: z.array(z.looseObject({ name: z.string(), context: z.looseObject({ cluster: z.string(), user: z.string().optional() }) })).nullish(),
+});
+type KubeconfigFile = z.infer<typeof kubeconfigFileSchema>;
+interface Kubeconfig {
+  source: string;
+  'current-context'?: string;
+  clusters: Array<{ name: string; cluster: z.infer<typeof clusterSchema> }>;
+  users: Array<{ name: string; user?: Record<string, unknown> | null }>;
+  contexts: Array<{ name: string; context: { cluster: string; user?: string } }>;
+}
 const simpleUserSchema = z.strictObject({
   'client-certificate-data': z.string().optional(),
   'client-certificate': z.string().optional(),
@@ -39,12 +52,50 @@ const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
  * certificates or tokens (the shapes clusters and ServiceAccounts produce) are read directly; anything else (exec
  * plugins, auth providers, basic auth) goes through @kubernetes/client-node's KubeConfig, loaded only then, which
  * keeps its ~40 MB of generated models out of every process that does not need them.
+ * Loading follows kubectl: `--kubeconfig` names one file that must exist; $KUBECONFIG is a list merged in order
+ * (the first file to define a name or the current context wins; missing files are skipped); relative paths are
+ * resolved against the file that holds them.
  */
 export async function loadCredentials(kubeconfig?: string): Promise<Credentials> {
-  const path = kubeconfig || process.env.KUBECONFIG;
-  if (path) return fromKubeconfig(path);
+  if (kubeconfig) return fromKubeconfig(readKubeconfigs([kubeconfig], true));
+  const list = (process.env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
+  if (list.length > 0) return fromKubeconfig(readKubeconfigs(list, false));
   if (process.env.KUBERNETES_SERVICE_HOST) return inCluster();
   throw new ConfigError('no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster');
+}
+
+const PATH_KEYS = { cluster: ['certificate-authority'], user: ['client-certificate', 'client-key', 'tokenFile'] } as const;
+
+function absolutePaths<T extends Record<string, unknown>>(stanza: T, keys: readonly string[], base: string): T {
+  const out: Record<string, unknown> = { ...stanza };
+  for (const key of keys) if (typeof out[key] === 'string' && out[key] !== '' && !isAbsolute(out[key])) out[key] = resolve(base, out[key]);
+  return out as T;
+}
+
+/** Reads and merges kubeconfig files as kubectl does. */
+export function readKubeconfigs(paths: readonly string[], mustExist: boolean): Kubeconfig {
+  const merged: Kubeconfig = { source: paths.join(delimiter), clusters: [], users: [], contexts: [] };
+  let found = 0;
+  for (const path of paths) {
+    if (!existsSync(path)) {
+      if (mustExist) throw new ConfigError(`kubeconfig ${path} does not exist`);
+      continue;
+    }
+    found++;
+    let file: KubeconfigFile;
+    try {
+      file = kubeconfigFileSchema.parse(parse(readFileSync(path, 'utf8')) ?? {});
+    } catch (err) {
+      throw new ConfigError(`kubeconfig ${path} is not a valid kubeconfig: ${err instanceof z.ZodError ? z.prettifyError(err) : (err as Error).message}`, { cause: err });
+    }
+    const base = dirname(resolve(path));
+    merged['current-context'] ||= file['current-context'] || undefined;
+    for (const c of file.clusters ?? []) if (!merged.clusters.some((m) => m.name === c.name)) merged.clusters.push({ name: c.name, cluster: absolutePaths(c.cluster, PATH_KEYS.cluster, base) });
+    for (const u of file.users ?? []) if (!merged.users.some((m) => m.name === u.name)) merged.users.push({ name: u.name, user: u.user ? absolutePaths(u.user, PATH_KEYS.user, base) : u.user });
+    for (const c of file.contexts ?? []) if (!merged.contexts.some((m) => m.name === c.name)) merged.contexts.push({ name: c.name, context: c.context });
+  }
+  if (found === 0) throw new ConfigError(`none of the kubeconfig files in KUBECONFIG exists: ${paths.join(', ')}`);
+  return merged;
 }
 
 function inCluster(): Credentials {
@@ -59,16 +110,17 @@ function inCluster(): Credentials {
   };
 }
 
-function fromKubeconfig(path: string): Promise<Credentials> | Credentials {
-  if (!existsSync(path)) throw new ConfigError(`kubeconfig ${path} does not exist`);
-  const config = kubeconfigSchema.parse(parse(readFileSync(path, 'utf8')));
+function fromKubeconfig(config: Kubeconfig): Promise<Credentials> | Credentials {
+  const where = `kubeconfig ${config.source}`;
   const contextName = config['current-context'] ?? config.contexts[0]?.name;
   const context = config.contexts.find((c) => c.name === contextName)?.context;
-  if (!context) throw new ConfigError(`kubeconfig ${path}: no context "${contextName}"`);
+  if (!context) throw new ConfigError(`${where}: no context "${contextName}"`);
   const cluster = config.clusters.find((c) => c.name === context.cluster)?.cluster;
-  if (!cluster) throw new ConfigError(`kubeconfig ${path}: no cluster "${context.cluster}"`);
-  const user = simpleUserSchema.safeParse(config.users?.find((u) => u.name === context.user)?.user ?? {});
-  if (!user.success) return viaClientNode(path);
+  if (!cluster) throw new ConfigError(`${where}: no cluster "${context.cluster}"`);
+  // Our client dials the API directly; a proxy it silently ignored would send traffic elsewhere than the user meant.
+  if (cluster['proxy-url']) throw new ConfigError(`${where}: cluster "${context.cluster}" sets proxy-url, which Raven's components do not support: they must reach the API server directly (remove proxy-url)`);
+  const user = simpleUserSchema.safeParse(config.users.find((u) => u.name === context.user)?.user ?? {});
+  if (!user.success) return viaClientNode(config);
   const u = user.data;
   const caPem = cluster['certificate-authority-data'] ? b64(cluster['certificate-authority-data']) : cluster['certificate-authority'] ? readFileSync(cluster['certificate-authority'], 'utf8') : undefined;
   const tls: TlsOptions = {
@@ -91,12 +143,13 @@ function fromKubeconfig(path: string): Promise<Credentials> | Credentials {
   };
 }
 
-async function viaClientNode(path: string): Promise<Credentials> {
+async function viaClientNode(config: Kubeconfig): Promise<Credentials> {
   const { KubeConfig } = await import('./client-node-config.ts');
   const kc = new KubeConfig();
-  kc.loadFromFile(path);
+  const { source, ...document } = config;
+  kc.loadFromString(stringify({ apiVersion: 'v1', kind: 'Config', ...document }));
   const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new ConfigError(`kubeconfig ${path} has no current cluster`);
+  if (!cluster) throw new ConfigError(`kubeconfig ${source} has no current cluster`);
   const tls: RequestOptions = {};
   await kc.applyToHTTPSOptions(tls);
   const caPem = cluster.caData ? b64(cluster.caData) : cluster.caFile ? readFileSync(cluster.caFile, 'utf8') : undefined;

@@ -14,8 +14,9 @@ export class HealthServer {
   private readonly readiness = new Map<string, Check>();
   private server?: Server;
 
-  constructor(prefix: string) {
-    collectDefaultMetrics({ register: this.registry, prefix: `${prefix}_` });
+  /** `component` names the app; the default process metrics stay unprefixed (`process_*`, `nodejs_*`) by convention. */
+  constructor(readonly component: string) {
+    collectDefaultMetrics({ register: this.registry });
   }
 
   addLivenessCheck(name: string, check: Check): void {

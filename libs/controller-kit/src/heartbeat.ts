@@ -11,7 +11,6 @@ export interface HeartbeatOptions {
   component: HeartbeatComponent;
   nodeName: string;
   namespace?: string;
-  durationSeconds?: number;
   intervalMs?: number;
 }
 
@@ -28,7 +27,7 @@ export class HeartbeatRenewer {
 
   /** Healthy when the last renewal is younger than the lease duration. */
   healthy(): boolean {
-    return Date.now() - this.lastSuccess < (this.opts.durationSeconds ?? HEARTBEAT.defaultDurationSeconds) * 1_000;
+    return Date.now() - this.lastSuccess < HEARTBEAT.durationSeconds * 1_000;
   }
 
   async run(signal: AbortSignal, active: () => boolean = () => true): Promise<void> {
@@ -52,7 +51,7 @@ export class HeartbeatRenewer {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: { name: this.leaseName, namespace, labels: { [HEARTBEAT.label]: component }, ...(resourceVersion ? { resourceVersion } : {}) },
-      spec: { holderIdentity: nodeName, leaseDurationSeconds: this.opts.durationSeconds ?? HEARTBEAT.defaultDurationSeconds, renewTime: microTime() },
+      spec: { holderIdentity: nodeName, leaseDurationSeconds: HEARTBEAT.durationSeconds, renewTime: microTime() },
     });
     const ref = { namespace, name: this.leaseName };
     type Written = { metadata: { resourceVersion: string } };

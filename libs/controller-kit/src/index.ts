@@ -15,3 +15,4 @@ export * from './heartbeat.ts';
 export * from './equal.ts';
 export * from './controller.ts';
 export * from './credentials.ts';
+export * from './mirrored-counter.ts';

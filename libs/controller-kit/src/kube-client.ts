@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { StringDecoder } from 'node:string_decoder';
 import { Counter, type Registry } from 'prom-client';
 import { loadCredentials, type Credentials } from './credentials.ts';
 import { ApiError } from './errors.ts';
@@ -214,14 +215,9 @@ export class KubeClient {
     }
     res.socket.setKeepAlive(true, 30_000);
     onOpen?.();
-    let pending = '';
+    const lines = new LineDecoder();
     for await (const chunk of res) {
-      pending += (chunk as Buffer).toString('utf8');
-      let newline: number;
-      while ((newline = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        if (!line.trim()) continue;
+      for (const line of lines.push(chunk as Buffer)) {
         const event = JSON.parse(line) as WatchEvent<T>;
         if (event.type === 'ERROR') {
           const status = event.object as { code?: number; reason?: string; message?: string };
@@ -234,6 +230,22 @@ export class KubeClient {
 
   close(): void {
     this.agent.destroy();
+  }
+}
+
+/**
+ * Splits a byte stream into its non-empty lines. Bytes are decoded as one UTF-8 stream, so a character whose bytes
+ * arrive in two chunks is decoded whole (a per-chunk toString would turn both halves into U+FFFD).
+ */
+export class LineDecoder {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+
+  push(chunk: Buffer): string[] {
+    this.pending += this.decoder.write(chunk);
+    const parts = this.pending.split('\n');
+    this.pending = parts.pop()!;
+    return parts.filter((line) => line.trim() !== '');
   }
 }
 

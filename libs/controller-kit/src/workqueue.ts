@@ -6,7 +6,6 @@ export interface WorkQueueOptions {
   retryBaseMs?: number;
   retryMaxMs?: number;
   registry?: Registry;
-  metricPrefix?: string;
 }
 
 interface QueueMetrics {
@@ -14,19 +13,33 @@ interface QueueMetrics {
   adds: Counter<'name'>;
   retries: Counter<'name'>;
   latency: Histogram<'name'>;
+  work: Histogram<'name'>;
+  /** Queues whose in-flight work the scrape-time gauges read. */
+  queues: Set<WorkQueue>;
 }
 
 const metricsByRegistry = new WeakMap<Registry, QueueMetrics>();
+const BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 
-function queueMetrics(registry: Registry, prefix: string): QueueMetrics {
+/** client-go's workqueue metric names and meanings, so existing dashboards and alerts apply unchanged. */
+function queueMetrics(registry: Registry): QueueMetrics {
   let m = metricsByRegistry.get(registry);
   if (!m) {
-    m = {
-      depth: new Gauge({ name: `${prefix}_workqueue_depth`, help: 'Keys waiting in the work queue', labelNames: ['name'], registers: [registry] }),
-      adds: new Counter({ name: `${prefix}_workqueue_adds_total`, help: 'Keys added to the work queue', labelNames: ['name'], registers: [registry] }),
-      retries: new Counter({ name: `${prefix}_workqueue_retries_total`, help: 'Keys re-queued after a failed reconcile', labelNames: ['name'], registers: [registry] }),
-      latency: new Histogram({ name: `${prefix}_workqueue_queue_duration_seconds`, help: 'Time a key waits before being processed', labelNames: ['name'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
+    const queues = new Set<WorkQueue>();
+    const inFlight = (pick: (q: WorkQueue) => number) => function (this: Gauge<'name'>) {
+      this.reset();
+      for (const q of queues) this.set({ name: q.name }, pick(q));
     };
+    m = {
+      queues,
+      depth: new Gauge({ name: 'workqueue_depth', help: 'Current depth of the work queue', labelNames: ['name'], registers: [registry] }),
+      adds: new Counter({ name: 'workqueue_adds_total', help: 'Adds handled by the work queue', labelNames: ['name'], registers: [registry] }),
+      retries: new Counter({ name: 'workqueue_retries_total', help: 'Retries (re-queues after a failed reconcile) handled by the work queue', labelNames: ['name'], registers: [registry] }),
+      latency: new Histogram({ name: 'workqueue_queue_duration_seconds', help: 'How long a key stays in the work queue before being processed', labelNames: ['name'], buckets: BUCKETS, registers: [registry] }),
+      work: new Histogram({ name: 'workqueue_work_duration_seconds', help: 'How long processing a key takes', labelNames: ['name'], buckets: BUCKETS, registers: [registry] }),
+    };
+    new Gauge({ name: 'workqueue_unfinished_work_seconds', help: 'Seconds of work in progress not yet observed by work_duration', labelNames: ['name'], registers: [registry], collect: inFlight((q) => q.unfinishedSeconds()) });
+    new Gauge({ name: 'workqueue_longest_running_processor_seconds', help: 'Seconds the longest-running processor of the queue has been running', labelNames: ['name'], registers: [registry], collect: inFlight((q) => q.longestRunningSeconds()) });
     metricsByRegistry.set(registry, m);
   }
   return m;
@@ -45,12 +58,28 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { due: number; timer: NodeJS.Timeout }>();
   private readonly addedAt = new Map<string, number>();
+  private readonly startedAt = new Map<string, number>();
   private waiters: Array<() => void> = [];
   private shuttingDown = false;
   private readonly metrics?: QueueMetrics;
 
   constructor(private readonly opts: WorkQueueOptions) {
-    if (opts.registry) this.metrics = queueMetrics(opts.registry, opts.metricPrefix ?? 'raven');
+    if (opts.registry) {
+      this.metrics = queueMetrics(opts.registry);
+      this.metrics.queues.add(this);
+    }
+  }
+
+  unfinishedSeconds(): number {
+    const now = performance.now();
+    let total = 0;
+    for (const started of this.startedAt.values()) total += now - started;
+    return total / 1_000;
+  }
+
+  longestRunningSeconds(): number {
+    const oldest = Math.min(...this.startedAt.values());
+    return Number.isFinite(oldest) ? (performance.now() - oldest) / 1_000 : 0;
   }
 
   get name(): string {
@@ -117,6 +146,7 @@ export class WorkQueue {
     const key = this.queue.shift()!;
     this.queued.delete(key);
     this.processing.add(key);
+    this.startedAt.set(key, performance.now());
     const added = this.addedAt.get(key);
     this.addedAt.delete(key);
     if (added !== undefined) this.metrics?.latency.observe({ name: this.opts.name }, (performance.now() - added) / 1_000);
@@ -126,6 +156,9 @@ export class WorkQueue {
 
   private done(key: string): void {
     this.processing.delete(key);
+    const started = this.startedAt.get(key);
+    this.startedAt.delete(key);
+    if (started !== undefined) this.metrics?.work.observe({ name: this.opts.name }, (performance.now() - started) / 1_000);
     if (this.dirty.delete(key)) this.add(key);
   }
 
@@ -154,6 +187,7 @@ export class WorkQueue {
 
   shutdown(): void {
     this.shuttingDown = true;
+    this.metrics?.queues.delete(this);
     for (const { timer } of this.delayed.values()) clearTimeout(timer);
     this.delayed.clear();
     this.queue.length = 0;

@@ -121,7 +121,7 @@ describe('EventRecorder and HeartbeatRenewer', () => {
     type Lease = { metadata: { labels: Record<string, string> }; spec: { holderIdentity: string; leaseDurationSeconds: number; renewTime: string } };
     const first = await kube.get<Lease>(RESOURCES.leases, { namespace, name: renewer.leaseName });
     expect(first.metadata.labels[HEARTBEAT.label]).toBe('tunnel');
-    expect(first.spec).toMatchObject({ holderIdentity: node, leaseDurationSeconds: HEARTBEAT.defaultDurationSeconds });
+    expect(first.spec).toMatchObject({ holderIdentity: node, leaseDurationSeconds: HEARTBEAT.durationSeconds });
     await new Promise((r) => setTimeout(r, 20));
     await renewer.renew();
     const second = await kube.get<Lease>(RESOURCES.leases, { namespace, name: renewer.leaseName });

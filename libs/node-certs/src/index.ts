@@ -7,3 +7,4 @@ export {
   inspectCsr, viewCertificate, keyMatchesCertificate, issuedBy, normalizeIp, CsrParseError,
   type CsrFacts, type CertificateView,
 } from './inspect.ts';
+export { exportCertificateExpiry } from './metrics.ts';

@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Pinned upstream versions; scripts/go-binaries.sh builds exactly these (keep the two in step). */
 export const VERSIONS = {
-  kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0',
+  kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0', prometheus: 'v0.316.0',
   'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446',
 } as const;
 
 export type Binary =
   | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'etcd'
-  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'wireguard-go';
+  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool' | 'wireguard-go';
 
 const cacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
 
@@ -22,8 +22,15 @@ const locations: Record<Binary, [dir: () => string, file: string, envtest: boole
   'konnectivity-server': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-server', false],
   'konnectivity-agent': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-agent', false],
   helm: [() => join(cacheRoot(), `helm-${VERSIONS.helm}`), 'helm', false],
+  promtool: [() => join(cacheRoot(), `promtool-${VERSIONS.prometheus}`), 'promtool', false],
   'wireguard-go': [() => join(cacheRoot(), `wireguard-go-${VERSIONS['wireguard-go']}`), 'wireguard-go', false],
 };
+
+/** prometheus-operator's monitoring.coreos.com CRDs (PodMonitor, ServiceMonitor, PrometheusRule), fetched with promtool. */
+export function monitoringCrdFiles(): string[] {
+  const dir = join(dirname(binaryPath('promtool')), 'crds');
+  return ['podmonitors', 'servicemonitors', 'prometheusrules'].map((kind) => join(dir, `monitoring.coreos.com_${kind}.yaml`));
+}
 
 export class MissingBinaryError extends Error {
   override readonly name = 'MissingBinaryError';

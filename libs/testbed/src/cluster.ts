@@ -51,7 +51,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       args: [
         ...args, `--kubeconfig=${pickupKubeconfig}`, '--controllers=webhook', '--leader-elect=false',
         `--webhook-port=${webhookPort}`, `--webhook-url=https://127.0.0.1:${webhookPort}/convert`,
-        '--webhook-host=127.0.0.1', '--health-port=0', '--health-bind=127.0.0.1',
+        '--webhook-host=127.0.0.1', '--webhook-bind=127.0.0.1', '--health-port=0', '--health-bind=127.0.0.1',
       ],
       logFile: join(opts.dir, 'logs', 'gateway-pickup-webhook.log'),
       detached: opts.detached,

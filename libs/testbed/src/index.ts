@@ -16,3 +16,4 @@ export * from './raven-box.ts';
 export * from './l7.ts';
 export * from './websocket.ts';
 export * from './http-connect.ts';
+export * from './monitoring.ts';

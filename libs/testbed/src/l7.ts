@@ -39,7 +39,7 @@ export async function enableL7(kube: KubeClient): Promise<() => Promise<void>> {
  * A kubeconfig for `serviceAccount` whose token is bound to a Pod object on `node`, as a DaemonSet pod's projected
  * token is: the apiserver then records the node in the user's extra info (and so in CSRs the process files).
  */
-export async function boundKubeconfig(kube: KubeClient, cluster: Pick<ClusterInfo, 'server' | 'caPem'>, serviceAccount: string, node: string, dir: string, suffix = ''): Promise<{ kubeconfig: string; pod: string }> {
+export async function boundKubeconfig(kube: KubeClient, cluster: Pick<ClusterInfo, 'server' | 'caPem'>, serviceAccount: string, node: string, dir: string, suffix = '', expirationSeconds = 3600): Promise<{ kubeconfig: string; pod: string }> {
   const pod = `${serviceAccount}-${node}${suffix ? `-${suffix}` : ''}`.slice(0, 63).replace(/-+$/, '');
   const created = await kube.create<{ metadata: { uid: string } }>(RESOURCES.pods, {
     apiVersion: 'v1', kind: 'Pod',
@@ -49,11 +49,17 @@ export async function boundKubeconfig(kube: KubeClient, cluster: Pick<ClusterInf
   const review = await kube.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${ns}/serviceaccounts/${serviceAccount}/token`, {
     body: {
       apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest',
-      spec: { expirationSeconds: 3600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod, uid: created.metadata.uid } },
+      spec: { expirationSeconds, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod, uid: created.metadata.uid } },
     },
   });
   const kubeconfig = writeKubeconfig(join(dir, `${pod}.kubeconfig`), cluster.server, cluster.caPem, { token: review.status.token }, serviceAccount);
   return { kubeconfig, pod };
+}
+
+/** A kubeconfig with a kubelet's client identity (`system:node:<node>`, group system:nodes), as a node's kubelet holds. */
+export async function kubeletKubeconfig(cluster: ClusterInfo, node: string, dir: string): Promise<string> {
+  const pair = await issueCertificate(await clusterCa(cluster), { commonName: `system:node:${node}`, organizations: ['system:nodes'], usages: ['client'], validityDays: 1 });
+  return writeKubeconfig(join(dir, `kubelet-${node}.kubeconfig`), cluster.server, cluster.caPem, { clientCertPem: pair.certPem, clientKeyPem: pair.keyPem }, `kubelet-${node}`);
 }
 
 export async function deletePod(kube: KubeClient, name: string): Promise<void> {

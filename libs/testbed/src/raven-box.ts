@@ -5,10 +5,11 @@ import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { appCommand } from './apps.ts';
 import { binaryPath } from './binaries.ts';
 import { startApp, type AppProcess } from './app-process.ts';
-import { Box, WALKTHROUGH_DIR, type BoxNode, type BoxTopology } from './box/index.ts';
+import { Box, INSIDE_APISERVER, WALKTHROUGH_DIR, type BoxNode, type BoxTopology } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { adminClient } from './clients.ts';
 import { kubectl } from './kubectl.ts';
+import { boundKubeconfig, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
 
@@ -32,7 +33,9 @@ export interface RavenBoxOptions {
  */
 export class RavenBox {
   readonly agents = new Map<string, ManagedProcess>();
-  private agentKubeconfig = '';
+  /** Per node: a tunnel-agent token bound to a Pod on that node, as the DaemonSet's projected token is. */
+  private readonly agentKubeconfigs = new Map<string, string>();
+  private readonly agentPods: string[] = [];
 
   private constructor(
     readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
@@ -58,7 +61,7 @@ export class RavenBox {
         detached: opts.detached,
       });
       const rb = new RavenBox(box, pickup, kube, opts, wireguardGo);
-      rb.agentKubeconfig = await box.kubeconfigFor('raven-tunnel-agent');
+      for (const node of box.nodes) await rb.bindAgent(node.name);
       for (const node of box.nodes) rb.startAgent(node);
       return rb;
     } catch (err) {
@@ -68,10 +71,19 @@ export class RavenBox {
     }
   }
 
+  /** The tunnel-agent's admission policy lets only a token bound to a Pod on the node write that node's key. */
+  private async bindAgent(node: string): Promise<void> {
+    const { kubeconfig, pod } = await boundKubeconfig(
+      this.kube, { server: INSIDE_APISERVER, caPem: this.opts.cluster.caPem }, 'raven-tunnel-agent', node, join(this.opts.dir, 'kubeconfigs'), this.box.id, 86_400,
+    );
+    this.agentKubeconfigs.set(node, kubeconfig);
+    this.agentPods.push(pod);
+  }
+
   startAgent(node: BoxNode): ManagedProcess {
     const { command, args } = appCommand('tunnel-agent');
     const proc = node.spawn(command, [
-      ...args, `--kubeconfig=${this.agentKubeconfig}`, `--node-name=${node.name}`, `--state-dir=${node.stateDir}`,
+      ...args, `--kubeconfig=${this.agentKubeconfigs.get(node.name)}`, `--node-name=${node.name}`, `--state-dir=${node.stateDir}`,
       '--forward-node-ip', '--health-bind=127.0.0.1', `--wireguard-go=${this.wireguardGo}`, ...(this.opts.agentArgs ?? []),
     ], { name: 'tunnel-agent' });
     this.agents.set(node.name, proc);
@@ -149,6 +161,7 @@ export class RavenBox {
   async down(): Promise<void> {
     for (const proc of this.agents.values()) await proc.stop(2_000).catch(() => undefined);
     await this.pickup.stop().catch(() => undefined);
+    for (const pod of this.agentPods) await deletePod(this.kube, pod).catch(() => undefined);
     this.kube.close();
     await this.box.down();
   }

@@ -38,8 +38,13 @@ export class GrpcStatusError extends Error {
   }
 }
 
-/** Largest message accepted from a peer; upstream sends DATA of at most 32 KiB and accepts 4 MiB by default. */
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest message an agent accepts from a server: gRPC's default receive limit (upstream servers relay callers' writes). */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Largest message a server accepts from an agent: agents send DATA of at most 64 KiB (ours) or 32 KiB (upstream's), so
+ * anything much larger is an attack on the server's memory.
+ */
+export const MAX_AGENT_MESSAGE_BYTES = 256 * 1024;
 /** HTTP/2 receive window per stream and per connection: one tunnel is one stream, so it bounds a tunnel's throughput per RTT. */
 export const RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
 /**
@@ -229,6 +234,8 @@ export interface AgentServiceOptions {
    * stream, so agent->server throughput is at most one window per round trip: 64 KiB is 1.3 MB/s over a 50 ms link.
    */
   receiveWindowBytes?: number;
+  /** Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS); an agent needs one. Default 16. */
+  maxConcurrentStreams?: number;
 }
 
 export interface AgentServiceHandle {
@@ -248,7 +255,7 @@ export function serveAgentService(server: Http2Server | Http2SecureServer, onCon
     session.once('close', () => sessions.delete(session));
     session.on('error', () => undefined);
     if (window > 0) session.setLocalWindowSize(window);
-    session.settings({ maxFrameSize: MAX_FRAME_BYTES, ...(window > 0 ? { initialWindowSize: window } : {}) });
+    session.settings({ maxFrameSize: MAX_FRAME_BYTES, maxConcurrentStreams: options.maxConcurrentStreams ?? 16, ...(window > 0 ? { initialWindowSize: window } : {}) });
     keepAlive(session, options.keepaliveMs ?? 30_000, options.keepaliveTimeoutMs ?? 10_000);
   });
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders?: string[]) => {

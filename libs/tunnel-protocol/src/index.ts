@@ -5,8 +5,8 @@ export type {
 export { encodePacket, encodePacketFrame, decodePacket } from './codec.ts';
 export { CONNECT_METHOD_PATH, MetadataKey, BEARER_PREFIX } from './service.ts';
 export {
-  GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, keepAlive, encodeGrpcMessage, decodeGrpcMessage,
-  MAX_MESSAGE_BYTES, type AgentServiceHandle, type AgentServiceOptions, type ConnectTls,
+  GrpcStatus, GrpcStatusError, MessageDeframer, IncomingCall, serveAgentService, startConnectCall, keepAlive, encodeGrpcMessage, decodeGrpcMessage,
+  MAX_AGENT_MESSAGE_BYTES, MAX_MESSAGE_BYTES, type AgentServiceHandle, type AgentServiceOptions, type ConnectTls,
 } from './grpc.ts';
 export { formatAgentIdentifiers, parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 export {
@@ -18,8 +18,8 @@ export { MAX_DATA_CHUNK } from './link.ts';
 export { TunnelStream } from './tunnel-stream.ts';
 export { spliceStreams } from './splice.ts';
 export {
-  TunnelServer,
-  type TunnelServerOptions, type TunnelServerEvents, type TunnelServerStats,
+  TunnelServer, DEFAULT_LIMITS,
+  type AgentLimits, type TunnelServerOptions, type TunnelServerEvents, type TunnelServerStats,
   type AgentAdmission, type AgentInfo, type AgentSelector, type DialOptions,
 } from './server.ts';
 export { tcpDialer, parseHostPort, describeDialError, type Dialer, type DialContext } from './dialer.ts';

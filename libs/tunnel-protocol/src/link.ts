@@ -12,6 +12,12 @@ export const MAX_DATA_CHUNK = 64 * 1024;
  * quarter of one DATA chunk and would stall the pipeline after every chunk; 1 MiB is about 7 ms at 150 MB/s.
  */
 const LINK_BUFFER_BYTES = 1024 * 1024;
+/**
+ * Control packets (CLOSE_REQ, DIAL_CLS, ...) are queued past congestion, since their senders cannot wait; beyond this
+ * many queued bytes the peer is not reading them (for example while flooding DATA for unknown connections), and the
+ * link refuses more: its owner ends it.
+ */
+export const CONTROL_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
  * One Connect stream (an HTTP/2 stream carrying gRPC-framed packets) shared by many tunnelled
@@ -23,15 +29,16 @@ const LINK_BUFFER_BYTES = 1024 * 1024;
  *    (and so, through HTTP/2 flow control, stops the peer) until every holder has `release`d it.
  *    The protocol has no per-connection window, so a stalled consumer stalls its whole tunnel,
  *    exactly as in upstream konnectivity; the alternative is unbounded buffering.
- * Control packets ignore congestion: they are few and small, and their senders cannot wait.
+ * Control packets ignore congestion: they are few and small, and their senders cannot wait; `sendControl` bounds them.
  */
 export class PacketLink {
   private readonly writeWaiters = new Set<() => void>();
   private readonly holders = new Set<object>();
   private closed = false;
-  private readonly deframer = new MessageDeframer();
+  private readonly deframer: MessageDeframer;
 
-  constructor(private readonly call: Duplex) {
+  constructor(private readonly call: Duplex, maxMessageBytes?: number) {
+    this.deframer = new MessageDeframer(maxMessageBytes);
     call.on('drain', this.onDrain);
   }
 
@@ -66,6 +73,17 @@ export class PacketLink {
   send(packet: Packet): boolean {
     if (this.closed || this.call.writableEnded || this.call.destroyed) return false;
     return this.call.write(encodePacketFrame(packet));
+  }
+
+  /**
+   * Queues a control packet whatever the congestion, up to CONTROL_BACKLOG_BYTES queued in all; returns false (and
+   * queues nothing) beyond that: the peer does not read, and the caller ends the link.
+   */
+  sendControl(packet: Packet): boolean {
+    if (this.closed || this.call.writableEnded || this.call.destroyed) return true;
+    if (this.call.writableLength >= CONTROL_BACKLOG_BYTES) return false;
+    this.call.write(encodePacketFrame(packet));
+    return true;
   }
 
   /** Calls `resume` after the next drain; only meaningful while `congested`. Idempotent per callback. */

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { DialError, HandshakeError, type DialFailureReason } from './errors.ts';
-import { GrpcStatus, serveAgentService, type AgentServiceHandle, type AgentServiceOptions, type IncomingCall } from './grpc.ts';
+import { GrpcStatus, MAX_AGENT_MESSAGE_BYTES, serveAgentService, type AgentServiceHandle, type AgentServiceOptions, type IncomingCall } from './grpc.ts';
 import { parseAgentIdentifiers, emptyIdentifiers, type AgentIdentifiers } from './identifiers.ts';
 import { PacketLink } from './link.ts';
 import { silentLogger, type Logger } from './logger.ts';
@@ -58,8 +58,35 @@ export interface TunnelServerOptions {
   dialTimeoutMs?: number;
   /** Per-direction buffer of each TunnelStream, in bytes. */
   streamHighWaterMark?: number;
+  /** Bounds on what one agent may hold (see DEFAULT_LIMITS); a stream that exceeds them is ended. */
+  limits?: Partial<AgentLimits>;
   logger?: Logger;
 }
+
+/** What one agent may cost a server. */
+export interface AgentLimits {
+  /** Concurrent Connect streams per agentID (our agents hold one per server; reconnects briefly overlap). */
+  streamsPerAgent: number;
+  /** Open connections plus pending dials per Connect stream. */
+  connectionsPerStream: number;
+  /** Largest message accepted from an agent. */
+  messageBytes: number;
+  /** Packets a server should never receive (DIAL_REQ, CLOSE_REQ, unknown types) before the stream is ended. */
+  ignoredPackets: number;
+  /** DATA packets for connections this server does not know, tolerated per stream (each costs a CLOSE_REQ). */
+  unknownConnectionPackets: number;
+}
+
+export const DEFAULT_LIMITS: AgentLimits = {
+  streamsPerAgent: 8,
+  connectionsPerStream: 16_384,
+  messageBytes: MAX_AGENT_MESSAGE_BYTES,
+  ignoredPackets: 100,
+  unknownConnectionPackets: 10_000,
+};
+
+/** At most one warning per this interval and stream for the same kind of misbehaviour; the rest are counted. */
+const WARN_INTERVAL_MS = 10_000;
 
 export interface DialOptions {
   timeoutMs?: number;
@@ -117,6 +144,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly log: Logger;
   private readonly dialTimeoutMs: number;
   private readonly streamHighWaterMark: number;
+  private readonly limits: AgentLimits;
   /** Index key (`agent:<id>`, `host:<name>`, `ipv4:<ip>`, `ipv6:<ip>`, `default-route`, `any`) -> streams. */
   private readonly index = new Map<string, Set<AgentStream>>();
   private readonly streams = new Set<AgentStream>();
@@ -146,6 +174,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     this.log = options.logger ?? silentLogger;
     this.dialTimeoutMs = options.dialTimeoutMs ?? 10_000;
     this.streamHighWaterMark = options.streamHighWaterMark ?? 64 * 1024;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
   }
 
   /** Serves AgentService on an HTTP/2 server (whose options decide TLS/mTLS; see agentServerSettings). */
@@ -187,6 +216,13 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       agents: agentIds.size, agentStreams: this.streams.size, openStreams, pendingDials,
       dials: c.dials, dialFailures: { ...c.dialFailures }, bytesToAgents: c.bytesToAgents, bytesFromAgents: c.bytesFromAgents,
     };
+  }
+
+  /** Ends every stream of one agent with PERMISSION_DENIED (its admission no longer holds); its connections are lost. */
+  disconnect(agentId: string, message: string): number {
+    const streams = [...(this.index.get(`agent:${agentId}`) ?? [])];
+    for (const stream of streams) stream.shutdown(GrpcStatus.PERMISSION_DENIED, message);
+    return streams.length;
   }
 
   /** Ends every agent stream (agents reconnect elsewhere) and refuses new ones. The HTTP/2 server is the caller's. */
@@ -237,6 +273,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       }
       if (call.gone) return;
       if (this.closing) throw new StatusError(GrpcStatus.UNAVAILABLE, 'server is shutting down');
+      const held = this.index.get(`agent:${agentId}`)?.size ?? 0;
+      if (held >= this.limits.streamsPerAgent) throw new StatusError(GrpcStatus.RESOURCE_EXHAUSTED, `agent ${agentId} already holds ${held} streams (the limit)`);
       this.register(call, admission);
     } catch (error) {
       const rejection = error instanceof StatusError ? error
@@ -245,6 +283,8 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       this.log.warn({ agentId, peer, err: rejection }, 'agent rejected');
       this.emit('agentRejected', { agentId, peer, error: rejection });
       call.finish(rejection.code, rejection.message);
+      // Agents open one connection per tunnel: a refused one is closed too, so refusals cannot pile up idle connections.
+      call.stream.session?.close();
     }
   }
 
@@ -253,7 +293,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     // HTTP/2 header names are lowercase; gRPC peers look metadata up case-insensitively.
     call.respond({ [MetadataKey.serverId.toLowerCase()]: this.options.serverId, [MetadataKey.serverCount.toLowerCase()]: String(serverCount) });
 
-    const stream = new AgentStream(call, admission, this.hooks, this.log, this.streamHighWaterMark);
+    const stream = new AgentStream(call, admission, this.hooks, this.log, this.streamHighWaterMark, this.limits);
     this.streams.add(stream);
     for (const key of stream.indexKeys) {
       let set = this.index.get(key);
@@ -302,6 +342,10 @@ class AgentStream implements StreamCarrier {
   private readonly connections = new Map<bigint, TunnelStream>();
   private drainingFlag = false;
   private ended = false;
+  /** Unknown connectIDs already answered with CLOSE_REQ (bounded), so a flood of DATA for one costs one answer. */
+  private readonly refusedConnectIds = new Set<bigint>();
+  private readonly misbehaviour = { ignored: 0, unknownConnection: 0 };
+  private readonly warned = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     private readonly call: IncomingCall,
@@ -309,8 +353,9 @@ class AgentStream implements StreamCarrier {
     private readonly hooks: ServerHooks,
     private readonly log: Logger,
     private readonly streamHighWaterMark: number,
+    private readonly limits: AgentLimits,
   ) {
-    this.link = new PacketLink(call.stream);
+    this.link = new PacketLink(call.stream, limits.messageBytes);
     this.agentId = admission.agentId;
     this.peer = admission.peer;
     this.identifiers = admission.identifiers;
@@ -365,15 +410,45 @@ class AgentStream implements StreamCarrier {
     stream.on('error', (error) => this.teardown(error));
   }
 
-  shutdown(): void {
-    this.call.finish(GrpcStatus.OK);
-    this.teardown(new Error('tunnel server closing'));
+  shutdown(code: GrpcStatus = GrpcStatus.OK, message = ''): void {
+    this.call.finish(code, message);
+    this.teardown(new Error(message || 'tunnel server closing'));
+  }
+
+  /** The agent exceeded a bound: end its stream (its connections are lost) rather than let it grow. */
+  private exceeded(message: string): void {
+    if (this.ended) return;
+    this.log.warn({ agentId: this.agentId, peer: this.peer }, `agent exceeded its bounds: ${message}; ending its stream`);
+    this.shutdown(GrpcStatus.RESOURCE_EXHAUSTED, message);
+  }
+
+  /** A control packet, whatever the congestion, unless the agent stopped reading them: then the stream ends. */
+  private control(packet: Parameters<PacketLink['send']>[0]): void {
+    if (!this.link.sendControl(packet)) this.exceeded('the agent does not read its control packets');
+  }
+
+  /** Logs a kind of misbehaviour at most once per WARN_INTERVAL_MS, with how many were not logged. */
+  private warnOnce(kind: string, fields: object, message: string): void {
+    const now = Date.now();
+    const last = this.warned.get(kind);
+    if (last && now - last.at < WARN_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    this.warned.set(kind, { at: now, suppressed: 0 });
+    this.log.warn({ agentId: this.agentId, ...fields, ...(last?.suppressed ? { suppressed: last.suppressed } : {}) }, message);
   }
 
   dial(address: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<TunnelStream> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         const error = new DialError('aborted', `dial to ${address} aborted`, { cause: signal.reason });
+        this.hooks.dialFailed(this.info(), address, error);
+        reject(error);
+        return;
+      }
+      if (this.connections.size + this.pendingDials.size >= this.limits.connectionsPerStream) {
+        const error = new DialError('refused', `agent ${this.agentId} already carries ${this.limits.connectionsPerStream} connections (the limit)`);
         this.hooks.dialFailed(this.info(), address, error);
         reject(error);
         return;
@@ -431,7 +506,7 @@ class AgentStream implements StreamCarrier {
   private abandonDial(random: bigint, error: DialError): void {
     const pending = this.takePending(random);
     if (!pending) return;
-    this.link.send({ type: PacketType.DIAL_CLS, random });
+    this.control({ type: PacketType.DIAL_CLS, random });
     this.failDial(pending, error);
   }
 
@@ -440,8 +515,12 @@ class AgentStream implements StreamCarrier {
       case PacketType.DATA: {
         const connection = this.connections.get(packet.connectId);
         if (!connection) {
+          if (++this.misbehaviour.unknownConnection > this.limits.unknownConnectionPackets) return this.exceeded(`more than ${this.limits.unknownConnectionPackets} DATA packets for unknown connections`);
+          if (this.refusedConnectIds.has(packet.connectId)) return;
+          if (this.refusedConnectIds.size >= 4096) this.refusedConnectIds.delete(this.refusedConnectIds.values().next().value!);
+          this.refusedConnectIds.add(packet.connectId);
           this.log.debug({ agentId: this.agentId, connectId: packet.connectId }, 'DATA for unknown connection; closing it');
-          this.link.send({ type: PacketType.CLOSE_REQ, connectId: packet.connectId });
+          this.control({ type: PacketType.CLOSE_REQ, connectId: packet.connectId });
         } else if (packet.error) {
           connection.remoteFailed(packet.error);
         } else {
@@ -471,7 +550,8 @@ class AgentStream implements StreamCarrier {
       case PacketType.DIAL_REQ:
       case PacketType.CLOSE_REQ:
       case UNRECOGNIZED:
-        this.log.warn({ agentId: this.agentId, type: packetTypeName(packet.type === UNRECOGNIZED ? packet.wireType : packet.type) }, 'ignoring packet not meant for a server');
+        if (++this.misbehaviour.ignored > this.limits.ignoredPackets) return this.exceeded(`more than ${this.limits.ignoredPackets} packets not meant for a server`);
+        this.warnOnce('ignored', { type: packetTypeName(packet.type === UNRECOGNIZED ? packet.wireType : packet.type) }, 'ignoring packet not meant for a server');
         return;
     }
   };
@@ -480,7 +560,7 @@ class AgentStream implements StreamCarrier {
     const pending = this.takePending(random);
     if (!pending) {
       // A late answer to a dial we abandoned: do not leak the agent's connection.
-      if (!error && connectId !== 0n) this.link.send({ type: PacketType.CLOSE_REQ, connectId });
+      if (!error && connectId !== 0n) this.control({ type: PacketType.CLOSE_REQ, connectId });
       return;
     }
     if (error) {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import {
-  CSR_SIGNERS, NODE_NAME_EXTRA, NODE_ORGANIZATION, PROXY_SERVICE_ACCOUNTS, isExposed, nodeOfProxyClientCommonName,
-  nodeOfServingCommonName, proxyInternalServiceNames, type Gateway,
+  CSR_SIGNERS, NODE_NAME_EXTRA, NODE_ORGANIZATION, PROXY_SERVICE_ACCOUNTS, mayHoldProxyClientIdentity, nodeOfProxyClientCommonName,
+  nodeOfServingCommonName, proxyServerGateways, proxyServingSans, type Gateway,
 } from '@raven/api-types';
 import { Controller, Informer, RESOURCES, isNotFound, metaTime, type KubeClient, type Logger } from '@raven/controller-kit';
 import { inspectCsr, normalizeIp, type CsrFacts } from '@raven/node-certs';
@@ -33,6 +33,8 @@ export interface CsrPolicy {
   /** Require the requester's token to be bound to a Pod on the node the certificate names (spec.extra node-name). */
   requireNodeBinding: boolean;
   node(name: string): NodeView | undefined;
+  /** Nodes listing `ip` among their addresses. */
+  nodesWithAddress(ip: string): readonly NodeView[];
   gateways(): readonly Gateway[];
 }
 
@@ -84,22 +86,21 @@ export function decideCsr(csr: CsrView, facts: CsrFacts | undefined, policy: Csr
   const node = policy.node(nodeName);
   if (!node) return deny('UnknownNode', `node ${nodeName} does not exist`);
 
-  const proxyGateways = policy.gateways().filter((gw) => (gw.spec?.endpoints ?? []).some((e) => e.type === 'proxy' && e.nodeName === nodeName));
   if (kind === 'client') {
     if (facts.dnsNames.length + facts.ipAddresses.length > 0) return deny('BadSANs', 'a proxy-client certificate carries no SANs');
-    const servesDomain = node.gateway === undefined || proxyGateways.some((gw) => !isExposed(gw) && gw.metadata.name === node.gateway);
-    if (!servesDomain) return deny('NotAProxyNode', `node ${nodeName} is neither a proxy endpoint of its non-exposed Gateway nor in no Gateway`);
+    if (!mayHoldProxyClientIdentity({ name: nodeName, gateway: node.gateway }, policy.gateways())) return deny('NotAProxyNode', `node ${nodeName} is neither a proxy endpoint of its non-exposed Gateway nor in no Gateway`);
     return { verdict: 'approve', reason: 'RavenProxyClient', message: `proxy-client identity for node ${nodeName}` };
   }
-  if (!proxyGateways.some(isExposed)) return deny('NotAProxyNode', `node ${nodeName} is not a proxy endpoint of an exposed Gateway`);
+  const proxyGateways = proxyServerGateways(nodeName, policy.gateways());
+  if (proxyGateways.length === 0) return deny('NotAProxyNode', `node ${nodeName} is not a proxy endpoint of an exposed Gateway`);
   if (facts.dnsNames.length + facts.ipAddresses.length === 0) return deny('BadSANs', 'a serving certificate needs DNS or IP SANs');
-  const dns = new Set([nodeName, ...proxyInternalServiceNames(policy.namespace)]);
-  const ips = new Set([...node.internalIPs, ...node.externalIPs].map(normalizeIp));
-  for (const gw of proxyGateways) {
-    for (const e of [...(gw.spec?.endpoints ?? []), ...(gw.status?.activeEndpoints ?? [])]) {
-      if (e.type === 'proxy' && e.nodeName === nodeName && e.publicIP) ips.add(normalizeIp(e.publicIP));
-    }
-  }
+  // The same rule proxy-server requests by: node-writable addresses only when no other node claims them.
+  const sans = proxyServingSans({
+    node: { name: nodeName, internalIPs: node.internalIPs, externalIPs: node.externalIPs }, gateways: policy.gateways(), namespace: policy.namespace,
+    claimedByOtherNode: (ip) => policy.nodesWithAddress(ip).some((n) => n.metadata.name !== nodeName),
+  });
+  const dns = new Set(sans.dnsNames);
+  const ips = new Set(sans.ipAddresses.map(normalizeIp));
   const foreignDns = facts.dnsNames.filter((d) => !dns.has(d));
   const foreignIps = facts.ipAddresses.map(normalizeIp).filter((ip) => !ips.has(ip));
   if (foreignDns.length + foreignIps.length > 0) return deny('ForeignSANs', `SANs not belonging to node ${nodeName}: ${[...foreignDns, ...foreignIps].join(', ')}`);
@@ -147,6 +148,8 @@ export function csrApproverController(opts: CsrApproverOptions): Controller {
     clientServiceAccount: opts.clientServiceAccount ?? PROXY_SERVICE_ACCOUNTS.client,
     requireNodeBinding: opts.requireNodeBinding ?? true,
     node: (name) => caches.nodes.get(name),
+    // CSRs are rare: a scan per address decided is cheaper than another index to keep.
+    nodesWithAddress: (ip) => caches.nodes.list().filter((n) => n.internalIPs.includes(ip) || n.externalIPs.includes(ip)),
     gateways: () => caches.gateways.list(),
   };
   if (!policy.requireNodeBinding) log.warn('CSR approver: node binding not required; any pod of the proxy ServiceAccounts can obtain any proxy node\'s identity');
@@ -163,12 +166,17 @@ export function csrApproverController(opts: CsrApproverOptions): Controller {
       const verdict = decideCsr(csr, facts, policy);
       if (verdict.verdict === 'ignore') return;
       // Approval writes the whole object back: take the current one, so nothing written meanwhile is lost.
-      let current: { status?: { conditions?: unknown[] } } & Record<string, unknown>;
+      let current: { metadata?: { uid?: string }; spec?: { request?: string }; status?: { conditions?: unknown[] } } & Record<string, unknown>;
       try {
         current = await kube.get(RESOURCES.csrs, { name });
       } catch (err) {
         if (isNotFound(err)) return;
         throw err;
+      }
+      // Approve only the object decided on: a CSR recreated under the same name is a new request (its own event follows).
+      if (current.metadata?.uid !== csr.metadata.uid || current.spec?.request !== csr.spec.request) {
+        log.info({ csr: name }, 'CSR replaced since it was decided; deciding the new one on its own event');
+        return;
       }
       const condition = {
         type: verdict.verdict === 'approve' ? 'Approved' : 'Denied', status: 'True', reason: verdict.reason, message: verdict.message,

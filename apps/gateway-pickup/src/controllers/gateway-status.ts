@@ -2,9 +2,9 @@ import { EVENTS, GROUP, LABELS, V1BETA1, endpointPort, type EndpointType, type G
 import {
   Controller, type EventRecorder, RESOURCES, deepEqual, writeStatus, type KubeClient, type Logger,
 } from '@raven/controller-kit';
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
-import { planGatewayStatus, type Availability } from '../election.ts';
+import { EXTRA_CIDRS_CONDITION, planGatewayStatus, requestedEndpoints, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
 import { modeSwitches, toGateway, type NodeView } from '../model.ts';
 
@@ -19,6 +19,8 @@ export interface GatewayStatusOptions {
   workers: number;
   /** Admin opt-in: a node's ExternalIP is its public IP when neither spec nor annotation gives one. */
   publicIPFromExternalIP: boolean;
+  /** Ranges no extra allowed source CIDR may overlap (the Service range, the apiserver's network). */
+  protectedCidrs?: readonly string[];
 }
 
 export const FIELD_MANAGER = 'raven-gateway-pickup';
@@ -47,6 +49,15 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     return node.publicIPAnnotation || (opts.publicIPFromExternalIP ? node.externalIPs[0] : undefined);
   };
 
+  /** Every node address and every public address of any Gateway, plus the configured ranges. */
+  const protectedAddresses = () => {
+    const ips = new Set<string>();
+    for (const n of caches.nodes.list()) for (const ip of [...n.internalIPs, ...n.externalIPs, ...(n.publicIPAnnotation ? [n.publicIPAnnotation] : [])]) ips.add(ip);
+    for (const g of caches.gateways.list()) for (const e of [...(g.spec?.endpoints ?? []), ...(g.status?.activeEndpoints ?? [])]) if (e.publicIP) ips.add(e.publicIP);
+    for (const s of caches.services.list()) if (s.spec?.clusterIP && s.spec.clusterIP !== 'None') ips.add(s.spec.clusterIP);
+    return { ips: [...ips], cidrs: opts.protectedCidrs ?? [] };
+  };
+
   const reconcile = async (name: string, baseLog: Logger): Promise<void> => {
     const rlog = baseLog.child({ gateway: name });
     const cached = caches.gateways.get(name);
@@ -60,7 +71,7 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
       caches.blockAffinities?.byIndex(INDEX.blocksByNode, node).filter((b) => b.spec.state === 'confirmed' && String(b.spec.deleted ?? 'false') !== 'true').map((b) => b.spec.cidr).sort();
     let plan: ReturnType<typeof planGatewayStatus> | undefined;
     const wrote = await writeStatus(kube, RESOURCES.gateways, { name }, cached as Gateway & { metadata: { resourceVersion?: string } }, (current) => {
-      plan = planGatewayStatus({ gateway: current, members, modes, availability, calicoBlocks, discoveredPublicIP: discoveredPublicIP(current), now: new Date() });
+      plan = planGatewayStatus({ gateway: current, members, modes, availability, calicoBlocks, discoveredPublicIP: discoveredPublicIP(current), protectedAddresses, now: new Date() });
       const old = current.status ?? {};
       const unchanged = deepEqual(old.activeEndpoints ?? [], plan.status.activeEndpoints) && deepEqual(old.nodes ?? [], plan.status.nodes) && deepEqual(old.conditions ?? [], plan.status.conditions);
       if (unchanged) return undefined;
@@ -71,6 +82,13 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     }, { fieldManager: FIELD_MANAGER, parse: toGateway });
 
     if (wrote && plan) {
+      const refusedBefore = cached.status?.conditions?.find((c) => c.type === EXTRA_CIDRS_CONDITION && c.status === 'False')?.message;
+      const refusedNow = plan.status.conditions?.find((c) => c.type === EXTRA_CIDRS_CONDITION && c.status === 'False')?.message;
+      if (refusedNow && refusedNow !== refusedBefore) {
+        rlog.warn({ refused: plan.refusedExtraCIDRs }, 'refused entries of the extra-allowed-source-cidrs annotation');
+        const target = { apiVersion: `${GROUP}/${V1BETA1}`, kind: 'Gateway', name, uid: cached.metadata.uid };
+        void opts.events.record(target, { type: 'Warning', reason: EVENTS.extraCIDRsRefused, action: 'Validate', note: refusedNow.slice(0, 1024) });
+      }
       const active = plan.status.activeEndpoints ?? [];
       rlog.info({ active: active.map((e) => `${e.type}/${e.nodeName}`), elected: plan.elected.length, lost: plan.lost.length }, 'status written');
       const target = { apiVersion: `${GROUP}/${V1BETA1}`, kind: 'Gateway', name, uid: cached.metadata.uid };
@@ -102,6 +120,36 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     }
     if (earliest !== Infinity) controller.queue.addAfter(name, earliest - Date.now() + 5);
   }
+
+  // Read from the written status at scrape time: what the API says, whichever replica is scraped.
+  const conditionGauge = (name: string, type: 'Ready' | 'Degraded', help: string) => new Gauge({
+    name, help, labelNames: ['gateway'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) this.set({ gateway: g.metadata.name }, g.status?.conditions?.find((c) => c.type === type)?.status === 'True' ? 1 : 0);
+    },
+  });
+  conditionGauge('raven_gateway_ready', 'Ready', '1 while the Gateway\'s Ready condition is True (its requested endpoints have at least one elected)');
+  conditionGauge('raven_gateway_degraded', 'Degraded', '1 while the Gateway\'s Degraded condition is True (fewer endpoints active than requested)');
+  new Gauge({
+    name: 'raven_gateway_active_endpoints', help: 'Elected endpoints of a Gateway by type', labelNames: ['gateway', 'type'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, (g.status?.activeEndpoints ?? []).filter((e) => e.type === type).length);
+      }
+    },
+  });
+  new Gauge({
+    name: 'raven_gateway_requested_endpoints', help: 'Endpoints a Gateway asks for by type (0 when the mode is off or none is listed)', labelNames: ['gateway', 'type'], registers: [opts.registry],
+    collect() {
+      this.reset();
+      const modes = modeSwitches(caches.ravenConfig.list()[0]);
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g as Gateway, modes, type));
+      }
+    },
+  });
 
   const enqueueAll = () => caches.gateways.keys().forEach((k) => controller.enqueue(k));
   caches.gateways.on({ add: (g) => controller.enqueue(g.metadata.name), update: (_o, g) => controller.enqueue(g.metadata.name), delete: (g) => controller.enqueue(g.metadata.name) });

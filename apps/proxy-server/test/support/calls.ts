@@ -9,6 +9,12 @@ import { OP, encodeFrame, newKey, readFrames, type Frame } from '@raven/testbed'
 
 /** The four kinds of call a cloud component makes to an edge node through the proxy; no test-bed imports (they run inside box nodes too). */
 
+/** A caller's client certificate for the HTTPS front end. */
+export interface Identity {
+  cert: string;
+  key: string;
+}
+
 export interface HttpResult {
   status: number;
   headers: IncomingHttpHeaders;
@@ -36,10 +42,10 @@ export function httpGet(o: { address: string; port: number; host: string; path: 
 }
 
 /** Reads a streamed (chunked) response until `lines` lines arrived, then drops the connection. */
-export function followLines(o: { address: string; port: number; host: string; path: string; lines: number; tls?: boolean }): Promise<{ status: number; lines: string[]; chunks: number }> {
+export function followLines(o: { address: string; port: number; host: string; path: string; lines: number; tls?: boolean; identity?: Identity }): Promise<{ status: number; lines: string[]; chunks: number }> {
   return new Promise((resolve, reject) => {
     const common = { host: o.address, port: o.port, path: o.path, headers: { host: o.host }, agent: false as const };
-    const req = o.tls ? httpsRequest({ ...common, rejectUnauthorized: false }) : httpRequest(common);
+    const req = o.tls ? httpsRequest({ ...common, rejectUnauthorized: false, ...o.identity }) : httpRequest(common);
     req.on('response', (res) => {
       let text = '';
       let chunks = 0;
@@ -63,8 +69,8 @@ export function followLines(o: { address: string; port: number; host: string; pa
  * An exec over websocket (v5.channel.k8s.io) through a front end: sends `inputs` on stdin, then the v5 "stdin closed"
  * signal, and collects stdout until the server closes.
  */
-export async function wsExec(o: { address: string; port: number; host: string; path: string; inputs: string[]; tls?: boolean }): Promise<{ status: string; stdout: string[]; exitStatus: string | undefined }> {
-  const socket: Duplex = o.tls ? tlsConnect({ host: o.address, port: o.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : netConnect({ host: o.address, port: o.port });
+export async function wsExec(o: { address: string; port: number; host: string; path: string; inputs: string[]; tls?: boolean; identity?: Identity }): Promise<{ status: string; stdout: string[]; exitStatus: string | undefined }> {
+  const socket: Duplex = o.tls ? tlsConnect({ host: o.address, port: o.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...o.identity }) : netConnect({ host: o.address, port: o.port });
   await once(socket, o.tls ? 'secureConnect' : 'connect');
   socket.write(`GET ${o.path} HTTP/1.1\r\nHost: ${o.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${newKey()}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n`);
   const head = await new Promise<{ status: string; rest: Buffer }>((resolve, reject) => {

@@ -26,14 +26,16 @@ export interface ProxyServerOptions {
 export function startProxyServer(cluster: ClusterInfo, o: ProxyServerOptions): Promise<AppProcess> {
   return startApp('proxy-server', {
     access: cluster, serviceAccount: PROXY_SERVICE_ACCOUNTS.server, kubeconfig: o.kubeconfig, name: o.name ?? `proxy-server-${o.node}`, waitReady: o.waitReady, wrap: o.wrap,
-    args: [`--node-name=${o.node}`, `--bind-address=${o.bind}`, `--tunnel-port=${o.tunnelPort}`, `--http-port=${o.httpPort}`, `--https-port=${o.httpsPort}`, '--log-level=debug', ...(o.args ?? [])],
+    args: [`--node-name=${o.node}`, `--bind-address=${o.bind}`, `--tunnel-port=${o.tunnelPort}`, `--http-port=${o.httpPort}`, `--https-port=${o.httpsPort}`, '--log-level=debug',
+      // These tests' nodes live on 127.0.0.0/8.
+      '--insecure-allow-loopback-targets', ...(o.args ?? [])],
   });
 }
 
 export function startProxyClient(cluster: ClusterInfo, o: { node: string; kubeconfig: string; args?: string[]; name?: string; waitReady?: boolean; wrap?: string[] }): Promise<AppProcess> {
   return startApp('proxy-client', {
     access: cluster, serviceAccount: PROXY_SERVICE_ACCOUNTS.client, kubeconfig: o.kubeconfig, name: o.name ?? `proxy-client-${o.node}`, waitReady: o.waitReady, wrap: o.wrap,
-    args: [`--node-name=${o.node}`, '--reconnect-interval=200ms', '--reconnect-max=1s', '--log-level=debug', ...(o.args ?? [])],
+    args: [`--node-name=${o.node}`, '--reconnect-interval=200ms', '--reconnect-max=1s', '--log-level=debug', '--insecure-allow-loopback-targets', ...(o.args ?? [])],
   });
 }
 
@@ -45,5 +47,5 @@ export async function startPickup(cluster: ClusterInfo): Promise<{ stop(): Promi
   });
 }
 
-export { httpGet, followLines, wsExec, type HttpResult } from './calls.ts';
+export { httpGet, followLines, wsExec, type HttpResult, type Identity } from './calls.ts';
 export { TSX_LOADER, boundKubeconfig, clusterCa, deletePod, enableL7, startFixture, startKubelet, type Fixture, type KubeletOptions } from '@raven/testbed';

@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDnsSubdomain } from '@raven/api-types';
 import { CommandError, type Exec } from '@raven/netlink';
 import type { Logger } from '@raven/controller-kit';
 import type { PeerPlan, VpnPlan } from '../planner.ts';
@@ -50,9 +51,23 @@ export function plannedConnections(plan: VpnPlan, localGateway: string): IpsecCo
   return conns;
 }
 
-export function secretsFile(localGateway: string, peers: readonly PeerPlan[], psk: string): string {
-  const quoted = psk.replace(/"/g, '\\"');
-  return peers.map((p) => `${id(localGateway)} ${id(p.gateway)} : PSK "${quoted}"`).join('\n') + '\n';
+/**
+ * The PSK of one pair of gateways: an HMAC of their two names (in either order) under the Secret's value. Each line
+ * of a gateway's secrets file then authenticates exactly one pair, so a key read from one gateway's file does not let
+ * it pose as any other gateway towards a third. (The Secret itself still derives every pair's key: whoever reads it is
+ * trusted like the control plane.)
+ */
+export function pairPsk(secret: string, a: string, b: string): string {
+  const [first, second] = [a, b].sort();
+  return createHmac('sha256', secret).update(`raven-ipsec-psk\0${first}\0${second}`).digest('base64');
+}
+
+/** One line per peer: the pair's two IKE identities (pinned, no wildcard) and that pair's PSK. */
+export function secretsFile(localGateway: string, peers: readonly PeerPlan[], secret: string): string {
+  for (const name of [localGateway, ...peers.map((p) => p.gateway)]) {
+    if (!isDnsSubdomain(name)) throw new VpnDriverError(`refusing to write IPsec secrets: "${name}" is not a valid Gateway name`);
+  }
+  return peers.map((p) => `${id(localGateway)} ${id(p.gateway)} : PSK "${pairPsk(secret, localGateway, p.gateway)}"`).join('\n') + '\n';
 }
 
 /** Names of the connections pluto knows, from `whack --status` (lines `000 "name": ...`). */

@@ -1,5 +1,7 @@
 import { existsSync, writeFileSync, renameSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { isValidPort, parseCidr, parseIp, parseWireguardKey } from '@raven/api-types';
 import { CommandError, type Exec } from '@raven/netlink';
 import type { Logger } from '@raven/controller-kit';
 import type { VpnPlan } from '../planner.ts';
@@ -64,16 +66,7 @@ export class WireguardDriver implements VpnDriver {
 
   renderConfig(plan: VpnPlan): string {
     if (!this.keys) throw new VpnDriverError('init() first');
-    const lines = ['[Interface]', `PrivateKey = ${this.keys.privateKey}`, `ListenPort = ${plan.listenPort}`];
-    for (const peer of plan.peers) {
-      if (!peer.publicKey) continue; // not published yet: the peer's agent has not started
-      lines.push('', '[Peer]', `PublicKey = ${peer.publicKey}`);
-      if (plan.presharedKey) lines.push(`PresharedKey = ${plan.presharedKey}`);
-      if (peer.endpoint) lines.push(`Endpoint = ${peer.endpoint}`);
-      if (peer.allowedIPs.length > 0) lines.push(`AllowedIPs = ${peer.allowedIPs.join(', ')}`);
-      if (peer.keepaliveSeconds) lines.push(`PersistentKeepalive = ${peer.keepaliveSeconds}`);
-    }
-    return `${lines.join('\n')}\n`;
+    return renderWireguardConfig(this.keys.privateKey, plan);
   }
 
   async apply(plan: VpnPlan | undefined): Promise<{ changed: boolean }> {
@@ -132,6 +125,47 @@ export class WireguardDriver implements VpnDriver {
     const socket = `/run/wireguard/${this.opts.device}.sock`;
     if (existsSync(socket)) this.opts.log.debug({ socket }, 'wireguard-go socket left behind; it goes with its process');
   }
+}
+
+/** An endpoint as the planner formats it: an IPv4 address or a bracketed IPv6 one, then a port. */
+function isEndpoint(s: string): boolean {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
+  if (!m) return false;
+  const ip = parseIp(m[1] ?? m[2]);
+  return !!ip && isIP(ip) === (m[1] ? 6 : 4) && isValidPort(Number(m[3]));
+}
+
+const positiveInt = (n: number, max: number) => Number.isInteger(n) && n >= 1 && n <= max;
+
+/**
+ * The `wg syncconf` file. Every value is re-checked against its type right here, the last step before text: a value
+ * that is not a key, CIDR, endpoint or number never becomes a line (it throws), so no field can carry a newline or
+ * a second directive into the config.
+ */
+export function renderWireguardConfig(privateKey: string, plan: VpnPlan): string {
+  const bad = (what: string, value: unknown) => new VpnDriverError(`refusing to render WireGuard config: ${what} ${JSON.stringify(value)} is invalid`);
+  if (!parseWireguardKey(privateKey)) throw bad('the private key', '<redacted>');
+  if (!isValidPort(plan.listenPort)) throw bad('ListenPort', plan.listenPort);
+  if (plan.presharedKey !== undefined && !parseWireguardKey(plan.presharedKey)) throw bad('the preshared key', '<redacted>');
+  const lines = ['[Interface]', `PrivateKey = ${privateKey}`, `ListenPort = ${plan.listenPort}`];
+  for (const peer of plan.peers) {
+    if (!peer.publicKey) continue; // not published yet: the peer's agent has not started
+    if (!parseWireguardKey(peer.publicKey)) throw bad(`the public key of ${peer.gateway}/${peer.nodeName}`, peer.publicKey);
+    lines.push('', '[Peer]', `PublicKey = ${peer.publicKey}`);
+    if (plan.presharedKey) lines.push(`PresharedKey = ${plan.presharedKey}`);
+    if (peer.endpoint !== undefined) {
+      if (!isEndpoint(peer.endpoint)) throw bad(`the endpoint of ${peer.gateway}/${peer.nodeName}`, peer.endpoint);
+      lines.push(`Endpoint = ${peer.endpoint}`);
+    }
+    const badCidr = peer.allowedIPs.find((c) => !parseCidr(c));
+    if (badCidr !== undefined) throw bad(`an allowed IP of ${peer.gateway}/${peer.nodeName}`, badCidr);
+    if (peer.allowedIPs.length > 0) lines.push(`AllowedIPs = ${peer.allowedIPs.join(', ')}`);
+    if (peer.keepaliveSeconds) {
+      if (!positiveInt(peer.keepaliveSeconds, 65535)) throw bad('PersistentKeepalive', peer.keepaliveSeconds);
+      lines.push(`PersistentKeepalive = ${peer.keepaliveSeconds}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** `wg show <dev> dump`: the interface line, then one tab-separated line per peer. */

@@ -1,0 +1,57 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EXIT, resolveKubeconfig } from '../src/cli.ts';
+import { ravenctl } from './support.ts';
+
+describe('ravenctl command line (nothing here reaches a cluster)', () => {
+  it.each([
+    { args: [], code: EXIT.usage, out: /^Usage: ravenctl <command>/ },
+    { args: ['help'], code: EXIT.healthy, out: /show .*\n {2}graph .*\n {2}diagnose .*\n {2}gather .*\n {2}verify {5}\(not yet available\)/ },
+    { args: ['version'], code: EXIT.healthy, out: /^ravenctl 0\.1\.0\n$/ },
+    { args: ['diagnose', '--help'], code: EXIT.healthy, out: /--max-clock-skew=VALUE/ },
+  ])('$args', async ({ args, code, out }) => {
+    const r = await ravenctl(args);
+    expect(r.code).toBe(code);
+    expect(r.stdout).toMatch(out);
+  });
+
+  it.each([
+    [['verify'], /"verify" is not available yet/],
+    [['benchmark'], /"benchmark" is not available yet/],
+    [['show', 'extra'], /unexpected argument "extra"/],
+    [['show', '-o', 'xml'], /--output must be table, json or yaml; got "xml"/],
+    [['graph', '--format=png'], /--format must be dot or svg/],
+    [['graph', '--layout=neato'], /--layout must be auto, builtin or graphviz/],
+    [['graph', '-f', 'svg', '--layout=graphviz'], /no `dot` on the PATH/],
+    [['gather', '--tail-lines=0'], /--tail-lines must be a positive integer/],
+    [['diagnose', '--max-clock-skew=soon'], /--max-clock-skew must be a non-negative number/],
+    [['show', '--leader-elect', 'false'], /Unknown option '--leader-elect'/],
+  ])('%j is a usage error', async (args, message) => {
+    const r = await ravenctl(args, { PATH: '/nonexistent', KUBECONFIG: '/nonexistent/kubeconfig' });
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('a missing kubeconfig is "cannot read the cluster", not a crash', async () => {
+    const r = await ravenctl(['show'], { KUBECONFIG: '/nonexistent/kubeconfig' });
+    expect(r).toMatchObject({ code: EXIT.unreachable, stdout: '' });
+    expect(r.stderr).toBe('error: cannot read the cluster: kubeconfig /nonexistent/kubeconfig does not exist\n');
+  });
+
+  it('calls itself "kubectl raven" when run as the kubectl plugin', async () => {
+    const r = await ravenctl(['help'], { RAVENCTL_ARGV0: '/usr/local/bin/kubectl-raven' });
+    expect(r.stdout).toMatch(/^Usage: kubectl raven <command>/);
+  });
+
+  it('finds the kubeconfig as kubectl does: flag, $KUBECONFIG, ~/.kube/config', () => {
+    const home = mkdtempSync(join(tmpdir(), 'ravenctl-home-'));
+    expect(resolveKubeconfig(undefined, { HOME: home })).toBeUndefined();
+    mkdirSync(join(home, '.kube'));
+    writeFileSync(join(home, '.kube/config'), '');
+    expect(resolveKubeconfig(undefined, { HOME: home })).toBe(join(home, '.kube/config'));
+    expect(resolveKubeconfig(undefined, { HOME: home, KUBECONFIG: '/k' })).toBe('/k');
+    expect(resolveKubeconfig('/f', { HOME: home, KUBECONFIG: '/k' })).toBe('/f');
+  });
+});

@@ -1,0 +1,39 @@
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { appCommand, type AppName } from '@raven/testbed';
+
+const APPS: AppName[] = ['gateway-pickup', 'tunnel-agent', 'proxy-server', 'proxy-client'];
+
+/** Runs an app to completion; the tests run concurrently, since each start costs seconds on a loaded machine. */
+function runApp(app: AppName, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const { command, args: base } = appCommand(app);
+  const child = spawn(command, [...base, ...args], { timeout: 60_000, env: { ...process.env, KUBECONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
+}
+
+describe.concurrent.each(APPS)('%s command line', (app) => {
+  it('prints its version', async () => {
+    const { code, out } = await runApp(app, ['--version']);
+    expect(code).toBe(0);
+    const stamped = process.env.RAVEN_APP_MODE === 'bundle' ? /\d+\.\d+\.\d+(\+[0-9a-f]{12})?/ : /dev/;
+    expect(out).toMatch(new RegExp(`^${app} ${stamped.source} \\(node v\\d+`));
+  }, 120_000);
+
+  it('refuses unknown flags and stray arguments', async () => {
+    const [unknown, stray] = await Promise.all([runApp(app, ['--no-such-flag=1']), runApp(app, ['stray'])]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.out + unknown.err).toMatch(/no-such-flag/);
+    expect(stray.code).not.toBe(0);
+    expect(stray.out + stray.err).toMatch(/unexpected argument \\?"stray\\?"/);
+  }, 120_000);
+});
+
+it('gateway-pickup: `--leader-elect false` is an error, not leader election with a stray "false"', async () => {
+  const { code, out, err } = await runApp('gateway-pickup', ['--leader-elect', 'false']);
+  expect(code).not.toBe(0);
+  expect(out + err).toMatch(/boolean flags take the form --leader-elect=false/);
+}, 120_000);
