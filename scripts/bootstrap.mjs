@@ -50,7 +50,7 @@ if (args.has('--npm')) {
 const aptNeeds = {
   ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
   ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux', nsenter: 'util-linux',
-  ping: 'iputils-ping',
+  ping: 'iputils-ping', ethtool: 'ethtool',
 };
 if (args.has('--apt')) {
   const missing = [...new Set(Object.entries(aptNeeds).filter(([bin]) => !onPath(bin)).map(([, pkg]) => pkg))];
@@ -66,7 +66,7 @@ if (args.has('--apt')) {
 if (args.has('--binaries')) {
   const assets = process.env.KUBEBUILDER_ASSETS;
   const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
-  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'promtool'];
+  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'promtool', 'wireguard-go'];
   for (const target of targets) {
     if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
     if (target === 'etcd' && have(assets, ['etcd'])) continue;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries that tests, the demo and benchmarks run against,
 # from their Go modules, into a cache under $HOME keyed by version. The product itself is TypeScript.
-# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|all   (prints the bin dir)
+# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all   (prints the bin dir)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
@@ -11,6 +11,8 @@ HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 # Prometheus 3.16 (its Go module versions are v0.3XX.Y) for promtool; prometheus-operator for its monitoring CRDs.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
+# wireguard-go with the TUN GSO/GRO offloads (upstream tags it 0.0.20250522; the module has pseudo-versions only).
+WIREGUARD_GO_VERSION="${WIREGUARD_GO_VERSION:-v0.0.0-20260522210424-ecfc5a8d5446}"
 CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
@@ -161,12 +163,20 @@ GO
   done
 }
 
+wireguard_go_module() {
+  log "building wireguard-go $WIREGUARD_GO_VERSION"
+  # `go install pkg@version` builds the module exactly as its own go.mod pins it; the root package is the daemon.
+  GOBIN="$PWD/bin" go install -ldflags "-s -w" "golang.zx2c4.com/wireguard@$WIREGUARD_GO_VERSION"
+  mv bin/wireguard bin/wireguard-go
+}
+
 case "${1:-all}" in
   kubernetes) build_into "$CACHE_ROOT/kubernetes-$KUBE_VERSION" kubernetes_module ;;
   etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
   konnectivity) build_into "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" konnectivity_module ;;
   helm) build_into "$CACHE_ROOT/helm-$HELM_VERSION" helm_module ;;
   promtool) build_into "$CACHE_ROOT/promtool-$PROMETHEUS_VERSION" promtool_module ;;
-  all) for t in etcd kubernetes konnectivity helm promtool; do "$0" "$t"; done ;;
-  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|promtool|all" >&2; exit 2 ;;
+  wireguard-go) build_into "$CACHE_ROOT/wireguard-go-$WIREGUARD_GO_VERSION" wireguard_go_module ;;
+  all) for t in etcd kubernetes konnectivity helm promtool wireguard-go; do "$0" "$t"; done ;;
+  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all" >&2; exit 2 ;;
 esac

@@ -1,13 +1,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { WORKSPACE_ROOT } from '@raven/testbed';
+import { VERSIONS, WORKSPACE_ROOT } from '@raven/testbed';
 import { APPS, readManifests, type App, type Workload } from './support.ts';
 
 /**
  * Acceptance 3, the static half (no Docker engine here): each app's Dockerfile is multi-stage, pinned to one exact
  * Node 22 LTS image, bundles that app, ships only the bundle directory, runs as the user its manifest expects, and
- * (tunnel-agent) installs a package for every program the agent runs.
+ * (tunnel-agent) installs a package for every program the agent runs, except wireguard-go, which a Go stage builds.
  */
 interface Instruction { cmd: string; args: string }
 
@@ -29,15 +29,19 @@ function instructions(path: string): { lines: string[]; stages: Instruction[][] 
 
 const dockerfile = (app: App) => join(WORKSPACE_ROOT, 'apps', app, 'Dockerfile');
 const NODE_IMAGE = /^node:(22)\.(\d+)\.(\d+)-bookworm-slim(@sha256:[0-9a-f]{64})?$/;
+const GO_STAGE = / AS wireguard-go$/;
+const WIREGUARD_GO_COPY = { cmd: 'COPY', args: '--from=wireguard-go /out/wireguard-go /usr/local/bin/wireguard-go' };
 
 describe.each(APPS)('apps/%s/Dockerfile', (app) => {
-  const { lines, stages } = instructions(dockerfile(app));
+  const { lines, stages: all } = instructions(dockerfile(app));
+  const stages = all.filter((s) => !GO_STAGE.test(s[0]!.args));
   const [build, runtime] = stages;
   const manifest = readManifests(join(WORKSPACE_ROOT, 'k8s/base', `${app}.yaml`)).find((o): o is Workload => o.kind === 'Deployment' || o.kind === 'DaemonSet')!;
 
-  it('is two stages on one exact Node 22 LTS image', () => {
+  it('is two Node stages on one exact Node 22 LTS image (tunnel-agent: and the wireguard-go stage)', () => {
     expect(lines[0]).toBe('# syntax=docker/dockerfile:1');
     expect(stages).toHaveLength(2);
+    expect(all).toHaveLength(app === 'tunnel-agent' ? 3 : 2);
     const froms = stages.map((s) => s[0]!.args);
     expect(froms[0]).toMatch(/ AS build$/);
     const images = froms.map((f) => f.replace(/ AS build$/, ''));
@@ -51,9 +55,11 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
     expect(runs).toMatch(new RegExp(`node scripts/bundle\\.mjs ${app}(\\s|$)`));
   });
 
-  it('copies only the bundle directory into the runtime stage', () => {
+  it('copies only the bundle directory (tunnel-agent: and wireguard-go) into the runtime stage', () => {
     const copies = runtime!.filter((i) => i.cmd === 'COPY' || i.cmd === 'ADD');
-    expect(copies).toEqual([{ cmd: 'COPY', args: `--from=build /src/dist/apps/${app}/ /app/` }]);
+    const bundle = { cmd: 'COPY', args: `--from=build /src/dist/apps/${app}/ /app/` };
+    expect(copies).toEqual(app === 'tunnel-agent' ? [bundle, WIREGUARD_GO_COPY] : [bundle]);
+    expect(all.at(-1)).toBe(runtime);
     expect(runtime!.find((i) => i.cmd === 'ENTRYPOINT')?.args).toBe('["node", "/app/main.js"]');
     const labels = runtime!.filter((i) => i.cmd === 'LABEL').map((i) => i.args).join(' ');
     expect(labels).toContain(`org.opencontainers.image.title="raven-${app}"`);
@@ -73,7 +79,7 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
 
 describe('the images together', () => {
   it('share one Node version, an LTS line', () => {
-    const images = new Set(APPS.map((app) => instructions(dockerfile(app)).stages[1]![0]!.args));
+    const images = new Set(APPS.map((app) => instructions(dockerfile(app)).stages.at(-1)![0]!.args));
     expect(images.size).toBe(1);
     const [, major] = NODE_IMAGE.exec([...images][0]!)!;
     expect(Number(major) % 2).toBe(0);
@@ -86,12 +92,12 @@ describe('the images together', () => {
     // Named from a variable: libs/netlink/src/iptables.ts (`${prefix}-save`) and batch.ts (ip, bridge).
     for (const p of ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore', 'ip', 'bridge']) programs.add(p);
     const packageOf: Record<string, string> = {
-      ip: 'iproute2', bridge: 'iproute2', ipset: 'ipset', sysctl: 'procps', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
+      ip: 'iproute2', bridge: 'iproute2', ipset: 'ipset', sysctl: 'procps', wg: 'wireguard-tools',
       ipsec: 'libreswan', '/usr/libexec/ipsec/pluto': 'libreswan',
       'iptables-save': 'iptables', 'iptables-restore': 'iptables', 'ip6tables-save': 'iptables', 'ip6tables-restore': 'iptables',
     };
     const { stages } = instructions(dockerfile('tunnel-agent'));
-    const install = stages[1]!.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' ');
+    const install = stages.at(-1)!.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' ');
     const packages = new Set(/apt-get install -y --no-install-recommends ([a-z0-9 .+-]+?) &&/.exec(install)?.[1]?.split(' '));
     expect(programs.size).toBeGreaterThanOrEqual(10);
     for (const program of programs) {
@@ -99,6 +105,23 @@ describe('the images together', () => {
       expect(packages, program).toContain(packageOf[program]);
     }
     expect(install).toContain('update-alternatives --set iptables /usr/sbin/iptables-nft');
+    // One wireguard-go on PATH: the one the Go stage built, not Debian's 0.0.20220316 (no TUN offloads).
+    expect(packages).not.toContain('wireguard-go');
+  });
+
+  it('tunnel-agent builds wireguard-go in a Go stage at the version the test bed and scripts/go-binaries.sh pin', () => {
+    const { stages } = instructions(dockerfile('tunnel-agent'));
+    const go = stages.find((s) => GO_STAGE.test(s[0]!.args))!;
+    expect(go[0]!.args).toMatch(/^golang:1\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})? AS wireguard-go$/);
+    const pinned = VERSIONS['wireguard-go'];
+    expect(go.find((i) => i.cmd === 'ARG')?.args).toBe(`WIREGUARD_GO_VERSION=${pinned}`);
+    const script = readFileSync(join(WORKSPACE_ROOT, 'scripts/go-binaries.sh'), 'utf8');
+    expect(script).toContain(`WIREGUARD_GO_VERSION="\${WIREGUARD_GO_VERSION:-${pinned}}"`);
+    const run = go.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' && ');
+    expect(run).toContain('CGO_ENABLED=0'); // static: the runtime stage is another image
+    expect(run).toContain('go install -trimpath');
+    expect(run).toContain('"golang.zx2c4.com/wireguard@${WIREGUARD_GO_VERSION}"');
+    expect(stages.at(-1)).toContainEqual(WIREGUARD_GO_COPY);
   });
 
   it('.dockerignore keeps node_modules, build output and git out, and the build inputs in', () => {

@@ -1,5 +1,8 @@
 // Planner + kernel apply for a gateway with 5,000 remote subnets (1,000 remote gateways x 5), in a throw-away
-// network namespace. Prints one JSON line with the timings; `npm run bench -- tunnel` runs it.
+// network namespace: on events (unchanged subsystems skipped), on resync (every subsystem read back), at 10 % churn.
+// Prints one JSON line with the timings; `npm run bench -- tunnel` runs it.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
 import { addAddress, createBridge, createNetns, setLinkUp } from '@raven/testbed';
 import { DataPathApplier } from '../src/datapath.ts';
@@ -30,6 +33,13 @@ function gateways(churn = 0): Gateway[] {
   return [local, ...remote];
 }
 
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+/** CPU of this process's finished (reaped) children: fields 16 and 17 of /proc/self/stat. */
+function childrenCpuMs(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1_000) / CLK_TCK;
+}
+
 const ns = await createNetns('rvbench');
 try {
   await createBridge(ns, 'eth0', {});
@@ -41,28 +51,45 @@ try {
     host: { privateIP: '172.30.0.2', underlayDevice: 'eth0', underlayMtu: 1500 }, forwardNodeIP: false, driver: 'wireguard', keepaliveSeconds: 5,
   });
   const applier = new DataPathApplier(ns.exec);
-  const timed = async (churn: number) => {
+  // verify: what the agent does on each resync (reads every subsystem back); otherwise what it does on an event.
+  const timed = async (churn: number, verify = false) => {
     const planInput = input(churn); // parsing Gateways happens in the informer, not in planning
+    const cpu0 = process.cpuUsage();
+    const children0 = childrenCpuMs();
     const t0 = performance.now();
     const plan = planDataPath(planInput);
     const t1 = performance.now();
-    const summary = await applier.apply(plan);
+    const summary = await applier.apply(plan, { verify });
     const t2 = performance.now();
-    return { planMs: t1 - t0, applyMs: t2 - t1, totalMs: t2 - t0, summary, remotePrefixes: plan.remotePrefixes.length };
+    const cpu = process.cpuUsage(cpu0);
+    // CPU of this process and of the tools it ran (ip, ipset, iptables-restore): the work itself, which a quiet
+    // machine would wait for, whatever the load of this one.
+    const cpuMs = (cpu.user + cpu.system) / 1_000 + childrenCpuMs() - children0;
+    return { planMs: t1 - t0, applyMs: t2 - t1, totalMs: t2 - t0, cpuMs, summary, remotePrefixes: plan.remotePrefixes.length };
   };
-  // First apply once; then alternate no-op rounds with 10 % churn rounds (to the churned set and back), so each
-  // figure has samples taken under the same drifting machine load.
-  const rounds = Number(process.env.BENCH_PLAN_ROUNDS ?? 10);
-  const first = await timed(0);
+  // First apply once; then alternate no-op rounds, verify rounds (nothing changed, kernel read back) and 10 % churn
+  // rounds (to the churned set and back), so each figure has samples taken under the same drifting machine load.
+  const rounds = Number(process.env.BENCH_PLAN_ROUNDS ?? 20);
+  const first = await timed(0, true);
   const noop: number[] = [];
+  const noopPlan: number[] = [];
+  const noopCpu: number[] = [];
+  const verify: number[] = [];
   const churn: number[] = [];
+  const churnCpu: number[] = [];
   let churned = false;
   for (let round = 0; round < rounds; round++) {
-    noop.push((await timed(churned ? 0.1 : 0)).totalMs);
+    const quiet = await timed(churned ? 0.1 : 0);
+    noop.push(quiet.totalMs);
+    noopPlan.push(quiet.planMs);
+    noopCpu.push(quiet.cpuMs);
+    verify.push((await timed(churned ? 0.1 : 0, true)).totalMs);
     churned = !churned;
-    churn.push((await timed(churned ? 0.1 : 0)).totalMs);
+    const changed = await timed(churned ? 0.1 : 0);
+    churn.push(changed.totalMs);
+    churnCpu.push(changed.cpuMs);
   }
-  console.log(JSON.stringify({ first: first.totalMs, noop, churn, remotePrefixes: first.remotePrefixes }));
+  console.log(JSON.stringify({ first: first.totalMs, noop, noopPlan, noopCpu, verify, churn, churnCpu, remotePrefixes: first.remotePrefixes }));
 } finally {
   await ns.destroy();
 }

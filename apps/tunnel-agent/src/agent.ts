@@ -68,6 +68,8 @@ export class TunnelAgent {
   private lastError?: string;
   private lastConnectionsWrite = 0;
   private lastDropped = '';
+  /** The next apply reads the whole kernel state back (periodic resync, first run, after an error). */
+  private verifyDue = true;
   /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
   private readonly knownKeys = new Map<string, string>();
   private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: MirroredCounter<'peer'>; tx: MirroredCounter<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
@@ -81,7 +83,13 @@ export class TunnelAgent {
     this.heartbeat = new HeartbeatRenewer({ kube: opts.kube, log: opts.log, component: 'tunnel', nodeName: opts.nodeName, ...opts.heartbeat });
     this.controller = new Controller({
       name: 'tunnel-agent', log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel',
-      resyncMs: opts.resyncMs, resyncKeys: () => [KEY], reconcile: () => this.reconcile(),
+      resyncMs: opts.resyncMs, reconcile: () => this.reconcile(),
+      // Between resyncs an unchanged subsystem is not read back; each resync verifies all of it, so a change someone
+      // else made in the kernel is repaired within one resync period.
+      resyncKeys: () => {
+        this.verifyDue = true;
+        return [KEY];
+      },
     });
     const r = [opts.registry];
     this.metrics = {
@@ -160,7 +168,9 @@ export class TunnelAgent {
       // The VPN device exists before the kernel state that refers to it, and goes after it (gateway or warm standby).
       const withVpn = plan.vpn !== undefined;
       const vpnFirst = withVpn ? await this.opts.driver.apply(plan.vpn) : { changed: false };
-      const kernel = await this.applier.apply(plan);
+      const verify = this.verifyDue || vpnFirst.changed; // a new VPN device has nothing on it yet
+      this.verifyDue = false;
+      const kernel = await this.applier.apply(plan, { verify });
       const vpnAfter = withVpn ? { changed: false } : await this.opts.driver.apply(undefined);
       await this.publishPublicKey();
       const changed = hasChanges(kernel) || vpnFirst.changed || vpnAfter.changed;
@@ -176,6 +186,7 @@ export class TunnelAgent {
       this.lastError = undefined;
     } catch (err) {
       this.lastError = (err as Error).message;
+      this.verifyDue = true;
       throw err;
     }
   }

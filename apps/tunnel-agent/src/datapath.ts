@@ -1,9 +1,21 @@
 import {
   AddressReconciler, FdbReconciler, IpsetReconciler, IptablesReconciler, LinkReconciler, NeighbourReconciler, RouteReconciler,
-  RuleReconciler, SysctlReconciler, reconcile, sumSummaries, type ApplySummary, type Exec,
+  NO_CHANGES, RuleReconciler, SysctlReconciler, hasChanges, reconcile, sumSummaries, type ApplySummary, type Exec, type Reconciler,
 } from '@raven/netlink';
 import { DATAPATH } from '@raven/api-types';
 import { OWNED, type DataPathPlan } from './planner.ts';
+
+export interface ApplyOptions {
+  /**
+   * Read the kernel for every subsystem (the default). With false, the last successful apply is trusted: a subsystem
+   * whose desired state did not change is skipped, and routes and ipsets that did change are diffed against what
+   * that apply left, without reading the kernel. The caller verifies on a slower period, which is what repairs
+   * changes made by someone else.
+   */
+  verify?: boolean;
+}
+
+type Subsystem = 'links' | 'sysctls' | 'addresses' | 'fdb' | 'routes' | 'rules' | 'ipsets' | 'neighbours' | 'iptables4' | 'iptables6';
 
 /**
  * Applies a DataPathPlan with one reconciler per kernel subsystem, each owning only Raven's objects (links raven0 and
@@ -11,6 +23,8 @@ import { OWNED, type DataPathPlan } from './planner.ts';
  * links before what lives on them; ipsets before the iptables rules that use them; the reverse for cleanup.
  */
 export class DataPathApplier {
+  /** Per subsystem, the desired state it last applied without error (and that state serialised, to compare). */
+  private readonly applied = new Map<Subsystem, { json: string; value: unknown }>();
   private readonly links: LinkReconciler;
   private readonly addresses: AddressReconciler;
   private readonly fdb: FdbReconciler;
@@ -36,28 +50,72 @@ export class DataPathApplier {
    * Links and sysctls first (devices must exist before addresses, neighbours and routes), then routing and ipsets in
    * parallel, then the firewall that references the ipsets. The VPN driver creates raven-wg0 before this runs.
    */
-  async apply(plan: DataPathPlan): Promise<ApplySummary> {
-    const links = await reconcile(this.links, plan.links);
+  async apply(plan: DataPathPlan, opts: ApplyOptions = {}): Promise<ApplySummary> {
+    let verify = opts.verify ?? true;
+    const wanted: Record<Subsystem, unknown> = {
+      links: plan.links, sysctls: plan.sysctls, addresses: plan.addresses, fdb: plan.fdb, routes: plan.routes, rules: plan.rules,
+      ipsets: plan.ipsets, neighbours: plan.neighbours, iptables4: plan.iptables.v4, iptables6: plan.iptables.v6,
+    };
+    const json = Object.fromEntries(Object.entries(wanted).map(([name, value]) => [name, JSON.stringify(value)])) as Record<Subsystem, string>;
+    const last = new Map(this.applied);
+    const unchanged = (name: Subsystem) => last.get(name)?.json === json[name];
+    /**
+     * Unchanged and not verifying: nothing to do. Changed: reconciled now, as a diff against what was last applied
+     * when the reconciler can say what that left in the kernel (no read), else against a fresh read.
+     */
+    const step = async <D, A, X>(name: Subsystem, reconciler: Reconciler<D, A, X>, desired: D): Promise<ApplySummary> => {
+      const previous = last.get(name);
+      if (!verify && previous?.json === json[name]) return NO_CHANGES;
+      this.applied.delete(name);
+      const summary = !verify && previous && reconciler.assumed
+        ? await reconciler.apply(reconciler.diff(desired, reconciler.assumed(previous.value as D)))
+        : await reconcile(reconciler, desired);
+      this.applied.set(name, { json: json[name], value: desired });
+      return summary;
+    };
+
+    const links = await step('links', this.links, plan.links);
+    // A link that was (re)created lost what lived on it: everything else is read back this time.
+    if (hasChanges(links)) verify = true;
     // Per-device sysctls exist only while their device does, so the owned keys are exactly the planned ones.
-    const sysctls = await reconcile(new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
+    const sysctls = await step('sysctls', new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
     // First pass over ipsets: create and fill the wanted sets only (owning just those, so nothing still referenced by
     // a rule is destroyed); the full pass after the firewall removes the sets no longer wanted.
     const wantedSets = new IpsetReconciler(this.exec, { sets: plan.ipsets.map((set) => set.name) });
+    const previousSets = last.get('ipsets')?.value as DataPathPlan['ipsets'] | undefined;
+    const ipsetsDelta = !verify && previousSets !== undefined;
+    const fillSets = async () => {
+      if (!verify && unchanged('ipsets')) return NO_CHANGES;
+      this.applied.delete('ipsets');
+      return ipsetsDelta ? wantedSets.apply(wantedSets.diff(plan.ipsets, this.ipsets.assumed(previousSets))) : reconcile(wantedSets, plan.ipsets);
+    };
     const [addresses, fdb, routes, rules, ipsets] = await Promise.all([
-      reconcile(this.addresses, plan.addresses),
-      reconcile(this.fdb, plan.fdb),
-      reconcile(this.routes, plan.routes),
-      reconcile(this.rules, plan.rules),
-      reconcile(wantedSets, plan.ipsets),
+      step('addresses', this.addresses, plan.addresses),
+      step('fdb', this.fdb, plan.fdb),
+      step('routes', this.routes, plan.routes),
+      step('rules', this.rules, plan.rules),
+      fillSets(),
     ]);
-    const neighbours = await reconcile(this.neighbours, plan.neighbours);
-    const [v4, v6] = await Promise.all([reconcile(this.iptables4, plan.iptables.v4), reconcile(this.iptables6, plan.iptables.v6)]);
-    const ipsetsAfter = await reconcile(this.ipsets, plan.ipsets);
+    const neighbours = await step('neighbours', this.neighbours, plan.neighbours);
+    const [v4, v6] = await Promise.all([
+      step('iptables4', this.iptables4, plan.iptables.v4),
+      step('iptables6', this.iptables6, plan.iptables.v6),
+    ]);
+    let ipsetsAfter = NO_CHANGES;
+    if (verify || !unchanged('ipsets')) {
+      // After the first pass the wanted sets hold their members; only sets no longer wanted are left to destroy.
+      const names = new Set(plan.ipsets.map((set) => set.name));
+      ipsetsAfter = ipsetsDelta
+        ? await this.ipsets.apply(this.ipsets.diff(plan.ipsets, this.ipsets.assumed([...plan.ipsets, ...previousSets.filter((set) => !names.has(set.name))])))
+        : await reconcile(this.ipsets, plan.ipsets);
+      this.applied.set('ipsets', { json: json.ipsets, value: plan.ipsets });
+    }
     return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
   }
 
   /** Removes everything Raven owns in the kernel (uninstall, or the node leaving every role). */
   async cleanup(): Promise<ApplySummary> {
+    this.applied.clear();
     const firewall = sumSummaries(await this.iptables4.cleanup(), await this.iptables6.cleanup());
     const rest = await Promise.all([this.ipsets.cleanup(), this.rules.cleanup(), this.routes.cleanup(), this.neighbours.cleanup(), this.fdb.cleanup()]);
     const links = await this.links.cleanup();

@@ -17,10 +17,11 @@ const flags = {
   namespace: { type: 'string', description: 'Namespace of raven-cfg and the PSK Secret', default: SYSTEM_NAMESPACE },
   'vpn-driver': { type: 'string', description: 'wireguard or libreswan', default: 'wireguard' },
   'wireguard-implementation': { type: 'string', description: 'auto (kernel module, else wireguard-go), kernel or userspace', default: 'auto' },
+  'wireguard-go': { type: 'string', description: 'The userspace WireGuard daemon (path or name on PATH) when there is no kernel module', default: 'wireguard-go' },
   'state-dir': { type: 'string', description: 'Where keys and generated VPN config live (keep it across restarts)', default: '/var/lib/raven' },
   'forward-node-ip': { type: 'boolean', description: 'Also route node IPs across domains, not only pod subnets', default: false },
   'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
-  'resync-period': { type: 'string', description: 'Re-apply the plan this often (repairs drift)', default: '30s' },
+  'resync-period': { type: 'string', description: 'Read the whole kernel state back and repair it this often', default: '30s' },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
   'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics', default: String(PORTS.health) },
@@ -34,10 +35,19 @@ Commands:
   (none)    run the agent
   cleanup   remove every kernel object and VPN device the agent owns (for uninstall)`;
 
-function driverFor(name: string, stateDir: string, implementation: string, log: ReturnType<typeof createLogger>, psk: () => string | undefined): VpnDriver {
+interface WireguardFlags {
+  implementation: string;
+  wireguardGo: string;
+}
+
+function driverFor(name: string, stateDir: string, wg: WireguardFlags, log: ReturnType<typeof createLogger>, psk: () => string | undefined): VpnDriver {
   if (name === 'wireguard') {
+    const { implementation, wireguardGo } = wg;
     if (!['auto', 'kernel', 'userspace'].includes(implementation)) throw new ConfigError(`--wireguard-implementation must be auto, kernel or userspace`);
-    return new WireguardDriver({ exec: hostExec, log, stateDir, device: 'raven-wg0', implementation: implementation as 'auto' | 'kernel' | 'userspace' });
+    if (wireguardGo.trim() === '') throw new ConfigError('--wireguard-go must name a binary');
+    return new WireguardDriver({
+      exec: hostExec, log, stateDir, device: 'raven-wg0', implementation: implementation as 'auto' | 'kernel' | 'userspace', wireguardGo,
+    });
   }
   if (name === 'libreswan') return new LibreswanDriver({ exec: hostExec, log, stateDir, psk });
   throw new ConfigError(`--vpn-driver must be wireguard or libreswan, got "${name}"`);
@@ -49,9 +59,10 @@ async function main(): Promise<void> {
   const log = createLogger('tunnel-agent', { level: values['log-level'], node: nodeName });
   const stateDir = values['state-dir'] ?? '/var/lib/raven';
   const driverName = values['vpn-driver'] ?? 'wireguard';
+  const wg = { implementation: values['wireguard-implementation'] ?? 'auto', wireguardGo: values['wireguard-go'] ?? 'wireguard-go' };
 
   if (positionals[0] === 'cleanup') {
-    const driver = driverFor(driverName, stateDir, values['wireguard-implementation'] ?? 'auto', log, () => undefined);
+    const driver = driverFor(driverName, stateDir, wg, log, () => undefined);
     await driver.cleanup();
     const removed = await new DataPathApplier(hostExec).cleanup();
     log.info({ removed }, 'cleaned up');
@@ -69,7 +80,7 @@ async function main(): Promise<void> {
 
   const namespace = values.namespace ?? SYSTEM_NAMESPACE;
   const psk = new PresharedKey(kube, log, namespace);
-  const driver = driverFor(driverName, stateDir, values['wireguard-implementation'] ?? 'auto', log, () => psk.value);
+  const driver = driverFor(driverName, stateDir, wg, log, () => psk.value);
   const agent = new TunnelAgent({
     kube, log, registry: health.registry, exec: hostExec, driver, psk, nodeName, namespace,
     forwardNodeIP: values['forward-node-ip'],

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +61,22 @@ describe('the L3 data path in the box (walkthrough topology, WireGuard)', () => 
     await expectMatrixPasses('connectivity matrix');
   });
 
+  it('runs the pinned wireguard-go, with TUN segmentation offload, on every gateway', async () => {
+    for (const gw of [CLOUD_GW, HZ_GW, QD_GW]) {
+      const netns = statSync(`/run/netns/${node(gw).netns}`).ino;
+      const exeOf = (pid: string) => {
+        try {
+          return statSync(`/proc/${pid}/ns/net`).ino === netns ? readlinkSync(`/proc/${pid}/exe`) : undefined;
+        } catch {
+          return undefined; // exited meanwhile
+        }
+      };
+      const daemons = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(exeOf).filter((exe) => exe?.endsWith('/wireguard-go'));
+      expect(daemons).toEqual([rb.wireguardGo]);
+      expect((await node(gw).exec('ethtool', ['-k', 'raven-wg0'])).stdout).toMatch(/^tcp-segmentation-offload: on$/m);
+    }
+  });
+
   it('sends cross-domain traffic through the gateways (vxlan raven0, then the tunnel)', async () => {
     const atGateway = await rb.box.capture({ at: node(HZ_GW), iface: 'raven0', filter: 'icmp', count: 2, timeoutMs: 5_000 });
     const atRelay = await rb.box.capture({ at: node(CLOUD_GW), iface: 'raven-wg0', filter: 'icmp', count: 2, timeoutMs: 5_000 });
@@ -86,6 +102,22 @@ describe('the L3 data path in the box (walkthrough topology, WireGuard)', () => 
     expect(metrics).toMatch(/raven_tunnel_peer_handshake_age_seconds\{peer="gw-cloud"\} \d/);
     expect(metrics).toMatch(/raven_tunnel_role\{role="gateway"\} 1/);
     expect(missingMonitoredMetrics('tunnel-agent', metrics)).toEqual([]);
+  });
+
+  it('repairs what someone else changed in the kernel within one resync period (30 s), not only on events', async () => {
+    const gw = node(HZ_GW);
+    const qdSubnet = node(QD_MEMBER).podCIDR;
+    const has = async () => {
+      const routes = (await gw.exec('ip', ['route', 'show', 'table', '9028'])).stdout;
+      const set = (await gw.exec('ipset', ['list', 'raven-mark-set'])).stdout;
+      return routes.includes(`${qdSubnet} dev raven-wg0`) && set.includes(`\n${qdSubnet}\n`);
+    };
+    expect(await has()).toBe(true);
+    await gw.exec('ip', ['route', 'del', qdSubnet, 'table', '9028']);
+    await gw.exec('ipset', ['del', 'raven-mark-set', qdSubnet]);
+    const started = Date.now();
+    await waitFor('the route and the set member back', has, 40_000, 250);
+    console.log(`foreign kernel change repaired after ${Date.now() - started} ms (resync period 30 s)`);
   });
 
   it('keeps every packet of a 100 pps ping across agent restarts (SIGTERM and SIGKILL)', async () => {

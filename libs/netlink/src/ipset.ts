@@ -237,6 +237,10 @@ export class IpsetReconciler implements Reconciler<readonly IpsetSpec[], Map<str
     return diffIpsets(desired, actual, this.ownership);
   }
 
+  assumed(desired: readonly IpsetSpec[]): Map<string, IpsetState> {
+    return new Map(desired.map(normalizeSet).map(({ name, type, family, maxelem, members }) => [name, { name, type, family, maxelem, members }]));
+  }
+
   async apply(diff: IpsetDiff): Promise<ApplySummary> {
     const script = ipsetRestoreScript(diff);
     if (script.length === 0) return NO_CHANGES;

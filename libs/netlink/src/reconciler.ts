@@ -28,6 +28,11 @@ export interface Reconciler<Desired, Actual, Diff> {
   read(): Promise<Actual>;
   diff(desired: Desired, actual: Actual): Diff;
   apply(diff: Diff): Promise<ApplySummary>;
+  /**
+   * Pure: what `read` returns right after `desired` was applied, so a caller that trusts its last apply can diff
+   * against that instead of reading the kernel. Only for subsystems where that is exact.
+   */
+  assumed?(desired: Desired): Actual;
 }
 
 /** read → diff → apply. */

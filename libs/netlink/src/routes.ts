@@ -197,6 +197,10 @@ export class RouteReconciler implements Reconciler<readonly RouteSpec[], RouteSt
     return diffRoutes(desired, actual, this.ownership);
   }
 
+  assumed(desired: readonly RouteSpec[]): RouteState[] {
+    return desired.map(normalizeRoute);
+  }
+
   async apply(diff: RouteDiff): Promise<ApplySummary> {
     await runBatch(this.exec, 'ip', routeBatch(diff));
     return keyedSummary(diff);

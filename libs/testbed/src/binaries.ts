@@ -3,11 +3,14 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 /** Pinned upstream versions; scripts/go-binaries.sh builds exactly these (keep the two in step). */
-export const VERSIONS = { kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0', prometheus: 'v0.316.0' } as const;
+export const VERSIONS = {
+  kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0', prometheus: 'v0.316.0',
+  'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446',
+} as const;
 
 export type Binary =
   | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'etcd'
-  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool';
+  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool' | 'wireguard-go';
 
 const cacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
 
@@ -20,6 +23,7 @@ const locations: Record<Binary, [dir: () => string, file: string, envtest: boole
   'konnectivity-agent': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-agent', false],
   helm: [() => join(cacheRoot(), `helm-${VERSIONS.helm}`), 'helm', false],
   promtool: [() => join(cacheRoot(), `promtool-${VERSIONS.prometheus}`), 'promtool', false],
+  'wireguard-go': [() => join(cacheRoot(), `wireguard-go-${VERSIONS['wireguard-go']}`), 'wireguard-go', false],
 };
 
 /** prometheus-operator's monitoring.coreos.com CRDs (PodMonitor, ServiceMonitor, PrometheusRule), fetched with promtool. */

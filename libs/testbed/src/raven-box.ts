@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { appCommand } from './apps.ts';
+import { binaryPath } from './binaries.ts';
 import { startApp, type AppProcess } from './app-process.ts';
 import { Box, INSIDE_APISERVER, WALKTHROUGH_DIR, type BoxNode, type BoxTopology } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
@@ -18,6 +19,8 @@ export interface RavenBoxOptions {
   topology?: BoxTopology;
   /** Extra tunnel-agent flags (for example `--vpn-driver=libreswan`). */
   agentArgs?: string[];
+  /** The userspace WireGuard the agents run (default: the pinned wireguard-go built from its Go module). */
+  wireguardGo?: string;
   /** Apply the walkthrough's Gateways and raven-cfg (default true). */
   walkthrough?: boolean;
   detached?: boolean;
@@ -34,9 +37,14 @@ export class RavenBox {
   private readonly agentKubeconfigs = new Map<string, string>();
   private readonly agentPods: string[] = [];
 
-  private constructor(readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions) {}
+  private constructor(
+    readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
+    /** The userspace WireGuard binary every agent runs. */
+    readonly wireguardGo: string,
+  ) {}
 
   static async up(opts: RavenBoxOptions): Promise<RavenBox> {
+    const wireguardGo = opts.wireguardGo ?? binaryPath('wireguard-go'); // missing: fail before anything starts
     const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached });
     let pickup: AppProcess | undefined;
     try {
@@ -52,7 +60,7 @@ export class RavenBox {
         args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false'],
         detached: opts.detached,
       });
-      const rb = new RavenBox(box, pickup, kube, opts);
+      const rb = new RavenBox(box, pickup, kube, opts, wireguardGo);
       for (const node of box.nodes) await rb.bindAgent(node.name);
       for (const node of box.nodes) rb.startAgent(node);
       return rb;
@@ -76,7 +84,7 @@ export class RavenBox {
     const { command, args } = appCommand('tunnel-agent');
     const proc = node.spawn(command, [
       ...args, `--kubeconfig=${this.agentKubeconfigs.get(node.name)}`, `--node-name=${node.name}`, `--state-dir=${node.stateDir}`,
-      '--forward-node-ip', '--health-bind=127.0.0.1', ...(this.opts.agentArgs ?? []),
+      '--forward-node-ip', '--health-bind=127.0.0.1', `--wireguard-go=${this.wireguardGo}`, ...(this.opts.agentArgs ?? []),
     ], { name: 'tunnel-agent' });
     this.agents.set(node.name, proc);
     return proc;

@@ -15,6 +15,8 @@ export interface WireguardOptions {
   device: string;
   /** `auto`: kernel WireGuard when the module is there, else wireguard-go; `kernel`/`userspace` force one. */
   implementation: 'auto' | 'kernel' | 'userspace';
+  /** The userspace daemon to run when the kernel has no WireGuard: a path, or a name on PATH. */
+  wireguardGo?: string;
 }
 
 /**
@@ -56,9 +58,10 @@ export class WireguardDriver implements VpnDriver {
       }
     }
     // wireguard-go daemonises: it outlives this process, so an agent restart finds the device and keeps it.
-    await exec.run('wireguard-go', [device]);
-    if (!(await this.deviceExists())) throw new VpnDriverError(`wireguard-go did not create ${device}`);
-    log.info({ device, implementation: 'wireguard-go' }, 'created WireGuard device');
+    const wireguardGo = this.opts.wireguardGo ?? 'wireguard-go';
+    await exec.run(wireguardGo, [device]);
+    if (!(await this.deviceExists())) throw new VpnDriverError(`${wireguardGo} did not create ${device}`);
+    log.info({ device, implementation: 'wireguard-go', binary: wireguardGo }, 'created WireGuard device');
   }
 
   renderConfig(plan: VpnPlan): string {
