@@ -31,11 +31,13 @@ function runWithProgress(what, cmd, argv) {
   }));
 }
 
-const problems = preflight({ apt: args.has('--apt'), binaries: args.has('--binaries'), kernel: args.has('--apt'), diskGiB: args.has('--binaries') ? 8 : 0 });
-if (problems.length > 0) {
+function stopOn(problems) {
+  if (problems.length === 0) return;
   for (const problem of problems) say(`cannot continue: ${problem}`);
   process.exit(1);
 }
+// The kernel check needs iptables and ip, which --apt installs, so it runs after the packages.
+stopOn(preflight({ apt: args.has('--apt'), binaries: args.has('--binaries'), diskGiB: args.has('--binaries') ? 8 : 0 }));
 
 if (args.has('--npm')) {
   const marker = join(root, 'node_modules/.package-lock.json');
@@ -61,6 +63,7 @@ if (args.has('--apt')) {
     run('apt-get', ['update', '-qq'], { env });
     run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env });
   }
+  stopOn(preflight({ kernel: true }));
 }
 
 if (args.has('--binaries')) {

@@ -68,7 +68,7 @@ describe('the bundle directory alone', () => {
 
   it.each(APPS)('%s: --help', async (app) => {
     const out = await run(process.execPath, [join(dirOf(app), 'main.js'), '--help'], { cwd: dirOf(app), env });
-    expect(out).toMatch(new RegExp(`^Usage: ${app} \\[flags\\]`));
+    expect(out).toMatch(new RegExp(`^Usage: ${app} (\\[\\w+\\] )?\\[flags\\]`));
     expect(out).toContain('--kubeconfig');
   });
 

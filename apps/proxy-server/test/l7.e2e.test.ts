@@ -274,8 +274,12 @@ describe('attacks with a compromised edge node\'s credentials (hz-2: its kubelet
     expect(after.map(servedBy)).toEqual([n.hz1, n.qd1]);
   });
 
-  it('relabel-and-hijack: out of its Gateway it gets a client identity for itself; relabelled into qd, its tunnels are refused and qd-1 still answers for itself', async () => {
-    const label = (value: string | null) => kubelet.patch(RESOURCES.nodes, { name: n.hz2 }, { metadata: { labels: { [LABELS.gateway]: value } } }, 'merge');
+  it('relabel-and-hijack: its kubelet may not relabel its Node; relabelled anyway (the second layer), out of its Gateway it gets a client identity for itself, and in qd its tunnels are refused and qd-1 still answers for itself', async () => {
+    const relabel = (client: typeof kube, value: string | null) => client.patch(RESOURCES.nodes, { name: n.hz2 }, { metadata: { labels: { [LABELS.gateway]: value } } }, 'merge');
+    await expect(relabel(kubelet, null)).rejects.toThrow(/may not set or change its own raven\.openyurt\.io\/gateway label/);
+    await expect(relabel(kubelet, gw.qd)).rejects.toThrow(/may not set or change its own/);
+    // The admission policy is the first layer; the proxy's own checks must hold even when a label changes by other means.
+    const label = (value: string | null) => relabel(kube, value);
     const certDir = join(dir, 'hz2-client-certs');
     await label(null);
     try {

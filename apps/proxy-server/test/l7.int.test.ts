@@ -263,7 +263,7 @@ describe('streams', () => {
 });
 
 describe('bounded floods: the front ends and the tunnel port keep serving others, RSS stays under the Deployment limit', () => {
-  const rssMiB = async () => Number(/raven_proxy_server_process_resident_memory_bytes (\d+)/.exec(await apps[0]!.metrics())?.[1]) / 2 ** 20;
+  const rssMiB = async () => Number(/^process_resident_memory_bytes (\d+)/m.exec(await apps[0]!.metrics())?.[1]) / 2 ** 20;
   const othersServed = async () => {
     for (const kind of ['http', 'https'] as const) {
       for (const key of ['e1b', 'e2a', 'lone'] as const) expect((await whoami(kind, `${node[key]}:${targetPort(kind)}`)).json?.node, `${kind} ${key}`).toBe(node[key]);

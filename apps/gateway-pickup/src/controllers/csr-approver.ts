@@ -154,6 +154,8 @@ export function csrApproverController(opts: CsrApproverOptions): Controller {
   };
   if (!policy.requireNodeBinding) log.warn('CSR approver: node binding not required; any pod of the proxy ServiceAccounts can obtain any proxy node\'s identity');
   const decisions = new Counter({ name: 'raven_pickup_csr_decisions_total', help: 'CSR approver decisions by verdict and reason', labelNames: ['verdict', 'reason'], registers: [opts.registry] });
+  // Zero series from the start, so the first approval is an increase() and the metric exists before any CSR.
+  for (const reason of ['RavenProxyClient', 'RavenProxyServer']) decisions.inc({ verdict: 'approve', reason }, 0);
   const informer = new Informer<CsrView>({ kube, log, registry: opts.registry, metricPrefix: 'raven_pickup', type: RESOURCES.csrs, transform: (raw) => csrSchema.parse(raw) });
   const controller = new CsrApproverController({
     name: 'csrapprover', log, registry: opts.registry, metricPrefix: 'raven_pickup', resyncMs: opts.resyncMs,
