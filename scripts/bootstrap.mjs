@@ -53,9 +53,14 @@ const aptNeeds = {
   ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
   ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux', nsenter: 'util-linux',
   ping: 'iputils-ping', ethtool: 'ethtool',
+  // Real nodes in the box: each node's container runtime, its CNI plugins, and the root file system of the busybox image.
+  containerd: 'containerd', ctr: 'containerd', runc: 'runc', '/usr/lib/cni/bridge': 'containernetworking-plugins',
+  '/usr/lib/cni/host-local': 'containernetworking-plugins', '/bin/busybox': 'busybox-static',
 };
+// A need is a command on PATH, or (when it starts with /) a file that the package installs off PATH.
+const present = (need) => (need.startsWith('/') ? existsSync(need) : onPath(need));
 if (args.has('--apt')) {
-  const missing = [...new Set(Object.entries(aptNeeds).filter(([bin]) => !onPath(bin)).map(([, pkg]) => pkg))];
+  const missing = [...new Set(Object.entries(aptNeeds).filter(([need]) => !present(need)).map(([, pkg]) => pkg))];
   if (missing.length > 0) {
     if (process.getuid?.() !== 0) throw new Error(`missing packages ${missing.join(' ')}; install them as root (apt-get install ${missing.join(' ')})`);
     say(`installing Debian packages: ${missing.join(' ')}`);
@@ -69,7 +74,7 @@ if (args.has('--apt')) {
 if (args.has('--binaries')) {
   const assets = process.env.KUBEBUILDER_ASSETS;
   const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
-  const targets = ['etcd', 'kubernetes', 'konnectivity', 'helm', 'promtool', 'wireguard-go'];
+  const targets = ['etcd', 'kubernetes', 'kubernetes-node', 'konnectivity', 'helm', 'promtool', 'wireguard-go', 'coredns'];
   for (const target of targets) {
     if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
     if (target === 'etcd' && have(assets, ['etcd'])) continue;

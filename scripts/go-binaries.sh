@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries that tests, the demo and benchmarks run against,
 # from their Go modules, into a cache under $HOME keyed by version. The product itself is TypeScript.
-# Usage: scripts/go-binaries.sh kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all   (prints the bin dir)
+# Usage: scripts/go-binaries.sh kubernetes|kubernetes-node|etcd|konnectivity|helm|promtool|wireguard-go|coredns|all
+#        (prints the bin dir)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
@@ -13,6 +14,7 @@ PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 # wireguard-go with the TUN GSO/GRO offloads (upstream tags it 0.0.20250522; the module has pseudo-versions only).
 WIREGUARD_GO_VERSION="${WIREGUARD_GO_VERSION:-v0.0.0-20260522210424-ecfc5a8d5446}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
@@ -34,7 +36,9 @@ build_into() {
   echo "$out"
 }
 
-kubernetes_module() {
+# Writes go.mod + tools.go pinning k8s.io/kubernetes (staging modules replaced by their published twins) for the
+# commands given as arguments, then downloads the module set.
+kubernetes_modules_for() {
   local minor="v0.${KUBE_VERSION#v1.}"
   cat > go.mod <<MOD
 module raven.local/kubebins
@@ -48,23 +52,31 @@ MOD
   grep -E '^\s*k8s.io/[^ ]+ => ./staging' "$gomod" | awk '{print $1}' | while read -r m; do
     echo "replace $m => $m $minor" >> go.mod
   done
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for cmd in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+    printf ')\n'; } > tools.go
   log "resolving k8s.io/kubernetes $KUBE_VERSION modules"
   go mod tidy -e >/dev/null 2>&1 || true
   go mod download
-  log "building kube-apiserver, kube-controller-manager, kubectl (several minutes on first run)"
+}
+
+build_kubernetes_cmds() {
+  local pkgs=(); for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
   go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" \
-    -o bin/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+    -o bin/ "${pkgs[@]}"
+}
+
+kubernetes_module() {
+  kubernetes_modules_for kube-apiserver kube-controller-manager kubectl
+  log "building kube-apiserver, kube-controller-manager, kubectl (several minutes on first run)"
+  build_kubernetes_cmds kube-apiserver kube-controller-manager kubectl
+}
+
+# The node side (and the scheduler) from the same pinned module set, cached apart so the control plane stays built.
+kubernetes_node_module() {
+  kubernetes_modules_for kubelet kube-proxy kube-scheduler
+  log "building kubelet, kube-proxy, kube-scheduler (a few minutes on first run)"
+  build_kubernetes_cmds kubelet kube-proxy kube-scheduler
 }
 
 etcd_module() {
@@ -170,13 +182,21 @@ wireguard_go_module() {
   mv bin/wireguard bin/wireguard-go
 }
 
+coredns_module() {
+  log "building coredns $COREDNS_VERSION"
+  # `go install pkg@version` builds CoreDNS exactly as its own go.mod pins it, with its default plugin set.
+  GOBIN="$PWD/bin" go install -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
 case "${1:-all}" in
   kubernetes) build_into "$CACHE_ROOT/kubernetes-$KUBE_VERSION" kubernetes_module ;;
+  kubernetes-node) build_into "$CACHE_ROOT/kubernetes-node-$KUBE_VERSION" kubernetes_node_module ;;
   etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
   konnectivity) build_into "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" konnectivity_module ;;
   helm) build_into "$CACHE_ROOT/helm-$HELM_VERSION" helm_module ;;
   promtool) build_into "$CACHE_ROOT/promtool-$PROMETHEUS_VERSION" promtool_module ;;
   wireguard-go) build_into "$CACHE_ROOT/wireguard-go-$WIREGUARD_GO_VERSION" wireguard_go_module ;;
-  all) for t in etcd kubernetes konnectivity helm promtool wireguard-go; do "$0" "$t"; done ;;
-  *) echo "usage: $0 kubernetes|etcd|konnectivity|helm|promtool|wireguard-go|all" >&2; exit 2 ;;
+  coredns) build_into "$CACHE_ROOT/coredns-$COREDNS_VERSION" coredns_module ;;
+  all) for t in etcd kubernetes kubernetes-node konnectivity helm promtool wireguard-go coredns; do "$0" "$t"; done ;;
+  *) echo "usage: $0 kubernetes|kubernetes-node|etcd|konnectivity|helm|promtool|wireguard-go|coredns|all" >&2; exit 2 ;;
 esac

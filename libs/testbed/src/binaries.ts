@@ -5,12 +5,13 @@ import { dirname, join } from 'node:path';
 /** Pinned upstream versions; scripts/go-binaries.sh builds exactly these (keep the two in step). */
 export const VERSIONS = {
   kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0', prometheus: 'v0.316.0',
-  'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446',
+  'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446', coredns: 'v1.15.0',
 } as const;
 
 export type Binary =
   | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'etcd'
-  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool' | 'wireguard-go';
+  | 'kubelet' | 'kube-proxy' | 'kube-scheduler'
+  | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool' | 'wireguard-go' | 'coredns';
 
 const cacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
 
@@ -18,12 +19,16 @@ const locations: Record<Binary, [dir: () => string, file: string, envtest: boole
   'kube-apiserver': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-apiserver', true],
   'kube-controller-manager': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-controller-manager', true],
   kubectl: [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kubectl', true],
+  kubelet: [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kubelet', false],
+  'kube-proxy': [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kube-proxy', false],
+  'kube-scheduler': [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kube-scheduler', false],
   etcd: [() => join(cacheRoot(), `etcd-${VERSIONS.etcd}`), 'etcd', true],
   'konnectivity-server': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-server', false],
   'konnectivity-agent': [() => join(cacheRoot(), `konnectivity-${VERSIONS.konnectivity}`), 'proxy-agent', false],
   helm: [() => join(cacheRoot(), `helm-${VERSIONS.helm}`), 'helm', false],
   promtool: [() => join(cacheRoot(), `promtool-${VERSIONS.prometheus}`), 'promtool', false],
   'wireguard-go': [() => join(cacheRoot(), `wireguard-go-${VERSIONS['wireguard-go']}`), 'wireguard-go', false],
+  coredns: [() => join(cacheRoot(), `coredns-${VERSIONS.coredns}`), 'coredns', false],
 };
 
 /** prometheus-operator's monitoring.coreos.com CRDs (PodMonitor, ServiceMonitor, PrometheusRule), fetched with promtool. */
