@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LABELS } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { adminClient, deleteNode, missingMonitoredMetrics, registerNode, setNodeReady, uniqueName, waitFor } from '@raven/testbed';
-import { activeIds, applyRavenConfig, createGateway, deleteGateway, startPickup, waitForGateway, type PickupProcess } from './support.ts';
+import { ALL_LOOPS, activeIds, applyRavenConfig, createGateway, deleteGateway, startPickup, waitForGateway, type PickupProcess } from './support.ts';
 
 const cluster = inject('cluster');
 let kube: KubeClient;
@@ -32,7 +32,8 @@ afterAll(async () => {
 
 describe('leader election (15 s / 10 s / 2 s Lease)', () => {
   it('lets only the leader write; after SIGKILL the standby takes over within the lease duration', async () => {
-    const args = ['--leader-elect=true'];
+    // Every controller, so the leader exports every metric the shipped alerts and dashboard select.
+    const args = [`--controllers=${ALL_LOOPS},csrapprover`, '--leader-elect=true'];
     replicas.push(await startPickup(cluster, { args, name: 'pickup-1' }));
     await waitFor('replica 1 leads', async () => (await isLeader(replicas[0]!)) === 1, 20_000);
     replicas.push(await startPickup(cluster, { args, name: 'pickup-2' }));
