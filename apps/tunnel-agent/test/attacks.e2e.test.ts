@@ -26,11 +26,15 @@ const pods: string[] = [];
 const clients: KubeClient[] = [];
 
 /** The agent token of `node`, bound to a Pod there, as the DaemonSet's projected token is. */
+const agents = new Map<string, KubeClient>();
 async function agentOf(node: string): Promise<KubeClient> {
+  const known = agents.get(node);
+  if (known) return known;
   const bound = await boundKubeconfig(rb.kube, cluster.info(), 'raven-tunnel-agent', node, dir, 'attacker');
   pods.push(bound.pod);
   const client = await KubeClient.load({ kubeconfig: bound.kubeconfig, userAgent: 'compromised-agent' });
   clients.push(client);
+  agents.set(node, client);
   return client;
 }
 
@@ -100,9 +104,12 @@ describe('attacks with a compromised edge node\'s credentials, in the box', () =
     await expectTrafficFlows('after the injection attempts');
   });
 
-  it('the annotation that cuts the cluster off: its kubelet may write it, pickup refuses it with a condition and a Warning Event, nothing is routed', async () => {
-    const kubelet = await kubeletOf(HZ_GW);
-    await kubelet.patch(RESOURCES.nodes, { name: HZ_GW }, { metadata: { annotations: { [ANNOTATIONS.extraAllowedSourceCIDRs]: '0.0.0.0/1,128.0.0.0/1' } } }, 'merge');
+  it('the annotation that cuts the cluster off: its agent and kubelet may not write it; set anyway, pickup refuses it with a condition and a Warning Event, and nothing is routed', async () => {
+    const hostile = { metadata: { annotations: { [ANNOTATIONS.extraAllowedSourceCIDRs]: '0.0.0.0/1,128.0.0.0/1' } } };
+    await refused((await agentOf(HZ_GW)).patch(RESOURCES.gateways, { name: HZ }, hostile, 'merge'), 403, /may not change a Gateway's labels, annotations/);
+    await refused((await kubeletOf(HZ_GW)).patch(RESOURCES.gateways, { name: HZ }, hostile, 'merge'), 403, /forbidden/i);
+    // The second layer: whoever sets it (an admin's mistake, another compromised path), pickup must not route it.
+    await rb.kube.patch(RESOURCES.gateways, { name: HZ }, hostile, 'merge');
     try {
       const condition = await waitFor('the refusal in the Gateway status', async () => (await gateway(HZ)).status?.conditions?.find((c) => c.type === 'ExtraAllowedSourceCIDRsAccepted' && c.status === 'False'), 30_000, 250);
       expect(condition.message).toMatch(/"0\.0\.0\.0\/1" is wider than \/8; "128\.0\.0\.0\/1" is wider than \/8/);
@@ -120,7 +127,7 @@ describe('attacks with a compromised edge node\'s credentials, in the box', () =
       for (const node of rb.box.nodes) expect((await rb.agentHealth(node.name, '/readyz')).status, `agent on ${node.name} still reaches the apiserver`).toBe(200);
       await expectTrafficFlows('with the hostile annotation in place');
     } finally {
-      await rb.kube.patch(RESOURCES.nodes, { name: HZ_GW }, { metadata: { annotations: { [ANNOTATIONS.extraAllowedSourceCIDRs]: null } } }, 'merge');
+      await rb.kube.patch(RESOURCES.gateways, { name: HZ }, { metadata: { annotations: { [ANNOTATIONS.extraAllowedSourceCIDRs]: null } } }, 'merge');
     }
   });
 
@@ -130,9 +137,14 @@ describe('attacks with a compromised edge node\'s credentials, in the box', () =
     await waitFor('the standby published its key', async () => (await gateway(HZ)).spec?.endpoints?.find((e) => e.nodeName === HZ_MEMBER && e.type === 'tunnel')?.config?.publicKey, 20_000, 250);
     const forger = await agentOf(QD_MEMBER);
     const leaseName = heartbeatLeaseName('tunnel', HZ_GW);
-    const renew = () => forger.patch(RESOURCES.leases, { namespace: HEARTBEAT.namespace, name: leaseName }, {
-      spec: { holderIdentity: HZ_GW, renewTime: new Date().toISOString().replace('Z', '000Z') },
-    }, 'merge');
+    // The agent Role grants get/create/update on Leases: the forger reads the victim's Lease and writes it back renewed.
+    type Lease = { metadata: Record<string, unknown>; spec: Record<string, unknown> };
+    const renew = async () => {
+      const lease = await forger.get<Lease>(RESOURCES.leases, { namespace: HEARTBEAT.namespace, name: leaseName });
+      return forger.replace(RESOURCES.leases, { namespace: HEARTBEAT.namespace, name: leaseName }, {
+        ...lease, spec: { ...lease.spec, holderIdentity: HZ_GW, renewTime: new Date().toISOString().replace('Z', '000Z') },
+      });
+    };
     await refused(renew(), 403, /must be the Lease raven-tunnel-/);
     await refused(forger.create(RESOURCES.leases, {
       apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
