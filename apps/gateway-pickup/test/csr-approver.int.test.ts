@@ -9,7 +9,7 @@ import { KubeClient, RESOURCES, createLogger, type Controller } from '@raven/con
 import { createCsr } from '@raven/pki';
 import { adminClient, deleteNode, registerNode, serviceAccountKubeconfig, uniqueName, waitFor, writeKubeconfig } from '@raven/testbed';
 import { createCaches, type Caches } from '../src/caches.ts';
-import { csrApproverController } from '../src/controllers/csr-approver.ts';
+import { csrApproverController, recordDecision, type CsrView } from '../src/controllers/csr-approver.ts';
 
 /**
  * The csrapprover controller in-process, authenticated as gateway-pickup's ServiceAccount (its RBAC: gateway-pickup.yaml
@@ -177,5 +177,35 @@ describe('csrapprover', () => {
     const csr = await admin.get<{ status?: { conditions?: unknown[] } }>(RESOURCES.csrs, { name });
     expect(csr.status?.conditions ?? []).toEqual([]);
     await admin.delete(RESOURCES.csrs, { name });
+  });
+
+  it('records a decision only on the request decided on: a CSR recreated under the same name is left for its own decision', async () => {
+    const name = `recreated-${u}`;
+    const fileAs = async (csrPem: string) => admin.create<{ metadata: { name: string; uid: string }; spec: { request: string; signerName: string } }>(RESOURCES.csrs, {
+      apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest', metadata: { name },
+      spec: { request: Buffer.from(csrPem).toString('base64'), signerName: 'kubernetes.io/kube-apiserver-client', usages: client },
+    });
+    const view = (o: Awaited<ReturnType<typeof fileAs>>): CsrView => ({ metadata: { name, uid: o.metadata.uid }, spec: { request: o.spec.request, signerName: o.spec.signerName } });
+    const verdict = { verdict: 'deny', reason: 'Test', message: 'decided on the first request' } as const;
+    const conditions = async () => (await admin.get<{ status?: { conditions?: unknown[] } }>(RESOURCES.csrs, { name })).status?.conditions ?? [];
+    try {
+      const { csrPem } = await createCsr({ commonName: 'some-requester' });
+      const first = await fileAs(csrPem);
+      await admin.delete(RESOURCES.csrs, { name });
+      await waitFor('the first CSR gone', async () => admin.get(RESOURCES.csrs, { name }).then(() => false, () => true), 5_000, 20);
+      expect(await recordDecision(pickupKube, view(first), verdict)).toBe('gone');
+      // The same bytes filed again: only the uid tells the new request from the one decided on.
+      const second = await fileAs(csrPem);
+      expect(second.spec.request).toBe(first.spec.request);
+      expect(await recordDecision(pickupKube, view(first), verdict)).toBe('replaced');
+      // Same uid, other request bytes: not the request decided on either.
+      const other = Buffer.from((await createCsr({ commonName: 'another-requester' })).csrPem).toString('base64');
+      expect(await recordDecision(pickupKube, { ...view(second), spec: { ...view(second).spec, request: other } }, verdict)).toBe('replaced');
+      expect(await conditions()).toEqual([]);
+      expect(await recordDecision(pickupKube, view(second), verdict)).toBe('recorded');
+      expect(await conditions()).toMatchObject([{ type: 'Denied', reason: 'Test' }]);
+    } finally {
+      await admin.delete(RESOURCES.csrs, { name }).catch(() => undefined);
+    }
   });
 });

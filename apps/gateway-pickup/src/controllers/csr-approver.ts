@@ -120,6 +120,33 @@ export interface CsrApproverOptions {
   requireNodeBinding?: boolean;
 }
 
+export type RecordOutcome = 'recorded' | 'replaced' | 'gone';
+
+/**
+ * Writes `verdict` as the approval condition of the CSR that was decided on. Approval writes the whole object back,
+ * so the current object is read first and nothing written meanwhile is lost; and it is written only when it is still
+ * the request decided on: a CSR deleted and recreated under the same name (another uid or request) is a new request,
+ * decided on its own event.
+ */
+export async function recordDecision(kube: KubeClient, decided: CsrView, verdict: Exclude<Verdict, { verdict: 'ignore' }>): Promise<RecordOutcome> {
+  const name = decided.metadata.name;
+  let current: { metadata?: { uid?: string }; spec?: { request?: string }; status?: { conditions?: unknown[] } } & Record<string, unknown>;
+  try {
+    current = await kube.get(RESOURCES.csrs, { name });
+  } catch (err) {
+    if (isNotFound(err)) return 'gone';
+    throw err;
+  }
+  if (decided.metadata.uid === undefined || current.metadata?.uid !== decided.metadata.uid || current.spec?.request !== decided.spec.request) return 'replaced';
+  const condition = {
+    type: verdict.verdict === 'approve' ? 'Approved' : 'Denied', status: 'True', reason: verdict.reason, message: verdict.message,
+    lastUpdateTime: metaTime(),
+  };
+  // current's resourceVersion makes the apiserver refuse the write (409, retried) if anything changed since the read.
+  await kube.replace(RESOURCES.csrs, { name, subresource: 'approval' }, { ...current, status: { ...current.status, conditions: [...(current.status?.conditions ?? []), condition] } });
+  return 'recorded';
+}
+
 const isDecided = (csr: CsrView) => (csr.status?.conditions ?? []).some((c) => c.type === 'Approved' || c.type === 'Denied' || c.type === 'Failed');
 
 /** A Controller that also owns its CSR informer (started with the workers, on the leader only). */
@@ -167,24 +194,9 @@ export function csrApproverController(opts: CsrApproverOptions): Controller {
       const facts = await inspectCsr(pem).catch(() => undefined);
       const verdict = decideCsr(csr, facts, policy);
       if (verdict.verdict === 'ignore') return;
-      // Approval writes the whole object back: take the current one, so nothing written meanwhile is lost.
-      let current: { metadata?: { uid?: string }; spec?: { request?: string }; status?: { conditions?: unknown[] } } & Record<string, unknown>;
-      try {
-        current = await kube.get(RESOURCES.csrs, { name });
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
-      // Approve only the object decided on: a CSR recreated under the same name is a new request (its own event follows).
-      if (current.metadata?.uid !== csr.metadata.uid || current.spec?.request !== csr.spec.request) {
-        log.info({ csr: name }, 'CSR replaced since it was decided; deciding the new one on its own event');
-        return;
-      }
-      const condition = {
-        type: verdict.verdict === 'approve' ? 'Approved' : 'Denied', status: 'True', reason: verdict.reason, message: verdict.message,
-        lastUpdateTime: metaTime(),
-      };
-      await kube.replace(RESOURCES.csrs, { name, subresource: 'approval' }, { ...current, status: { ...current.status, conditions: [...(current.status?.conditions ?? []), condition] } });
+      const outcome = await recordDecision(kube, csr, verdict);
+      if (outcome === 'replaced') log.info({ csr: name }, 'CSR replaced since it was decided; deciding the new one on its own event');
+      if (outcome !== 'recorded') return;
       decisions.inc({ verdict: verdict.verdict, reason: verdict.reason });
       const fields = { csr: name, requester: csr.spec.username, signer: csr.spec.signerName, subject: facts?.commonName, reason: verdict.reason, message: verdict.message };
       if (verdict.verdict === 'approve') log.info(fields, 'CSR approved');
