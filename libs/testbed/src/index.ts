@@ -17,3 +17,6 @@ export * from './l7.ts';
 export * from './websocket.ts';
 export * from './http-connect.ts';
 export * from './monitoring.ts';
+export * from './oci-image.ts';
+export * from './real-nodes.ts';
+export * from './oci-registry.ts';

@@ -44,7 +44,11 @@ export async function boundKubeconfig(kube: KubeClient, cluster: Pick<ClusterInf
   const created = await kube.create<{ metadata: { uid: string } }>(RESOURCES.pods, {
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name: pod, namespace: ns, labels: { 'app.kubernetes.io/name': serviceAccount } },
-    spec: { nodeName: node, serviceAccountName: serviceAccount, containers: [{ name: 'main', image: `raven/${serviceAccount}` }] },
+    // On real nodes the kubelet runs it: a sleeper standing in for the component's DaemonSet Pod, which holds the token's binding.
+    spec: {
+      nodeName: node, serviceAccountName: serviceAccount, automountServiceAccountToken: false, terminationGracePeriodSeconds: 0,
+      containers: [{ name: 'main', image: 'busybox', command: ['sleep', '2147483647'] }],
+    },
   });
   const review = await kube.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${ns}/serviceaccounts/${serviceAccount}/token`, {
     body: {

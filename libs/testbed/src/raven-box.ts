@@ -12,6 +12,7 @@ import { kubectl } from './kubectl.ts';
 import { boundKubeconfig, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
+import { RealNodes } from './real-nodes.ts';
 
 export interface RavenBoxOptions {
   dir: string;
@@ -24,6 +25,11 @@ export interface RavenBoxOptions {
   /** Apply the walkthrough's Gateways and raven-cfg (default true). */
   walkthrough?: boolean;
   detached?: boolean;
+  /**
+   * Real Kubernetes nodes: containerd, kubelet and kube-proxy on every box node and a kube-scheduler; the kubelets
+   * register the Nodes and keep them Ready (the box registers none and sends no heartbeats).
+   */
+  realNodes?: boolean;
 }
 
 /**
@@ -36,6 +42,8 @@ export class RavenBox {
   /** Per node: a tunnel-agent token bound to a Pod on that node, as the DaemonSet's projected token is. */
   private readonly agentKubeconfigs = new Map<string, string>();
   private readonly agentPods: string[] = [];
+  /** Set when the box runs real nodes (`realNodes: true`). */
+  realNodes?: RealNodes;
 
   private constructor(
     readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
@@ -45,10 +53,12 @@ export class RavenBox {
 
   static async up(opts: RavenBoxOptions): Promise<RavenBox> {
     const wireguardGo = opts.wireguardGo ?? binaryPath('wireguard-go'); // missing: fail before anything starts
-    const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached });
+    const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached, registerNodes: !opts.realNodes });
     let pickup: AppProcess | undefined;
+    let realNodes: RealNodes | undefined;
     try {
       const kube = await adminClient(opts.cluster);
+      if (opts.realNodes) realNodes = await RealNodes.up({ box, cluster: opts.cluster, kube });
       if (opts.walkthrough ?? true) {
         await kubectl(opts.cluster.kubeconfig, ['apply', '-f', join(WALKTHROUGH_DIR, 'raven-cfg.yaml'), '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
       }
@@ -61,11 +71,13 @@ export class RavenBox {
         detached: opts.detached,
       });
       const rb = new RavenBox(box, pickup, kube, opts, wireguardGo);
+      rb.realNodes = realNodes;
       for (const node of box.nodes) await rb.bindAgent(node.name);
       for (const node of box.nodes) rb.startAgent(node);
       return rb;
     } catch (err) {
       await pickup?.stop();
+      await realNodes?.down().catch(() => undefined);
       await box.down();
       throw err;
     }
@@ -162,6 +174,7 @@ export class RavenBox {
     for (const proc of this.agents.values()) await proc.stop(2_000).catch(() => undefined);
     await this.pickup.stop().catch(() => undefined);
     for (const pod of this.agentPods) await deletePod(this.kube, pod).catch(() => undefined);
+    await this.realNodes?.down().catch(() => undefined);
     this.kube.close();
     await this.box.down();
   }
