@@ -14,7 +14,8 @@ PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 # wireguard-go with the TUN GSO/GRO offloads (upstream tags it 0.0.20250522; the module has pseudo-versions only).
 WIREGUARD_GO_VERSION="${WIREGUARD_GO_VERSION:-v0.0.0-20260522210424-ecfc5a8d5446}"
-COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+# The CoreDNS release Kubernetes v1.34 ships, which k8s/base's raven-proxy-dns deploys.
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 CACHE_ROOT="${RAVEN_BIN_CACHE:-$HOME/.cache/raven-ts/bin}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"

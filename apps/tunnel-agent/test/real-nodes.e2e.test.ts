@@ -7,6 +7,7 @@ import { EDGE_WORKER_LABEL, kubectl, leftoverBoxCgroups, RavenBox, waitFor } fro
 // Walkthrough section 2.2 on real nodes: kubelet + containerd + CNI on every box node, kube-scheduler placing pods.
 const cluster = inject('cluster');
 let rb: RavenBox;
+const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
 const started = Date.now();
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
@@ -100,5 +101,16 @@ describe('walkthrough 2.2 on real nodes', () => {
       const mask = bits === '0' ? 0 : (~0 << (32 - Number(bits))) >>> 0;
       expect((toInt(pod.ip) & mask) >>> 0, `${pod.name} ${pod.ip} in ${node.podCIDR}`).toBe(toInt(net!) & mask);
     }
+  });
+
+  it('pings a qingdao pod from a hangzhou pod with 0% loss (kubectl exec … -- ping)', async () => {
+    const pods = await busyBoxPods();
+    const hz = pods.find((p) => rb.box.node(p.node).domain === 'hangzhou');
+    const qd = pods.find((p) => rb.box.node(p.node).domain === 'qingdao');
+    expect(hz && qd).toBeTruthy();
+    const out = await kubectl(cluster.kubeconfig, ['exec', '-n', 'default', hz!.name, '--', 'ping', qd!.ip, '-c', '4']);
+    console.log(out);
+    expect(out).toMatch(/4 packets transmitted, 4 packets received, 0% packet loss/);
+    void HZ_MEMBER;
   });
 });

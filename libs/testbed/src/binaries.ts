@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 /** Pinned upstream versions; scripts/go-binaries.sh builds exactly these (keep the two in step). */
 export const VERSIONS = {
   kubernetes: 'v1.34.4', etcd: 'v3.6.4', konnectivity: 'v0.34.0', helm: 'v3.19.0', prometheus: 'v0.316.0',
-  'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446', coredns: 'v1.15.0',
+  'wireguard-go': 'v0.0.0-20260522210424-ecfc5a8d5446', coredns: 'v1.12.1',
 } as const;
 
 export type Binary =

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { GATEWAY_CRD_NAME, GATEWAY_CRD_PATH, SYSTEM_NAMESPACE } from '@raven/api-types';
 import { serviceAccountKubeconfig } from './service-accounts.ts';
 import { appCommand, WORKSPACE_ROOT } from './apps.ts';
-import { ControlPlane } from './control-plane.ts';
+import { ControlPlane, KUBELET_CLIENT_USER } from './control-plane.ts';
 import { kubectl } from './kubectl.ts';
 import { freePort } from './net.ts';
 import { ManagedProcess, waitFor } from './process.ts';
@@ -40,6 +40,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, GATEWAY_CRD_PATH)]);
     await waitForCrdEstablished(kubeconfig, GATEWAY_CRD_NAME);
     await kubectl(kubeconfig, ['apply', '--server-side', '-f', join(WORKSPACE_ROOT, 'k8s/base/rbac')]);
+    // What kubeadm grants the apiserver's kubelet-client identity: the kubelet API (kubelets authorize it by webhook).
+    await kubectl(kubeconfig, ['apply', '--server-side', '-f', '-'], JSON.stringify({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'raven-testbed:apiserver-kubelet-client' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: KUBELET_CLIENT_USER }],
+    }));
     const pickupKubeconfig = await serviceAccountKubeconfig(
       { server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem }, SYSTEM_NAMESPACE, 'raven-gateway-pickup', join(opts.dir, 'pki'),
     );

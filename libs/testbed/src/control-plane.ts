@@ -32,6 +32,10 @@ export interface ControlPlaneState {
 }
 
 const SERVICE_CIDR = '10.96.0.0/16';
+/** The user the apiserver authenticates as to kubelets (and to Raven's L7 front ends). */
+export const KUBELET_CLIENT_USER = 'kube-apiserver-kubelet-client';
+/** In the control plane's directory: where the apiserver sends traffic for nodes (an HTTP CONNECT proxy). */
+export const CLUSTER_EGRESS_SOCKET = 'cluster-egress.sock';
 /** kube-controller-manager runs only what the tests and the demo need; without a kubelet, node lifecycle would mark every Node unhealthy. */
 const KCM_CONTROLLERS = [
   'namespace', 'garbagecollector', 'serviceaccount', 'serviceaccount-token', 'csrsigning', 'csrcleaner',
@@ -41,6 +45,8 @@ const KCM_CONTROLLERS = [
 interface Pki {
   ca: KeyPairPem;
   serving: KeyPairPem;
+  /** The apiserver's client identity towards kubelets (--kubelet-client-certificate), bound to system:kubelet-api-admin. */
+  kubeletClient: KeyPairPem;
   admin: KeyPairPem;
   controllerManager: KeyPairPem;
   serviceAccount: KeyPairPem;
@@ -131,6 +137,10 @@ export class ControlPlane {
       `--bind-address=${host}`, `--advertise-address=${host}`, `--secure-port=${apiserverPort}`,
       `--tls-cert-file=${pkiDir}/apiserver.crt`, `--tls-private-key-file=${pkiDir}/apiserver.key`,
       `--client-ca-file=${pkiDir}/ca.crt`,
+      `--kubelet-client-certificate=${pkiDir}/apiserver-kubelet-client.crt`, `--kubelet-client-key=${pkiDir}/apiserver-kubelet-client.key`,
+      // Nodes by name first: in a Raven cluster the name resolves to the L7 proxy (raven-proxy-dns).
+      '--kubelet-preferred-address-types=Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP',
+      `--egress-selector-config-file=${pkiDir}/egress-selector.yaml`,
       // As in production: the Node authorizer and NodeRestriction bound what a node's own credentials may do.
       '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
       `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
@@ -230,14 +240,30 @@ async function createPki(dir: string, host: string): Promise<Pki> {
   });
   const admin = await issueCertificate(ca, { commonName: 'raven-admin', organizations: ['system:masters'], usages: ['client'] });
   const controllerManager = await issueCertificate(ca, { commonName: 'system:kube-controller-manager', usages: ['client'] });
+  const kubeletClient = await issueCertificate(ca, { commonName: KUBELET_CLIENT_USER, usages: ['client'] });
   // The service-account signing key only needs to be a key; a throwaway CA provides one in the right format.
   const serviceAccount = await createCA('service-accounts');
   const files: Record<string, string> = {
     'ca.crt': ca.certPem, 'ca.key': ca.keyPem,
     'apiserver.crt': serving.certPem, 'apiserver.key': serving.keyPem,
+    'apiserver-kubelet-client.crt': kubeletClient.certPem, 'apiserver-kubelet-client.key': kubeletClient.keyPem,
+    // Traffic to nodes (logs, exec, port-forward, node proxy) leaves through an HTTP CONNECT proxy on a unix socket, as
+    // with konnectivity. A real-node box listens there from its cloud network (RealNodes); without one it is refused.
+    'egress-selector.yaml': [
+      'apiVersion: apiserver.k8s.io/v1beta1',
+      'kind: EgressSelectorConfiguration',
+      'egressSelections:',
+      '- name: cluster',
+      '  connection:',
+      '    proxyProtocol: HTTPConnect',
+      '    transport:',
+      '      uds:',
+      `        udsName: ${join(dir, CLUSTER_EGRESS_SOCKET)}`,
+      '',
+    ].join('\n'),
     'sa.key': serviceAccount.keyPem,
     'sa.pub': createPublicKey(serviceAccount.keyPem).export({ type: 'spki', format: 'pem' }).toString(),
   };
   for (const [name, content] of Object.entries(files)) writeFileSync(join(pkiDir, name), content, { mode: 0o600 });
-  return { ca, serving, admin, controllerManager, serviceAccount };
+  return { ca, serving, kubeletClient, admin, controllerManager, serviceAccount };
 }

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 
 export const BUSYBOX_IMAGE = 'docker.io/library/busybox:latest';
 export const SANDBOX_IMAGE = 'registry.k8s.io/pause:raven-box';
+/** The image k8s/base's raven-proxy-dns runs; the box builds it from the CoreDNS binary of the same release. */
+export const COREDNS_IMAGE = 'registry.k8s.io/coredns/coredns:v1.12.1';
 /** Debian's busybox-static. */
 export const BUSYBOX_BINARY = '/bin/busybox';
 /** Bump when the layout written here changes, so cached tarballs are rebuilt. */
@@ -166,6 +168,28 @@ export function ociImageTarball(spec: ImageSpec): { tarball: Buffer; manifest: D
 export interface BoxImages {
   busybox: string;
   sandbox: string;
+}
+
+/** A distroless-like CoreDNS root: /coredns, the directories it mounts into, and the nonroot user (65532) the manifest runs it as. */
+export function corednsLayer(coredns: Buffer): Buffer {
+  return writeTar([
+    ...['etc', 'tmp'].map((path): TarEntry => ({ type: 'dir', path, mode: path === 'tmp' ? 0o1777 : 0o755 })),
+    { type: 'file', path: 'coredns', data: coredns, mode: 0o755 },
+    { type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n') },
+    { type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\nnonroot:x:65532:\n') },
+  ]);
+}
+
+/** The CoreDNS image tarball (COREDNS_IMAGE) from the Go-built binary, cached by the binary's digest. */
+export function corednsImage(corednsPath: string): string {
+  const coredns = readFileSync(corednsPath);
+  const key = createHash('sha256').update(coredns).update(`format ${FORMAT}`).digest('hex').slice(0, 16);
+  const path = join(imageCacheRoot(), `coredns-${key}`, 'coredns.oci.tar');
+  if (existsSync(path)) return path;
+  mkdirSync(join(path, '..'), { recursive: true });
+  writeFileSync(`${path}.tmp`, ociImageTarball({ name: COREDNS_IMAGE, layer: corednsLayer(coredns), entrypoint: ['/coredns'] }).tarball);
+  renameSync(`${path}.tmp`, path);
+  return path;
 }
 
 const imageCacheRoot = () => process.env.RAVEN_IMAGE_CACHE ?? join(homedir(), '.cache/raven-ts/images');

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PROXY_SERVICE_ACCOUNTS } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { issueCertificate } from '@raven/pki';
 import { appCommand } from './apps.ts';
 import { binaryPath } from './binaries.ts';
 import { startApp, type AppProcess } from './app-process.ts';
@@ -9,7 +11,7 @@ import { Box, INSIDE_APISERVER, WALKTHROUGH_DIR, type BoxNode, type BoxTopology 
 import type { ClusterInfo } from './cluster.ts';
 import { adminClient } from './clients.ts';
 import { kubectl } from './kubectl.ts';
-import { boundKubeconfig, deletePod } from './l7.ts';
+import { boundKubeconfig, clusterCa, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
 import { RealNodes } from './real-nodes.ts';
@@ -30,7 +32,18 @@ export interface RavenBoxOptions {
    * register the Nodes and keep them Ready (the box registers none and sends no heartbeats).
    */
   realNodes?: boolean;
+  /**
+   * The L7 proxy as its DaemonSets deploy it: proxy-server on every cloud node, proxy-client on every other node (each
+   * decides from the Gateways whether it is active), certificates from the CSR API, and pickup's CSR approver.
+   * Default: on with real nodes.
+   */
+  l7?: boolean;
 }
+
+/** Domains whose nodes run proxy-server (the rest run proxy-client). */
+const CLOUD_DOMAINS = ['cloud'];
+/** The client identity proxy-server presents to kubelets (a certificate file, bound to system:kubelet-api-admin). */
+export const PROXY_TARGET_CLIENT_USER = 'raven:proxy-server-kubelet-client';
 
 /**
  * Raven on the cluster in a box: gateway-pickup (with its own ServiceAccount) and a tunnel-agent inside every node
@@ -39,6 +52,8 @@ export interface RavenBoxOptions {
  */
 export class RavenBox {
   readonly agents = new Map<string, ManagedProcess>();
+  /** `proxy-server/<node>` and `proxy-client/<node>`. */
+  readonly proxies = new Map<string, ManagedProcess>();
   /** Per node: a tunnel-agent token bound to a Pod on that node, as the DaemonSet's projected token is. */
   private readonly agentKubeconfigs = new Map<string, string>();
   private readonly agentPods: string[] = [];
@@ -56,9 +71,10 @@ export class RavenBox {
     const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached, registerNodes: !opts.realNodes });
     let pickup: AppProcess | undefined;
     let realNodes: RealNodes | undefined;
+    const l7 = opts.l7 ?? opts.realNodes ?? false;
     try {
       const kube = await adminClient(opts.cluster);
-      if (opts.realNodes) realNodes = await RealNodes.up({ box, cluster: opts.cluster, kube });
+      if (opts.realNodes) realNodes = await RealNodes.up({ box, cluster: opts.cluster, kube, cloudDomains: CLOUD_DOMAINS });
       if (opts.walkthrough ?? true) {
         await kubectl(opts.cluster.kubeconfig, ['apply', '-f', join(WALKTHROUGH_DIR, 'raven-cfg.yaml'), '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
       }
@@ -67,13 +83,14 @@ export class RavenBox {
         .then((manifest) => kubectl(opts.cluster.kubeconfig, ['apply', '-f', '-'], manifest));
       pickup = await startApp('gateway-pickup', {
         access: opts.cluster, serviceAccount: 'raven-gateway-pickup', name: 'gateway-pickup',
-        args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false'],
+        args: [`--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice${l7 ? ',csrapprover' : ''}`, '--leader-elect=false'],
         detached: opts.detached,
       });
       const rb = new RavenBox(box, pickup, kube, opts, wireguardGo);
       rb.realNodes = realNodes;
       for (const node of box.nodes) await rb.bindAgent(node.name);
       for (const node of box.nodes) rb.startAgent(node);
+      if (l7) await rb.startProxies();
       return rb;
     } catch (err) {
       await pickup?.stop();
@@ -100,6 +117,33 @@ export class RavenBox {
     ], { name: 'tunnel-agent' });
     this.agents.set(node.name, proc);
     return proc;
+  }
+
+  /** proxy-server on every cloud node and proxy-client on every other, with Pod-bound tokens as their DaemonSets' are. */
+  private async startProxies(): Promise<void> {
+    const dir = join(this.opts.dir, 'kubeconfigs');
+    const identity = await issueCertificate(await clusterCa(this.opts.cluster), { commonName: PROXY_TARGET_CLIENT_USER, usages: ['client'], validityDays: 2 });
+    const certFile = join(dir, 'proxy-target-client.crt');
+    const keyFile = join(dir, 'proxy-target-client.key');
+    writeFileSync(certFile, identity.certPem);
+    writeFileSync(keyFile, identity.keyPem, { mode: 0o600 });
+    await kubectl(this.opts.cluster.kubeconfig, ['apply', '--server-side', '-f', '-'], JSON.stringify({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'raven-box:proxy-server-kubelet-client' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: PROXY_TARGET_CLIENT_USER }],
+    }));
+    for (const node of this.box.nodes) {
+      const server = CLOUD_DOMAINS.includes(node.domain);
+      const app = server ? 'proxy-server' : 'proxy-client';
+      const { kubeconfig, pod } = await boundKubeconfig(
+        this.kube, { server: INSIDE_APISERVER, caPem: this.opts.cluster.caPem }, server ? PROXY_SERVICE_ACCOUNTS.server : PROXY_SERVICE_ACCOUNTS.client,
+        node.name, dir, this.box.id, 86_400,
+      );
+      this.agentPods.push(pod);
+      const { command, args } = appCommand(app);
+      const extra = server ? [`--target-client-cert-file=${certFile}`, `--target-client-key-file=${keyFile}`, `--cert-dir=${join(node.stateDir, 'proxy-server-certs')}`] : [];
+      this.proxies.set(`${app}/${node.name}`, node.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${node.name}`, ...extra], { name: app }));
+    }
   }
 
   async restartAgent(name: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<ManagedProcess> {
@@ -171,7 +215,7 @@ export class RavenBox {
   }
 
   async down(): Promise<void> {
-    for (const proc of this.agents.values()) await proc.stop(2_000).catch(() => undefined);
+    for (const proc of [...this.proxies.values(), ...this.agents.values()]) await proc.stop(2_000).catch(() => undefined);
     await this.pickup.stop().catch(() => undefined);
     for (const pod of this.agentPods) await deletePod(this.kube, pod).catch(() => undefined);
     await this.realNodes?.down().catch(() => undefined);

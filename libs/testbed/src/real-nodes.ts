@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileS
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { LABELS } from '@raven/api-types';
+import { LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { hostExec, type RunResult } from '@raven/netlink';
 import { issueCertificate, type CertificateAuthority } from '@raven/pki';
@@ -12,7 +12,10 @@ import { INSIDE_APISERVER, RELAY_SCRIPT } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import { clusterCa } from './l7.ts';
-import { boxImages, SANDBOX_IMAGE } from './oci-image.ts';
+import { WORKSPACE_ROOT } from './apps.ts';
+import { CLUSTER_EGRESS_SOCKET } from './control-plane.ts';
+import { kubectl } from './kubectl.ts';
+import { boxImages, corednsImage, SANDBOX_IMAGE } from './oci-image.ts';
 import { OciRegistry, REGISTRY_PORT } from './oci-registry.ts';
 import { ManagedProcess, waitFor } from './process.ts';
 
@@ -33,6 +36,10 @@ const KERNEL_DEFAULTS: Record<string, string> = {
   'kernel/keys/root_maxkeys': '1000000', 'kernel/keys/root_maxbytes': '25000000',
 };
 const CGROUP_V1 = '/sys/fs/cgroup';
+const APISERVER_ENDPOINT_PORT = 6443;
+const KUBERNETES_ENDPOINTS = 'kubernetes-raven-box';
+const PROXY_DNS_MANIFEST = join(WORKSPACE_ROOT, 'k8s/base/raven-proxy-dns.yaml');
+const CONNECT_PROXY_SCRIPT = new URL('./box/connect-proxy.mjs', import.meta.url).pathname;
 /** Controllers of the box's own kube-controller-manager: what runs workloads on real nodes. */
 const BOX_CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'statefulset', 'job', 'podgc', 'nodelifecycle'];
 
@@ -111,6 +118,7 @@ export class RealNode {
     for (const name of ['kube-proxy', 'kubelet']) await this.processes.get(name)?.stop(5_000).catch(() => undefined);
     await killCgroupTree(this.cgroupRoot);
     await this.processes.get('containerd')?.stop(5_000).catch(() => undefined);
+    for (const proc of this.processes.values()) await proc.stop(2_000).catch(() => undefined);
     this.processes.clear();
     await this.holder?.kill().catch(() => undefined);
     this.holder = undefined;
@@ -253,7 +261,7 @@ export class RealNodes {
       }
     };
     process.once('exit', this.exitHook);
-    this.registry = await OciRegistry.listen(this.registrySocket, [images.sandbox, images.busybox]);
+    this.registry = await OciRegistry.listen(this.registrySocket, [images.sandbox, images.busybox, corednsImage(binaryPath('coredns'))]);
     await this.startScheduler();
     for (const node of box.nodes) {
       const dir = join(box.dir, 'real-nodes', node.name);
@@ -282,11 +290,63 @@ export class RealNodes {
     await this.waitNodesRegistered();
     await Promise.all([...this.nodes.values()].map((real) => this.startKubeProxy(real)));
     await this.waitReady();
+    await this.exposeApiserver();
+    await this.deployProxyDns();
+  }
+
+  /** The cloud node that plays the control-plane host: the apiserver is reachable on its InternalIP, and reaches nodes from it. */
+  get controlPlaneNode(): RealNode {
+    const cloud = [...this.nodes.values()].filter((real) => (this.opts.cloudDomains ?? ['cloud']).includes(real.node.domain));
+    const host = cloud.at(-1);
+    if (!host) throw new RealNodeError('a real-node box needs a cloud node to host the control plane\'s addresses');
+    return host;
+  }
+
+  /**
+   * Pods reach the apiserver as in a cluster: `kubernetes.default` (10.96.0.1:443) has the control-plane node's
+   * InternalIP:6443 as its endpoint (the control plane runs with --endpoint-reconciler-type=none, so the box writes
+   * it), where a relay forwards to the apiserver.
+   */
+  private async exposeApiserver(): Promise<void> {
+    const host = this.controlPlaneNode;
+    host.spawn('apiserver-endpoint', process.execPath, [RELAY_SCRIPT, `tcp:${host.node.internalIP}:${APISERVER_ENDPOINT_PORT}`, `unix:${this.opts.box.apiserverSocket}`]);
+    await this.opts.kube.delete(RESOURCES.endpointSlices, { namespace: 'default', name: KUBERNETES_ENDPOINTS }).catch(() => undefined);
+    await this.opts.kube.create(RESOURCES.endpointSlices, {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: KUBERNETES_ENDPOINTS, namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes', 'endpointslice.kubernetes.io/managed-by': 'raven-box' } },
+      endpoints: [{ addresses: [host.node.internalIP], conditions: { ready: true } }],
+      ports: [{ name: 'https', port: APISERVER_ENDPOINT_PORT, protocol: 'TCP' }],
+    });
+  }
+
+  /**
+   * k8s/base's raven-proxy-dns, applied unchanged: CoreDNS pods on the cloud nodes serving the edge-tunnel-nodes
+   * hosts file. Then the apiserver's egress proxy on the control-plane node resolves node names through its ClusterIP.
+   */
+  private async deployProxyDns(): Promise<void> {
+    const { cluster } = this.opts;
+    await kubectl(cluster.kubeconfig, ['apply', '-f', PROXY_DNS_MANIFEST]);
+    await kubectl(cluster.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-proxy-dns', '--timeout=120s']);
+    const dnsIP = await kubectl(cluster.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'get', 'service', 'raven-proxy-dns', '-o', 'jsonpath={.spec.clusterIP}']);
+    const host = this.controlPlaneNode;
+    const socket = join(cluster.dir, CLUSTER_EGRESS_SOCKET);
+    const proxy = host.spawn('apiserver-egress', process.execPath, [CONNECT_PROXY_SCRIPT, `unix:${socket}`, `dns:${dnsIP.trim()}`, `watch-pid:${process.pid}`]);
+    await waitFor('the apiserver egress proxy', async () => {
+      proxy.assertRunning();
+      return existsSync(socket);
+    }, 10_000, 50);
   }
 
   private async clientKubeconfig(file: string, commonName: string, organizations: string[], server = INSIDE_APISERVER): Promise<string> {
     const pair = await issueCertificate(this.ca, { commonName, organizations, usages: ['client'], validityDays: 2 });
     return writeKubeconfig(file, server, this.opts.cluster.caPem, { clientCertPem: pair.certPem, clientKeyPem: pair.keyPem }, commonName.replace(/\W/g, '-'));
+  }
+
+  /** The upstream resolver of pods with dnsPolicy Default: an address on the box's internet where nothing answers (no internet here). */
+  private resolvConf(): string {
+    const file = join(this.opts.box.dir, 'real-nodes', 'resolv.conf');
+    if (!existsSync(file)) writeFileSync(file, 'nameserver 198.18.0.53\n');
+    return file;
   }
 
   private get registrySocket(): string {
@@ -381,7 +441,9 @@ export class RealNodes {
       authorization: { mode: 'Webhook' },
       containerRuntimeEndpoint: `unix://${CONTAINERD_SOCKET}`,
       cgroupDriver: 'cgroupfs', cgroupRoot: real.cgroupRoot, failCgroupV1: false, failSwapOn: false,
-      makeIPTablesUtilChains: false, protectKernelDefaults: true, resolvConf: '',
+      makeIPTablesUtilChains: false, protectKernelDefaults: true, resolvConf: this.resolvConf(),
+      // ConfigMap volumes (raven-proxy-dns's hosts file) follow their ConfigMap within seconds, not a minute.
+      syncFrequency: '10s',
       clusterDomain: 'cluster.local', podCIDR: node.podCIDR, maxPods: 30,
       // The machine's disk and memory are shared: evict only when really short.
       evictionHard: { 'memory.available': '100Mi', 'nodefs.available': '1%', 'imagefs.available': '1%', 'nodefs.inodesFree': '1%' },
@@ -441,6 +503,8 @@ export class RealNodes {
     await Promise.all([...this.nodes.values()].map((real) => real.stop()));
     await this.scheduler?.stop().catch(() => undefined);
     await this.controllerManager?.stop().catch(() => undefined);
+    await kubectl(this.opts.cluster.kubeconfig, ['delete', '--ignore-not-found', '--wait=false', '-f', PROXY_DNS_MANIFEST]).catch(() => undefined);
+    await this.opts.kube.delete(RESOURCES.endpointSlices, { namespace: 'default', name: KUBERNETES_ENDPOINTS }).catch(() => undefined);
     await this.registry?.close();
     const base = this.nodes.values().next().value?.cgroupRoot.replace(/\/[^/]+$/, '');
     if (base) {
