@@ -182,7 +182,7 @@ export class Frontends {
       const { request } = first;
       framer.begin(request);
       target = await routeRequest(
-        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
+        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url, serverName: serverNameOf(socket) },
         this.opts.view, this.opts.podNode,
       );
       refuseForbiddenTarget(target, this.opts.self());
@@ -204,7 +204,7 @@ export class Frontends {
   private async admitNext(frontend: Frontend, socket: Socket, target: RouteTarget, request: RequestHead): Promise<string | undefined> {
     try {
       const next = await routeRequest(
-        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url },
+        { frontend, host: request.host, proxyHost: request.headers.get(PROXY_HOST_HEADER), url: request.url, serverName: serverNameOf(socket) },
         this.opts.view, this.opts.podNode,
       );
       if (next.node !== target.node || next.port !== target.port) return `a later request names ${next.node}:${next.port}, not ${target.node}:${target.port}`;
@@ -426,4 +426,10 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Sock
       resolve(socket);
     });
   });
+}
+
+/** The SNI of a TLS front-end connection (Node sets `servername` on server-side TLSSockets); none on plain HTTP. */
+function serverNameOf(socket: Socket): string | undefined {
+  const name = (socket as Partial<TLSSocket>).servername;
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }

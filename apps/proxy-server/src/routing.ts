@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { PROXY_NODE_QUERY, forbiddenTargetReason } from '@raven/api-types';
+import { PORTS, PROXY_NODE_QUERY, forbiddenTargetReason } from '@raven/api-types';
 import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
 
 export type Frontend = 'http' | 'https';
@@ -23,6 +23,8 @@ export interface RouteRequest {
   proxyHost: string | undefined;
   /** Request target: path and query. */
   url: string;
+  /** The TLS server name (SNI) the caller connected with (HTTPS front end). */
+  serverName?: string;
 }
 
 export interface RouteTarget {
@@ -34,7 +36,7 @@ export interface RouteTarget {
   /** Re-originate TLS to the target (requests that came in through the HTTPS front end). */
   tls: boolean;
   /** Which part of the request named the node. */
-  via: 'header' | 'query' | 'host' | 'pod' | 'ip';
+  via: 'header' | 'query' | 'host' | 'sni' | 'pod' | 'ip';
   /** No other node has this InternalIP: only then may a target's certificate name the IP instead of the node. */
   ipUnique: boolean;
 }
@@ -66,9 +68,13 @@ export function splitHostPort(value: string): { host: string; port: number | und
 
 /**
  * Decides which node a request is for, and which port, without I/O except the pod lookup:
- *  1. `X-Tunnel-Proxy-Host`, 2. `?nodeName=`, 3. a Host naming a node, 4. for kubelet pod paths, the pod's node,
- *  5. a Host IP literal, when exactly one node in the cluster has that InternalIP.
- * The port comes from the Host (or the header) and must be one the proxy serves for this front end's scheme.
+ *  1. `X-Tunnel-Proxy-Host`, 2. `?nodeName=`, 3. a Host naming a node, 4. a TLS server name naming a node (the
+ *  kube-apiserver's node proxy, `/api/v1/nodes/<n>/proxy/...`, dials the node by name but keeps its caller's Host),
+ *  5. for kubelet pod paths, the pod's node, 6. a Host IP literal, when exactly one node in the cluster has that
+ *  InternalIP.
+ * The port comes from the Host (or the header) and must be one the proxy serves for this front end's scheme; when
+ * the server name chose the node and the Host is not one of its addresses, the Host is the caller's own and the port
+ * is the kubelet's (the node proxy's default; its `<node>:<port>` form cannot be told apart and is not supported).
  */
 export async function routeRequest(
   req: RouteRequest,
@@ -78,7 +84,9 @@ export async function routeRequest(
   const url = new URL(req.url, 'http://target');
   const fromHeader = req.proxyHost ? splitHostPort(req.proxyHost) : undefined;
   const fromHost = req.host ? splitHostPort(req.host) : undefined;
-  const port = fromHeader?.port ?? fromHost?.port;
+  const sniNode = req.frontend === 'https' && !fromHeader?.host && req.serverName && view.node(req.serverName) && !(fromHost?.host && !isIP(fromHost.host)) ? req.serverName : undefined;
+  const hostIsSniNodes = sniNode !== undefined && fromHost?.host !== undefined && view.node(sniNode)!.internalIPs.includes(fromHost.host);
+  const port = fromHeader?.port ?? (sniNode && !hostIsSniNodes ? PORTS.kubeletSecure : fromHost?.port);
   if (port === undefined) throw new RouteError(400, 'no-target', 'raven proxy: the target port is unknown; send Host: <node>:<port>');
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RouteError(400, 'bad-port', 'raven proxy: the target port is not a valid port');
 
@@ -88,6 +96,7 @@ export async function routeRequest(
   if (fromHeader?.host) [node, via] = [byName(fromHeader.host, view), 'header'];
   else if (queryNode) [node, via] = [byName(queryNode, view), 'query'];
   else if (fromHost?.host && !isIP(fromHost.host)) [node, via] = [byName(fromHost.host, view), 'host'];
+  else if (sniNode) [node, via] = [sniNode, 'sni'];
   else {
     const pod = podOfKubeletPath(url.pathname);
     if (pod) {

@@ -38,6 +38,22 @@ describe('routeRequest', () => {
     expect(await route({ host: 'x:1', proxyHost: 'qd-2:9100' })).toMatchObject({ node: 'qd-2', port: 9100 });
   });
 
+  it.each([
+    ['the apiserver\'s node proxy: its own Host, the node in the server name', { host: '127.0.0.1:6443', serverName: 'hz-1', url: '/metrics' }, { node: 'hz-1', via: 'sni', port: 10250 }],
+    ['a shared IP is told apart by the server name', { host: '172.16.2.103:10250', serverName: 'qd-1' }, { node: 'qd-1', via: 'sni', port: 10250 }],
+    ['an address of the named node keeps its port', { host: '172.16.1.90:9100', serverName: 'qd-2' }, { node: 'qd-2', via: 'sni', port: 9100 }],
+    ['the server name beats a pod path', { host: '127.0.0.1:6443', serverName: 'hz-1', url: '/containerLogs/default/web/c' }, { node: 'hz-1', via: 'sni' }],
+    ['a Host naming a node beats the server name', { host: 'qd-2:10250', serverName: 'hz-1' }, { node: 'qd-2', via: 'host' }],
+    ['X-Tunnel-Proxy-Host beats the server name', { host: '127.0.0.1:6443', serverName: 'hz-1', proxyHost: 'qd-2:10250' }, { node: 'qd-2', via: 'header' }],
+    ['a server name that is no node is ignored', { host: '172.16.1.90:10250', serverName: 'example.com' }, { node: 'qd-2', via: 'ip' }],
+  ] as const)('routes by the TLS server name: %s', async (_what, req, want) => {
+    expect(await route(req)).toMatchObject(want);
+  });
+
+  it('uses no server name on the plain-HTTP front end', async () => {
+    expect((await refusal({ frontend: 'http', host: '127.0.0.1:6443', serverName: 'hz-1' })).reason).toBe('unknown-ip');
+  });
+
   it('sends kubelet pod paths addressed by IP to the pod\'s node, even when the IP is shared', async () => {
     expect(await route({ host: '172.16.2.103:10250', url: '/containerLogs/default/web/c?follow=true' })).toMatchObject({ node: 'qd-1', via: 'pod' });
     expect(await route({ host: '172.16.2.103:10250', url: '/exec/default/web/c?command=ls' })).toMatchObject({ node: 'qd-1' });

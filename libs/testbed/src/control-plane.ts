@@ -36,6 +36,8 @@ const SERVICE_CIDR = '10.96.0.0/16';
 export const KUBELET_CLIENT_USER = 'kube-apiserver-kubelet-client';
 /** In the control plane's directory: where the apiserver sends traffic for nodes (an HTTP CONNECT proxy). */
 export const CLUSTER_EGRESS_SOCKET = 'cluster-egress.sock';
+/** In the control plane's directory: the apiserver's /etc/hosts (the machine's, plus what a real-node box adds). */
+export const APISERVER_HOSTS_FILE = 'apiserver-hosts';
 /** kube-controller-manager runs only what the tests and the demo need; without a kubelet, node lifecycle would mark every Node unhealthy. */
 const KCM_CONTROLLERS = [
   'namespace', 'garbagecollector', 'serviceaccount', 'serviceaccount-token', 'csrsigning', 'csrcleaner',
@@ -132,7 +134,13 @@ export class ControlPlane {
   async startApiserver(): Promise<void> {
     const { dir, host, apiserverPort, etcdPort } = this.state;
     const pkiDir = join(dir, 'pki');
-    this.launch('kube-apiserver', binaryPath('kube-apiserver'), [
+    // The apiserver looks node names up itself (the node proxy refuses names that do not resolve): it runs in a
+    // private mount namespace whose /etc/hosts is this control plane's copy, which a real-node box extends with the
+    // names raven-proxy-dns serves. Nothing of the machine's changes.
+    const hosts = join(dir, APISERVER_HOSTS_FILE);
+    if (!existsSync(hosts)) writeFileSync(hosts, readFileSync('/etc/hosts', 'utf8'));
+    this.launch('kube-apiserver', 'unshare', [
+      '-m', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', hosts, binaryPath('kube-apiserver'),
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       `--bind-address=${host}`, `--advertise-address=${host}`, `--secure-port=${apiserverPort}`,
       `--tls-cert-file=${pkiDir}/apiserver.crt`, `--tls-private-key-file=${pkiDir}/apiserver.key`,

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileS
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { CONFIGMAPS, EDGE_TUNNEL_NODES_KEY, LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import { hostExec, type RunResult } from '@raven/netlink';
 import { issueCertificate, type CertificateAuthority } from '@raven/pki';
@@ -13,7 +13,7 @@ import type { ClusterInfo } from './cluster.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import { clusterCa } from './l7.ts';
 import { WORKSPACE_ROOT } from './apps.ts';
-import { CLUSTER_EGRESS_SOCKET } from './control-plane.ts';
+import { APISERVER_HOSTS_FILE, CLUSTER_EGRESS_SOCKET } from './control-plane.ts';
 import { kubectl } from './kubectl.ts';
 import { boxImages, corednsImage, SANDBOX_IMAGE } from './oci-image.ts';
 import { OciRegistry, REGISTRY_PORT } from './oci-registry.ts';
@@ -37,6 +37,8 @@ const KERNEL_DEFAULTS: Record<string, string> = {
 };
 const CGROUP_V1 = '/sys/fs/cgroup';
 const APISERVER_ENDPOINT_PORT = 6443;
+const HOSTS_MARKER = '# raven-box: edge-tunnel-nodes';
+const HOSTS_LINE = /^\d{1,3}(\.\d{1,3}){3}\s+[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 const KUBERNETES_ENDPOINTS = 'kubernetes-raven-box';
 const PROXY_DNS_MANIFEST = join(WORKSPACE_ROOT, 'k8s/base/raven-proxy-dns.yaml');
 const CONNECT_PROXY_SCRIPT = new URL('./box/connect-proxy.mjs', import.meta.url).pathname;
@@ -218,6 +220,8 @@ export class RealNodes {
   readonly nodes = new Map<string, RealNode>();
   private scheduler?: ManagedProcess;
   private controllerManager?: ManagedProcess;
+  private hostsSync?: NodeJS.Timeout;
+  private hostsBase?: string;
   /** The box's image registry (every node's containerd mirror for docker.io and registry.k8s.io). */
   registry?: OciRegistry;
   private readonly madeCgroups: string[] = [];
@@ -335,6 +339,34 @@ export class RealNodes {
       proxy.assertRunning();
       return existsSync(socket);
     }, 10_000, 50);
+    this.syncApiserverHosts();
+  }
+
+  /**
+   * The apiserver's own lookups of node names (its node proxy checks that a name resolves before it dials) see what
+   * raven-proxy-dns serves: the box keeps the apiserver's hosts file equal to the machine's plus edge-tunnel-nodes.
+   * The apiserver runs in the machine's network namespace, where the DNS Service's ClusterIP is not reachable.
+   */
+  private syncApiserverHosts(): void {
+    const file = join(this.opts.cluster.dir, APISERVER_HOSTS_FILE);
+    const base = readFileSync(file, 'utf8').split(HOSTS_MARKER)[0]!;
+    this.hostsBase = base;
+    let syncing = false;
+    this.hostsSync = setInterval(() => {
+      if (syncing) return;
+      syncing = true;
+      this.opts.kube.get<{ data?: Record<string, string> }>(RESOURCES.configMaps, { namespace: SYSTEM_NAMESPACE, name: CONFIGMAPS.edgeTunnelNodes })
+        .then((cm) => {
+          const lines = (cm.data?.[EDGE_TUNNEL_NODES_KEY] ?? '').split('\n').map((l) => l.trim()).filter((l) => HOSTS_LINE.test(l));
+          const next = `${base}${HOSTS_MARKER}\n${lines.join('\n')}\n`;
+          // In place: the apiserver's bind mount holds this inode.
+          if (readFileSync(file, 'utf8') !== next) writeFileSync(file, next);
+        }, () => undefined)
+        .finally(() => {
+          syncing = false;
+        });
+    }, 500);
+    this.hostsSync.unref();
   }
 
   private async clientKubeconfig(file: string, commonName: string, organizations: string[], server = INSIDE_APISERVER): Promise<string> {
@@ -503,6 +535,8 @@ export class RealNodes {
     await Promise.all([...this.nodes.values()].map((real) => real.stop()));
     await this.scheduler?.stop().catch(() => undefined);
     await this.controllerManager?.stop().catch(() => undefined);
+    clearInterval(this.hostsSync);
+    if (this.hostsBase !== undefined) writeFileSync(join(this.opts.cluster.dir, APISERVER_HOSTS_FILE), this.hostsBase);
     await kubectl(this.opts.cluster.kubeconfig, ['delete', '--ignore-not-found', '--wait=false', '-f', PROXY_DNS_MANIFEST]).catch(() => undefined);
     await this.opts.kube.delete(RESOURCES.endpointSlices, { namespace: 'default', name: KUBERNETES_ENDPOINTS }).catch(() => undefined);
     await this.registry?.close();
