@@ -13,7 +13,7 @@ import { discoverHostFacts, type HostFacts } from './facts.ts';
 import { planDataPath, type DataPathPlan, type PeerPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
-import type { VpnDriver } from './vpn/driver.ts';
+import { peerKey, type VpnDriver } from './vpn/driver.ts';
 
 
 export interface AgentOptions {
@@ -181,7 +181,7 @@ export class TunnelAgent {
       if (this.lastPlan?.role.kind === 'gateway' && plan.role.kind !== 'gateway') await this.writeConnections([], true);
       for (const role of ['none', 'member', 'gateway']) this.metrics.role.set({ role }, plan.role.kind === role ? 1 : 0);
       this.metrics.prefixes.set(plan.remotePrefixes.length);
-      this.metrics.peers.set(plan.vpn?.peers.filter((p) => p.publicKey).length ?? 0);
+      this.metrics.peers.set(plan.vpn?.peers.filter((p) => !this.opts.driver.unconfigured(p)).length ?? 0);
       this.lastPlan = plan;
       this.lastError = undefined;
     } catch (err) {
@@ -270,24 +270,26 @@ export class TunnelAgent {
     await Promise.all(allPeers.filter((p) => p.ip).map((p) => this.prober.probe(p.peer.gateway, p.ip!)));
     this.prober.forgetAllBut(new Set(allPeers.map((p) => p.peer.gateway)));
 
-    const wg = new Map((await this.opts.driver.status()).map((s) => [s.id, s]));
+    const tunnels = new Map((await this.opts.driver.status(plan.vpn)).map((s) => [peerKey(s), s]));
     const fmt = (ms?: number) => (ms === undefined ? '' : `${ms.toFixed(3)}ms`);
     const connections: Connection[] = allPeers.map(({ peer, relayedVia }) => {
       const health = this.prober.health(peer.gateway);
       this.metrics.reachable.set({ peer: peer.gateway }, health.reachable ? 1 : 0);
       if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
-      const wgPeer = relayedVia ? undefined : peer.publicKey ? wg.get(peer.publicKey) : undefined;
-      if (wgPeer) {
-        this.metrics.rx.update({ peer: peer.gateway }, wgPeer.rxBytes);
-        this.metrics.tx.update({ peer: peer.gateway }, wgPeer.txBytes);
-        if (wgPeer.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - wgPeer.latestHandshake.getTime()) / 1_000);
+      const tunnel = relayedVia ? undefined : tunnels.get(peerKey(peer));
+      if (tunnel) {
+        this.metrics.rx.update({ peer: peer.gateway }, tunnel.rxBytes);
+        this.metrics.tx.update({ peer: peer.gateway }, tunnel.txBytes);
+        if (tunnel.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - tunnel.latestHandshake.getTime()) / 1_000);
       }
+      // A relayed peer is reached through the central gateway's tunnel: whatever keeps that one down keeps it down.
+      const unconfigured = this.opts.driver.unconfigured(peer);
       return {
         gateway: peer.gateway,
         nodeName: peer.nodeName,
-        ...(peer.endpoint ? { endpoint: peer.endpoint } : wgPeer?.endpoint ? { endpoint: wgPeer.endpoint } : {}),
-        status: health.reachable ? 'Connected' : peer.publicKey ? 'Connecting' : 'Error',
-        ...(health.reachable ? {} : { statusMessage: peer.publicKey ? health.lastError : 'the peer has not published its public key' }),
+        ...(peer.endpoint ? { endpoint: peer.endpoint } : tunnel?.endpoint ? { endpoint: tunnel.endpoint } : {}),
+        status: health.reachable ? 'Connected' : unconfigured ? 'Error' : 'Connecting',
+        ...(health.reachable ? {} : { statusMessage: unconfigured ?? health.lastError }),
         ...(health.reachable ? { latencyRTT: { last: fmt(health.lastRttMs), min: fmt(health.minRttMs), average: fmt(health.avgRttMs), max: fmt(health.maxRttMs) } } : {}),
         ...(relayedVia ? { relayedVia } : {}),
       };
