@@ -3,7 +3,8 @@ import { Controller, RESOURCES, type KubeClient, type Logger } from '@raven/cont
 import type { Registry } from 'prom-client';
 import type { Caches } from '../caches.ts';
 import { modeSwitches, type NodeView } from '../model.ts';
-import { ensureObject, managedLabels } from './apply.ts';
+import { ensureObject } from './apply.ts';
+import { managedLabels } from './manifests.ts';
 
 /**
  * The hosts file CoreDNS serves to cloud components, in upstream's format: sorted `<ip>\t<nodeName>` lines with no

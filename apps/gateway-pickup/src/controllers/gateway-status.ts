@@ -7,6 +7,7 @@ import { INDEX, type Caches } from '../caches.ts';
 import { EXTRA_CIDRS_CONDITION, planGatewayStatus, requestedEndpoints, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
 import { modeSwitches, toGateway, type NodeView } from '../model.ts';
+import { FIELD_MANAGER } from './apply.ts';
 
 export interface GatewayStatusOptions {
   kube: KubeClient;
@@ -22,8 +23,6 @@ export interface GatewayStatusOptions {
   /** Ranges no extra allowed source CIDR may overlap (the Service range, the apiserver's network). */
   protectedCidrs?: readonly string[];
 }
-
-export const FIELD_MANAGER = 'raven-gateway-pickup';
 
 /** Projected node fields that matter for election and status.nodes (kubelet heartbeats change none of them). */
 const nodeFingerprint = (n: NodeView) => JSON.stringify([n.gateway, n.internalIPs, n.externalIPs, n.podCIDRs, n.ready, n.calico, n.publicIPAnnotation]);
