@@ -2,18 +2,20 @@ import {
   CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
 } from '@raven/api-types';
 import {
-  Controller, HeartbeatRenewer, Informer, MirroredCounter, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
+  Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
 } from '@raven/controller-kit';
 import { isIPv4, isIP } from 'node:net';
 import { hasChanges, type Exec } from '@raven/netlink';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { DataPathApplier } from './datapath.ts';
 import { discoverHostFacts, type HostFacts } from './facts.ts';
-import { planDataPath, type DataPathPlan, type PeerPlan } from './planner.ts';
+import { connectionsWriteDue, peerReports } from './connections.ts';
+import { TunnelMetrics } from './metrics.ts';
+import { planDataPath, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
-import { peerKey, type VpnDriver } from './vpn/driver.ts';
+import type { VpnDriver } from './vpn/driver.ts';
 
 
 export interface AgentOptions {
@@ -72,7 +74,7 @@ export class TunnelAgent {
   private verifyDue = true;
   /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
   private readonly knownKeys = new Map<string, string>();
-  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: MirroredCounter<'peer'>; tx: MirroredCounter<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
+  private readonly metrics: TunnelMetrics;
 
   constructor(private readonly opts: AgentOptions) {
     const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
@@ -91,17 +93,7 @@ export class TunnelAgent {
         return [KEY];
       },
     });
-    const r = [opts.registry];
-    this.metrics = {
-      role: new Gauge({ name: 'raven_tunnel_role', help: '1 for the current role of this node (none, member, gateway)', labelNames: ['role'], registers: r }),
-      peers: new Gauge({ name: 'raven_tunnel_peers', help: 'VPN peers configured on this gateway', registers: r }),
-      prefixes: new Gauge({ name: 'raven_tunnel_remote_prefixes', help: 'Remote prefixes routed through the tunnel', registers: r }),
-      handshakeAge: new Gauge({ name: 'raven_tunnel_peer_handshake_age_seconds', help: 'Seconds since the latest handshake with a peer gateway', labelNames: ['peer'], registers: r }),
-      rx: new MirroredCounter({ name: 'raven_tunnel_peer_rx_bytes_total', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registry: opts.registry }),
-      tx: new MirroredCounter({ name: 'raven_tunnel_peer_tx_bytes_total', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registry: opts.registry }),
-      rtt: new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers: r }),
-      reachable: new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers: r }),
-    };
+    this.metrics = new TunnelMetrics(opts.registry);
     const enqueue = () => this.controller.enqueue(KEY);
     for (const informer of [this.gateways, this.node, this.ravenConfig] as Array<Informer<{ metadata: { name: string } }>>) {
       informer.on({ add: enqueue, update: enqueue, delete: enqueue });
@@ -179,9 +171,7 @@ export class TunnelAgent {
       }
       // Peer reports belong to the gateway role: a node that leaves it clears them rather than leave them stale.
       if (this.lastPlan?.role.kind === 'gateway' && plan.role.kind !== 'gateway') await this.writeConnections([], true);
-      for (const role of ['none', 'member', 'gateway']) this.metrics.role.set({ role }, plan.role.kind === role ? 1 : 0);
-      this.metrics.prefixes.set(plan.remotePrefixes.length);
-      this.metrics.peers.set(plan.vpn?.peers.filter((p) => !this.opts.driver.unconfigured(p)).length ?? 0);
+      this.metrics.recordPlan(plan, plan.vpn?.peers.filter((p) => !this.opts.driver.unconfigured(p)).length ?? 0);
       this.lastPlan = plan;
       this.lastError = undefined;
     } catch (err) {
@@ -257,44 +247,12 @@ export class TunnelAgent {
   private async probeOnce(): Promise<void> {
     const plan = this.lastPlan;
     if (!plan?.vpn || plan.role.kind !== 'gateway') return;
-    const allPeers: Array<{ peer: PeerPlan; relayedVia?: string; ip?: string }> = [];
-    const gateways = new Map(this.gateways.list().map((g) => [g.metadata.name, g]));
-    const privateIPOf = (gw: string, node: string) => gateways.get(gw)?.status?.nodes?.find((n) => n.nodeName === node)?.privateIP;
-    for (const peer of plan.vpn.peers.filter((p) => p.allowedIPs.length > 0)) {
-      allPeers.push({ peer, ip: privateIPOf(peer.gateway, peer.nodeName) });
-      for (const relayed of peer.relays) {
-        const target = gateways.get(relayed)?.status?.activeEndpoints?.find((e) => e.type === 'tunnel');
-        if (target) allPeers.push({ peer: { ...peer, gateway: relayed, nodeName: target.nodeName, endpoint: undefined }, relayedVia: peer.gateway, ip: privateIPOf(relayed, target.nodeName) });
-      }
-    }
-    await Promise.all(allPeers.filter((p) => p.ip).map((p) => this.prober.probe(p.peer.gateway, p.ip!)));
-    this.prober.forgetAllBut(new Set(allPeers.map((p) => p.peer.gateway)));
-
-    const tunnels = new Map((await this.opts.driver.status(plan.vpn)).map((s) => [peerKey(s), s]));
-    const fmt = (ms?: number) => (ms === undefined ? '' : `${ms.toFixed(3)}ms`);
-    const connections: Connection[] = allPeers.map(({ peer, relayedVia }) => {
-      const health = this.prober.health(peer.gateway);
-      this.metrics.reachable.set({ peer: peer.gateway }, health.reachable ? 1 : 0);
-      if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
-      const tunnel = relayedVia ? undefined : tunnels.get(peerKey(peer));
-      if (tunnel) {
-        this.metrics.rx.update({ peer: peer.gateway }, tunnel.rxBytes);
-        this.metrics.tx.update({ peer: peer.gateway }, tunnel.txBytes);
-        if (tunnel.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - tunnel.latestHandshake.getTime()) / 1_000);
-      }
-      // A relayed peer is reached through the central gateway's tunnel: whatever keeps that one down keeps it down.
-      const unconfigured = this.opts.driver.unconfigured(peer);
-      return {
-        gateway: peer.gateway,
-        nodeName: peer.nodeName,
-        ...(peer.endpoint ? { endpoint: peer.endpoint } : tunnel?.endpoint ? { endpoint: tunnel.endpoint } : {}),
-        status: health.reachable ? 'Connected' : unconfigured ? 'Error' : 'Connecting',
-        ...(health.reachable ? {} : { statusMessage: unconfigured ?? health.lastError }),
-        ...(health.reachable ? { latencyRTT: { last: fmt(health.lastRttMs), min: fmt(health.minRttMs), average: fmt(health.avgRttMs), max: fmt(health.maxRttMs) } } : {}),
-        ...(relayedVia ? { relayedVia } : {}),
-      };
-    });
-    await this.writeConnections(connections);
+    await Promise.all(plan.probes.filter((p) => p.ip).map((p) => this.prober.probe(p.gateway, p.ip!)));
+    this.prober.forgetAllBut(new Set(plan.probes.map((p) => p.gateway)));
+    const { driver } = this.opts;
+    const reports = peerReports(plan.probes, (gateway) => this.prober.health(gateway), await driver.status(plan.vpn), (peer) => driver.unconfigured(peer));
+    this.metrics.recordPeers(reports, Date.now());
+    await this.writeConnections(reports.map((r) => r.connection));
   }
 
   /** Writes status.connections when reachability changed, and at most once a minute for fresh RTTs. */
@@ -304,10 +262,7 @@ export class TunnelAgent {
     // Peer reports belong to the active tunnel endpoint (the admission policy refuses anyone else's but a clear).
     const active = gw.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
     if (!active && connections.length > 0) return;
-    const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
-    const structural = shape(connections) !== shape(gw.status?.connections ?? []);
-    if (!force && !structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
-    if (force && !structural) return;
+    if (!connectionsWriteDue({ written: gw.status?.connections ?? [], next: connections, lastWriteMs: this.lastConnectionsWrite, nowMs: Date.now(), force })) return;
     await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: 'raven-tunnel-agent' });
     this.lastConnectionsWrite = Date.now();
   }

@@ -60,6 +60,17 @@ export interface VpnPlan {
   peers: PeerPlan[];
 }
 
+/** A peer gateway the tunnel-agent probes through the tunnel and reports in `status.connections`. */
+export interface ProbeTarget {
+  gateway: string;
+  nodeName: string;
+  /** Its private IP, which the data path routes through the tunnel; when unknown it is reported, never probed. */
+  ip?: string;
+  /** The planned peer whose tunnel carries the probes: the target itself, or the central gateway relaying to it. */
+  via: PeerPlan;
+  relayed: boolean;
+}
+
 export interface DataPathPlan {
   role: Role;
   links: LinkSpec[];
@@ -72,8 +83,10 @@ export interface DataPathPlan {
   iptables: { v4: IptablesDesired; v6: IptablesDesired };
   sysctls: SysctlValues;
   vpn?: VpnPlan;
-  /** Every remote prefix routed through the tunnel (for logs, metrics and probes). */
+  /** Every remote prefix routed through the tunnel (for logs and metrics). */
   remotePrefixes: string[];
+  /** On the gateway, the peers to probe: every routed peer and every domain relayed through one. */
+  probes: ProbeTarget[];
   /** Values of the Gateways left out of the plan, one sentence each. */
   dropped: string[];
 }
@@ -101,7 +114,7 @@ export const OWNED = {
 
 export const EMPTY_PLAN = (role: Role): DataPathPlan => ({
   role, links: [], addresses: [], fdb: [], neighbours: [], routes: [], rules: [], ipsets: [],
-  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [], dropped: [],
+  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [], probes: [], dropped: [],
 });
 
 // The prefixes were screened as CIDRs (screen.ts): only IPv6 ones contain ':'. node:net's isIPv6 is a large regular
@@ -163,6 +176,7 @@ function planScreened(input: PlanInput): DataPathPlan {
     ...firewallPlan(t),
     ...(vpn.vpn ? { vpn: vpn.vpn } : {}),
     remotePrefixes: t.remotePrefixes,
+    probes: t.isGateway && vpn.vpn ? probeTargets(t, vpn.vpn) : [],
     dropped: t.dropped,
   };
 }
@@ -306,6 +320,17 @@ function vpnDataPath(t: Topology): Pick<DataPathPlan, 'links' | 'routes' | 'rule
     sysctls: { [`net.ipv4.conf.${D.wireguardDevice}.rp_filter`]: 2 },
     vpn,
   };
+}
+
+function probeTargets(t: Topology, vpn: VpnPlan): ProbeTarget[] {
+  const domains = new Map([...t.reach.direct, ...t.reach.relayed].map((d) => [d.name, d]));
+  return vpn.peers.filter((p) => p.allowedIPs.length > 0).flatMap((peer) => [
+    { gateway: peer.gateway, nodeName: peer.nodeName, ip: domains.get(peer.gateway)?.nodeIPs.get(peer.nodeName), via: peer, relayed: false },
+    ...peer.relays.flatMap((name) => {
+      const d = domains.get(name);
+      return d ? [{ gateway: name, nodeName: d.endpoint.nodeName, ip: d.nodeIPs.get(d.endpoint.nodeName), via: peer, relayed: true }] : [];
+    }),
+  ]);
 }
 
 /**
