@@ -1,5 +1,5 @@
 import {
-  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
+  CONFIGMAPS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Gateway,
 } from '@raven/api-types';
 import {
   Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
@@ -15,6 +15,7 @@ import { TunnelMetrics } from './metrics.ts';
 import { planDataPath, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
+import { KnownKeys, publicKeyPatch } from './public-keys.ts';
 import type { VpnDriver } from './vpn/driver.ts';
 
 
@@ -49,6 +50,7 @@ const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resour
 type ConfigMapView = z.infer<typeof configMapSchema>;
 
 const KEY = 'datapath';
+const FIELD_MANAGER = 'raven-tunnel-agent';
 
 /**
  * The tunnel-agent's control loop: caches of the Gateways, its own Node and raven-cfg feed one reconcile that
@@ -72,8 +74,7 @@ export class TunnelAgent {
   private lastDropped = '';
   /** The next apply reads the whole kernel state back (periodic resync, first run, after an error). */
   private verifyDue = true;
-  /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
-  private readonly knownKeys = new Map<string, string>();
+  private readonly knownKeys = new KnownKeys();
   private readonly metrics: TunnelMetrics;
 
   constructor(private readonly opts: AgentOptions) {
@@ -149,7 +150,7 @@ export class TunnelAgent {
       if (!this.host || this.host.privateIP !== node.internalIP) this.host = await discoverHostFacts(this.opts.exec, node.internalIP);
       const cfg = this.ravenConfig.list()[0];
       const plan = planDataPath({
-        nodeName, memberOf: node.gateway, gateways: this.withKnownKeys(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
+        nodeName, memberOf: node.gateway, gateways: this.knownKeys.fill(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
         host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
         keepaliveSeconds: this.opts.keepaliveSeconds, protectedIPs: this.protectedIPs(),
       });
@@ -188,48 +189,12 @@ export class TunnelAgent {
     return [host, inCluster].filter((ip) => isIP(ip) !== 0);
   }
 
-  /**
-   * Fills a missing `config.publicKey` of a tunnel endpoint with the last key seen for it. A key that was wiped by a
-   * spec edit comes back when its agent republishes it; until then the peer stays configured and its session lives.
-   */
-  private withKnownKeys(gateways: Gateway[]): Gateway[] {
-    const keyed = (e: Endpoint, gateway: string): Endpoint => {
-      if (e.type !== 'tunnel') return e;
-      const id = `${gateway}/${e.nodeName}`;
-      const key = e.config?.[ENDPOINT_CONFIG_KEYS.publicKey];
-      if (key) {
-        this.knownKeys.set(id, key);
-        return e;
-      }
-      const known = this.knownKeys.get(id);
-      return known ? { ...e, config: { ...e.config, [ENDPOINT_CONFIG_KEYS.publicKey]: known } } : e;
-    };
-    return gateways.map((g) => {
-      const name = g.metadata.name;
-      // Status first: it carries the key the control plane last elected with.
-      const activeEndpoints = g.status?.activeEndpoints?.map((e) => keyed(e, name));
-      const endpoints = g.spec?.endpoints?.map((e) => keyed(e, name));
-      return { ...g, spec: g.spec && { ...g.spec, endpoints }, status: g.status && { ...g.status, activeEndpoints } };
-    });
-  }
-
-  /** Publishes this node's public key in its own tunnel endpoint's config, where peers (through the status) read it. */
+  /** Publishes this node's public key in its own tunnel endpoint's config. */
   private async publishPublicKey(): Promise<void> {
     const gw = this.ownGateway();
-    if (!gw || !this.publicKey) return;
-    const index = (gw.spec?.endpoints ?? []).findIndex((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
-    if (index < 0) return;
-    const endpoint = gw.spec!.endpoints![index]!;
-    if (endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey] === this.publicKey) return;
-    // JSON patch with a test: if the endpoint list moved under us, the patch fails and the next reconcile retries.
-    const base = `/spec/endpoints/${index}`;
-    const patch = [
-      { op: 'test', path: `${base}/nodeName`, value: this.opts.nodeName },
-      endpoint.config
-        ? { op: 'add', path: `${base}/config/${ENDPOINT_CONFIG_KEYS.publicKey}`, value: this.publicKey }
-        : { op: 'add', path: `${base}/config`, value: { [ENDPOINT_CONFIG_KEYS.publicKey]: this.publicKey } },
-    ];
-    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: 'raven-tunnel-agent' });
+    const patch = gw && this.publicKey ? publicKeyPatch(gw, this.opts.nodeName, this.publicKey) : undefined;
+    if (!gw || !patch) return;
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: FIELD_MANAGER });
     this.opts.log.info({ gateway: gw.metadata.name }, 'published WireGuard public key');
   }
 
@@ -263,7 +228,7 @@ export class TunnelAgent {
     const active = gw.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
     if (!active && connections.length > 0) return;
     if (!connectionsWriteDue({ written: gw.status?.connections ?? [], next: connections, lastWriteMs: this.lastConnectionsWrite, nowMs: Date.now(), force })) return;
-    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: 'raven-tunnel-agent' });
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: FIELD_MANAGER });
     this.lastConnectionsWrite = Date.now();
   }
 
