@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { NODE_NAME_EXTRA, gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
+import { NODE_NAME_EXTRA, gatewayV1beta1Schema, type Gateway, type NodeView } from '@raven/api-types';
 import type { CsrFacts } from '@raven/node-certs';
 import { decideCsr, type CsrPolicy, type CsrView } from '../src/controllers/csr-approver.ts';
-import type { NodeView } from '../src/model.ts';
 
 const node = (name: string, gateway: string | undefined, internalIPs: string[]): NodeView => ({
   metadata: { name }, gateway, internalIPs, externalIPs: [], podCIDRs: [], ready: 'True', calico: false,

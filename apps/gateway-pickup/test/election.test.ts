@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ANNOTATIONS, gatewayV1beta1Schema } from '@raven/api-types';
+import { ANNOTATIONS, gatewayV1beta1Schema, type NodeView } from '@raven/api-types';
 import { EXTRA_CIDRS_CONDITION, mergeConditions, planGatewayStatus, screenExtraCIDRs, type ElectionInput } from '../src/election.ts';
-import type { NodeView } from '../src/model.ts';
 
 const guard = { ips: ['172.16.2.103', '198.18.0.11'], cidrs: ['10.96.0.0/12'] };
 

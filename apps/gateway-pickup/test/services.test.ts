@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
+import { gatewayV1beta1Schema, type Gateway, type NodeView } from '@raven/api-types';
 import { tunnelNodesFile } from '../src/controllers/dns.ts';
 import { planInternalService } from '../src/controllers/internal-service.ts';
 import { planPublicServices, publicServiceName } from '../src/controllers/public-service.ts';
-import type { NodeView } from '../src/model.ts';
 
 const node = (name: string, internalIPs: string[]): NodeView => ({ metadata: { name }, internalIPs, externalIPs: [], podCIDRs: [], ready: 'True', calico: false });
 const nodes = new Map([node('a', ['10.0.0.1']), node('b', ['fd00::2']), node('c', ['10.0.0.3']), node('d', [])].map((n) => [n.metadata.name, n]));

@@ -1,4 +1,4 @@
-import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, proxyClientCommonName, type Gateway } from '@raven/api-types';
+import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, proxyClientCommonName, toNodeView, type Gateway } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
@@ -7,7 +7,7 @@ import {
 } from '@raven/node-certs';
 import { parseHostPort, tcpDialer, type Dialer } from '@raven/tunnel-protocol';
 import { Counter, Gauge } from 'prom-client';
-import { DialRefused, planClient, resolveDial, toNodeInfo, type ClientPlan } from './plan.ts';
+import { DialRefused, planClient, resolveDial, type ClientPlan } from './plan.ts';
 import { ServerConnections } from './servers.ts';
 
 const flags = {
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
 
   const common = { kube, log, registry: health.registry, metricPrefix: 'raven_proxy_client' };
   const gateways = new Informer<Gateway>({ ...common, type: RESOURCES.gateways, transform: (raw) => gatewayV1beta1Schema.parse(raw) });
-  const nodes = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${nodeName}`, transform: toNodeInfo });
+  const nodes = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${nodeName}`, transform: toNodeView });
   gateways.start();
   nodes.start();
   shutdown.onStop('informers', () => Promise.all([gateways.stop(), nodes.stop()]).then(() => undefined));

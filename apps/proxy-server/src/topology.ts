@@ -1,44 +1,19 @@
-import { z } from 'zod';
-import { LABELS, proxyReachablePorts, type Gateway } from '@raven/api-types';
-
-/** A Node as the proxy sees it: its Gateway (label) and addresses. */
-export interface NodeInfo {
-  metadata: { name: string; resourceVersion?: string };
-  gateway?: string;
-  internalIPs: string[];
-  externalIPs: string[];
-}
-
-const rawNodeSchema = z.object({
-  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
-  status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() }).optional(),
-});
-
-export function toNodeInfo(raw: unknown): NodeInfo {
-  const node = rawNodeSchema.parse(raw);
-  const addresses = node.status?.addresses ?? [];
-  return {
-    metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
-    gateway: node.metadata.labels?.[LABELS.gateway] || undefined,
-    internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.address),
-    externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.address),
-  };
-}
+import { proxyReachablePorts, type Gateway, type NodeView } from '@raven/api-types';
 
 /**
  * A network domain: the nodes of one Gateway, or a node in no Gateway on its own (such a node runs its own
  * proxy-client). Domain keys are `gw/<gateway>` and `node/<node>`.
  */
 export type DomainKey = string;
-export const domainKeyOf = (node: NodeInfo): DomainKey => (node.gateway ? `gw/${node.gateway}` : `node/${node.metadata.name}`);
+export const domainKeyOf = (node: NodeView): DomainKey => (node.gateway ? `gw/${node.gateway}` : `node/${node.metadata.name}`);
 
 /** Read access to the cluster state routing needs (informer caches in the app; plain arrays in unit tests). */
 export interface ClusterView {
-  node(name: string): NodeInfo | undefined;
-  nodesWithInternalIP(ip: string): NodeInfo[];
+  node(name: string): NodeView | undefined;
+  nodesWithInternalIP(ip: string): NodeView[];
   /** Nodes listing `ip` among their addresses (InternalIP or ExternalIP). */
-  nodesWithAddress(ip: string): NodeInfo[];
-  domainMembers(key: DomainKey): NodeInfo[];
+  nodesWithAddress(ip: string): NodeView[];
+  domainMembers(key: DomainKey): NodeView[];
   gateway(name: string): Gateway | undefined;
   gateways(): Gateway[];
   /** Target ports reachable by scheme (see proxyReachablePorts). */
@@ -47,27 +22,27 @@ export interface ClusterView {
 
 /** A ClusterView over plain arrays. */
 export class StaticClusterView implements ClusterView {
-  private readonly nodesByName: Map<string, NodeInfo>;
+  private readonly nodesByName: Map<string, NodeView>;
   private readonly gatewaysByName: Map<string, Gateway>;
 
-  constructor(nodes: NodeInfo[], gateways: Gateway[]) {
+  constructor(nodes: NodeView[], gateways: Gateway[]) {
     this.nodesByName = new Map(nodes.map((n) => [n.metadata.name, n]));
     this.gatewaysByName = new Map(gateways.map((g) => [g.metadata.name, g]));
   }
 
-  node(name: string): NodeInfo | undefined {
+  node(name: string): NodeView | undefined {
     return this.nodesByName.get(name);
   }
 
-  nodesWithInternalIP(ip: string): NodeInfo[] {
+  nodesWithInternalIP(ip: string): NodeView[] {
     return [...this.nodesByName.values()].filter((n) => n.internalIPs.includes(ip));
   }
 
-  nodesWithAddress(ip: string): NodeInfo[] {
+  nodesWithAddress(ip: string): NodeView[] {
     return [...this.nodesByName.values()].filter((n) => n.internalIPs.includes(ip) || n.externalIPs.includes(ip));
   }
 
-  domainMembers(key: DomainKey): NodeInfo[] {
+  domainMembers(key: DomainKey): NodeView[] {
     return [...this.nodesByName.values()].filter((n) => domainKeyOf(n) === key);
   }
 

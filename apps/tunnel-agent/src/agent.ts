@@ -1,5 +1,5 @@
 import {
-  CONFIGMAPS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Gateway,
+  CONFIGMAPS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, toNodeView, type Connection, type Gateway, type NodeView,
 } from '@raven/api-types';
 import {
   Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
@@ -35,19 +35,11 @@ export interface AgentOptions {
   heartbeat: { intervalMs: number };
 }
 
-const nodeSchema = z.object({
-  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
-  status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() }).optional(),
-});
-type NodeView = { metadata: { name: string; resourceVersion?: string }; gateway?: string; internalIP?: string };
-const toNodeView = (raw: unknown): NodeView => {
-  const n = nodeSchema.parse(raw);
-  // The vxlan underlay is IPv4: a dual-stack node listing its IPv6 InternalIP first still uses its IPv4 one.
-  const internal = (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
-  return { metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion }, gateway: n.metadata.labels?.[LABELS.gateway], internalIP: internal.find((ip) => isIPv4(ip)) ?? internal[0] };
-};
 const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }), data: z.record(z.string(), z.string()).optional() });
 type ConfigMapView = z.infer<typeof configMapSchema>;
+
+// The vxlan underlay is IPv4: a dual-stack node listing its IPv6 InternalIP first still uses its IPv4 one.
+const vxlanUnderlayIP = (node: NodeView): string | undefined => node.internalIPs.find((ip) => isIPv4(ip)) ?? node.internalIPs[0];
 
 const KEY = 'datapath';
 const FIELD_MANAGER = 'raven-tunnel-agent';
@@ -146,8 +138,9 @@ export class TunnelAgent {
     const { log, nodeName } = this.opts;
     try {
       const node = this.node.list()[0];
-      if (!node?.internalIP) throw new Error(`Node ${nodeName} has no InternalIP yet`);
-      if (!this.host || this.host.privateIP !== node.internalIP) this.host = await discoverHostFacts(this.opts.exec, node.internalIP);
+      const internalIP = node ? vxlanUnderlayIP(node) : undefined;
+      if (!node || !internalIP) throw new Error(`Node ${nodeName} has no InternalIP yet`);
+      if (!this.host || this.host.privateIP !== internalIP) this.host = await discoverHostFacts(this.opts.exec, internalIP);
       const cfg = this.ravenConfig.list()[0];
       const plan = planDataPath({
         nodeName, memberOf: node.gateway, gateways: this.knownKeys.fill(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',

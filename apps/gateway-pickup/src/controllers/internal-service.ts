@@ -1,8 +1,8 @@
-import { PORTS, SERVICES, activeEndpointsOfType, exposedProxyPorts, isExposed, type Gateway } from '@raven/api-types';
+import { PORTS, SERVICES, activeEndpointsOfType, exposedProxyPorts, isExposed, type Gateway, type NodeView } from '@raven/api-types';
 import { Controller, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
 import type { Caches } from '../caches.ts';
-import { modeSwitches, type NodeView } from '../model.ts';
+import { modeSwitches } from '../model.ts';
 import { deleteIfExists, ensureObject } from './apply.ts';
 import { addressTypeOf, endpointSlice, managedLabels, type EndpointSliceManifest, type ServiceManifest, type ServicePort } from './manifests.ts';
 

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { GATEWAY_KIND, GROUP, LABELS, SERVICES, V1BETA1, endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
+import { GATEWAY_KIND, GROUP, LABELS, SERVICES, V1BETA1, endpointPort, type Endpoint, type Gateway, type NodeView } from '@raven/api-types';
 import { Controller, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
-import type { NodeView } from '../model.ts';
 import { deleteIfExists, ensureObject } from './apply.ts';
 import { addressTypeOf, endpointSlice, managedLabels, type EndpointSliceManifest, type ServiceManifest } from './manifests.ts';
 
