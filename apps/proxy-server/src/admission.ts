@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { nodeOfProxyClientCommonName, proxyClientRole, type NodeView } from '@raven/api-types';
 import type { AgentIdentifiers } from '@raven/tunnel-protocol';
-import type { ClusterView, DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 
 export class AdmissionError extends Error {
   override readonly name = 'AdmissionError';

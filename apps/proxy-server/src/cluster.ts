@@ -1,7 +1,7 @@
 import { gatewayV1beta1Schema, proxyReachablePorts, toNodeView, type Gateway, type NodeView } from '@raven/api-types';
 import { Informer, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
-import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+import { domainKeyOf, type ClusterView, type DomainKey } from './cluster-view.ts';
 
 const INDEX = { domain: 'domain', ip: 'ip', address: 'address' } as const;
 

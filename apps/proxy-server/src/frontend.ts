@@ -10,7 +10,7 @@ import { HeadError, readHead, type RequestHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RequestFramer, switchesProtocol, type Segment } from './requests.ts';
 import { RouteError, refuseForbiddenTarget, routeRequest, type Frontend, type RouteTarget, type SelfFacts } from './routing.ts';
-import type { ClusterView, DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 import type { TunnelHub } from './tunnels.ts';
 
 export interface TargetTls {

@@ -15,7 +15,7 @@ import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
 import { PodNodes } from './pods.ts';
-import { domainKeyOf } from './topology.ts';
+import { domainKeyOf } from './cluster-view.ts';
 import { TunnelHub } from './tunnels.ts';
 
 const flags = {

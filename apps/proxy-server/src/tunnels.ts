@@ -6,7 +6,7 @@ import {
 } from '@raven/tunnel-protocol';
 import { AdmissionError, admitClient, stillServes, type AdmittedClient } from './admission.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import type { ClusterView, DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 
 interface ConnectedClient {
   node: string;

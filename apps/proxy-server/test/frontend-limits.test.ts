@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@raven/controller-kit';
 import { Frontends, type FrontendLimits } from '../src/frontend.ts';
 import { proxyMetrics } from '../src/metrics.ts';
-import { StaticClusterView } from '../src/topology.ts';
+import { StaticClusterView } from '../src/cluster-view.ts';
 import type { TunnelHub } from '../src/tunnels.ts';
 
 /**

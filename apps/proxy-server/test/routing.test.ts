@@ -6,7 +6,7 @@ import { AdmissionError, admitClient, stillServes } from '../src/admission.ts';
 import { verifyTargetIdentity } from '../src/frontend.ts';
 import { parseHead, type HeadError } from '../src/head.ts';
 import { RouteError, podOfKubeletPath, refuseForbiddenTarget, routeRequest, splitHostPort, type RouteRequest, type RouteTarget } from '../src/routing.ts';
-import { StaticClusterView } from '../src/topology.ts';
+import { StaticClusterView } from '../src/cluster-view.ts';
 
 const node = (name: string, gateway: string | undefined, ip: string): NodeView => ({ metadata: { name }, gateway, internalIPs: [ip], externalIPs: [], podCIDRs: [], ready: 'True', calico: false });
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
