@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HEARTBEAT, gatewayV1beta1Schema, isHeartbeatLeaseOf, type Gateway, type HeartbeatComponent } from '@raven/api-types';
+import { HEARTBEAT, RAVEN_CFG_KEYS, gatewayV1beta1Schema, isHeartbeatLeaseOf, type Gateway, type HeartbeatComponent } from '@raven/api-types';
 
 /** What the caches keep: each API object validated and projected to the fields the controllers use (Nodes: NodeView). */
 
@@ -74,5 +74,5 @@ export interface ModeSwitches {
 
 export function modeSwitches(cfg: ConfigMapView | undefined): ModeSwitches {
   if (!cfg) return { present: false, l3: false, l7: false };
-  return { present: true, l3: cfg.data?.['enable-l3-tunnel'] === 'true', l7: cfg.data?.['enable-l7-proxy'] === 'true' };
+  return { present: true, l3: cfg.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true', l7: cfg.data?.[RAVEN_CFG_KEYS.l7Proxy] === 'true' };
 }

@@ -9,7 +9,7 @@ import { hasChanges, type Exec } from '@raven/netlink';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { DataPathApplier } from './datapath.ts';
-import { discoverHostFacts, type HostFacts } from './facts.ts';
+import { HostFactsError, discoverHostFacts, type HostFacts } from './facts.ts';
 import { connectionsWriteDue, peerReports } from './connections.ts';
 import { TunnelMetrics } from './metrics.ts';
 import { planDataPath, type DataPathPlan } from './planner.ts';
@@ -139,7 +139,7 @@ export class TunnelAgent {
     try {
       const node = this.node.list()[0];
       const internalIP = node ? vxlanUnderlayIP(node) : undefined;
-      if (!node || !internalIP) throw new Error(`Node ${nodeName} has no InternalIP yet`);
+      if (!node || !internalIP) throw new HostFactsError(`Node ${nodeName} has no InternalIP yet`);
       if (!this.host || this.host.privateIP !== internalIP) this.host = await discoverHostFacts(this.opts.exec, internalIP);
       const cfg = this.ravenConfig.list()[0];
       const plan = planDataPath({
@@ -197,7 +197,7 @@ export class TunnelAgent {
       try {
         await this.probeOnce();
       } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message }, 'probe round failed');
+        this.opts.log.warn({ err }, 'probe round failed');
       }
     }
   }

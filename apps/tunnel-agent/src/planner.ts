@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { DATAPATH, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
+import { DATAPATH, ENDPOINT_CONFIG_KEYS, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
@@ -344,7 +344,7 @@ function vpnPlan(t: Topology, localEndpoint: Endpoint, routed: boolean): VpnPlan
   const peerOf = (d: Domain, endpoint: Endpoint, allowedIPs: string[], relays: string[]): PeerPlan => ({
     gateway: d.name,
     nodeName: endpoint.nodeName,
-    publicKey: parseWireguardKey(endpoint.config?.publicKey),
+    publicKey: parseWireguardKey(endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey]),
     endpoint: peerEndpoint({ ...d, endpoint }),
     publicIP: endpoint.publicIP,
     allowedIPs: routed ? cidrs(allowedIPs) : [],
@@ -380,7 +380,7 @@ function vpnPlan(t: Topology, localEndpoint: Endpoint, routed: boolean): VpnPlan
  * members of the Gateway (in its status.nodes) qualify: listing a node in the spec makes no node a peer.
  */
 function standbyEndpoints(d: Domain): Endpoint[] {
-  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && d.members.has(e.nodeName) && !!e.config?.publicKey);
+  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && d.members.has(e.nodeName) && !!e.config?.[ENDPOINT_CONFIG_KEYS.publicKey]);
 }
 
 const cidrs = (prefixes: readonly string[]): Cidr[] => prefixes.flatMap((p) => parseCidr(p)?.cidr ?? []);

@@ -232,7 +232,7 @@ export class LibreswanDriver implements VpnDriver {
       await this.whack(['--shutdown']);
     } catch (err) {
       if (!(err instanceof CommandError)) throw err;
-      this.opts.log.warn({ err: err.message }, 'pluto was not answering during cleanup');
+      this.opts.log.warn({ err }, 'pluto was not answering during cleanup');
     }
   }
 }
