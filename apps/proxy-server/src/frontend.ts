@@ -125,12 +125,10 @@ export class Frontends {
     return { toTargets, fromTargets };
   }
 
-  get connections(): number {
-    return this.live.size;
-  }
-
-  /** Drain end: closes whatever is still open. */
-  destroyAll(): void {
+  /** Lets open connections finish for up to `graceMs` (the listeners are closed already), then closes the rest. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     for (const socket of this.live) socket.destroy();
   }
 

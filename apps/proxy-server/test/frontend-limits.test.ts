@@ -30,9 +30,9 @@ async function frontend(limits: FrontendLimits): Promise<number> {
   const server: Server = frontends.createHttpServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  cleanups.push(() => {
-    frontends.destroyAll();
-    return new Promise((resolve) => server.close(resolve));
+  cleanups.push(async () => {
+    await frontends.drain(0);
+    await new Promise((resolve) => server.close(resolve));
   });
   return (server.address() as AddressInfo).port;
 }
