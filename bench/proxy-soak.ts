@@ -3,7 +3,7 @@
 import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { printReport } from './report.ts';
-import { get, openFds, routes, rssMB, startProxyStack, type ProxyStack, type Route } from './proxy.ts';
+import { get, openFds, routes, rssMB, startProxyStack, type ProxyStack, type Route } from './proxy-stack.ts';
 
 const MINUTES = Math.min(30, Number(process.env.BENCH_SOAK_MINUTES ?? 3));
 const SAMPLE_MS = 5_000;

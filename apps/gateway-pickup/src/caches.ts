@@ -1,10 +1,10 @@
 import { CONFIGMAPS, HEARTBEAT, LABELS } from '@raven/api-types';
 import { Informer, RESOURCES, isNotFound, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
-import type { Gateway } from '@raven/api-types';
+import { toNodeView, type Gateway, type NodeView } from '@raven/api-types';
 import {
-  toBlockAffinity, toConfigMap, toGateway, toHeartbeat, toNodeView, toService,
-  type BlockAffinityView, type ConfigMapView, type HeartbeatView, type NodeView, type ServiceView,
+  toBlockAffinity, toConfigMap, toGateway, toHeartbeat, toService,
+  type BlockAffinityView, type ConfigMapView, type HeartbeatView, type ServiceView,
 } from './model.ts';
 
 export const INDEX = { nodesByGateway: 'gateway', heartbeatsByNode: 'node', blocksByNode: 'node', servicesByGateway: 'gateway' } as const;

@@ -1,9 +1,9 @@
 import { isIPv4 } from 'node:net';
 import {
   ANNOTATIONS, ENDPOINT_CONFIG_KEYS, ENDPOINT_TYPES, cidrContains, cidrProblem, cidrsOverlap, endpointPort, parseCidr, parseIp,
-  type Condition, type Endpoint, type EndpointType, type Gateway, type GatewayStatus, type NodeInfo,
+  type Condition, type Endpoint, type EndpointType, type Gateway, type GatewayStatus, type NodeInfo, type NodeView,
 } from '@raven/api-types';
-import type { ModeSwitches, NodeView } from './model.ts';
+import type { ModeSwitches } from './model.ts';
 
 /** How many endpoints of `type` a Gateway asks for: 0 when its mode is off or it lists none of that type. */
 export function requestedEndpoints(gateway: Gateway, modes: ModeSwitches, type: EndpointType): number {

@@ -1,10 +1,7 @@
 import { z } from 'zod';
-import { HEARTBEAT, LABELS, gatewayV1beta1Schema, isHeartbeatLeaseOf, type Gateway, type HeartbeatComponent } from '@raven/api-types';
+import { HEARTBEAT, RAVEN_CFG_KEYS, gatewayV1beta1Schema, isHeartbeatLeaseOf, type Gateway, type HeartbeatComponent } from '@raven/api-types';
 
-/**
- * What the caches keep: each API object validated and projected to the fields the controllers use.
- * Projection keeps memory flat with 10,000 Nodes (a full Node is several kB; a NodeView is a few hundred bytes).
- */
+/** What the caches keep: each API object validated and projected to the fields the controllers use (Nodes: NodeView). */
 
 const metaSchema = z.object({
   name: z.string(),
@@ -14,48 +11,6 @@ const metaSchema = z.object({
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
 });
-
-const rawNodeSchema = z.object({
-  metadata: metaSchema,
-  spec: z.object({ podCIDR: z.string().optional(), podCIDRs: z.array(z.string()).optional() }).optional(),
-  status: z
-    .object({
-      addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional(),
-      conditions: z.array(z.object({ type: z.string(), status: z.string() })).optional(),
-    })
-    .optional(),
-});
-
-export interface NodeView {
-  metadata: { name: string; resourceVersion?: string; uid?: string };
-  gateway?: string;
-  internalIPs: string[];
-  externalIPs: string[];
-  podCIDRs: string[];
-  /** True, False, or Unknown (also when the condition is absent). */
-  ready: 'True' | 'False' | 'Unknown';
-  /** The node runs Calico with IPAM blocks (projectcalico.org annotations present). */
-  calico: boolean;
-  publicIPAnnotation?: string;
-}
-
-export function toNodeView(raw: unknown): NodeView {
-  const node = rawNodeSchema.parse(raw);
-  const addresses = node.status?.addresses ?? [];
-  const ready = node.status?.conditions?.find((c) => c.type === 'Ready')?.status;
-  const podCIDRs = (node.spec?.podCIDRs?.length ? node.spec.podCIDRs : [node.spec?.podCIDR]).filter((c): c is string => !!c);
-  const annotations = node.metadata.annotations ?? {};
-  return {
-    metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion, uid: node.metadata.uid },
-    gateway: node.metadata.labels?.[LABELS.gateway],
-    internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.address),
-    externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.address),
-    podCIDRs,
-    ready: ready === 'True' || ready === 'False' ? ready : 'Unknown',
-    calico: Object.keys(annotations).some((k) => k.startsWith('projectcalico.org/')),
-    publicIPAnnotation: annotations['raven.openyurt.io/public-ip'],
-  };
-}
 
 export function toGateway(raw: unknown): Gateway {
   return gatewayV1beta1Schema.parse(raw);
@@ -119,5 +74,5 @@ export interface ModeSwitches {
 
 export function modeSwitches(cfg: ConfigMapView | undefined): ModeSwitches {
   if (!cfg) return { present: false, l3: false, l7: false };
-  return { present: true, l3: cfg.data?.['enable-l3-tunnel'] === 'true', l7: cfg.data?.['enable-l7-proxy'] === 'true' };
+  return { present: true, l3: cfg.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true', l7: cfg.data?.[RAVEN_CFG_KEYS.l7Proxy] === 'true' };
 }

@@ -1,13 +1,14 @@
-import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, proxyClientCommonName, type Gateway } from '@raven/api-types';
+import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, proxyClientCommonName, toNodeView, type Gateway } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
   CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, type CertificateSource,
 } from '@raven/node-certs';
-import { parseHostPort, tcpDialer, type Dialer } from '@raven/tunnel-protocol';
-import { Counter, Gauge } from 'prom-client';
-import { DialRefused, planClient, resolveDial, toNodeInfo, type ClientPlan } from './plan.ts';
+import { parseHostPort, tcpDialer } from '@raven/tunnel-protocol';
+import { policyDialer } from './dial.ts';
+import { exportConnectionMetrics, servingMetrics } from './metrics.ts';
+import { planClient, type ClientPlan } from './plan.ts';
 import { ServerConnections } from './servers.ts';
 
 const flags = {
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
 
   const common = { kube, log, registry: health.registry, metricPrefix: 'raven_proxy_client' };
   const gateways = new Informer<Gateway>({ ...common, type: RESOURCES.gateways, transform: (raw) => gatewayV1beta1Schema.parse(raw) });
-  const nodes = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${nodeName}`, transform: toNodeInfo });
+  const nodes = new Informer({ ...common, type: RESOURCES.nodes, fieldSelector: `metadata.name=${nodeName}`, transform: toNodeView });
   gateways.start();
   nodes.start();
   shutdown.onStop('informers', () => Promise.all([gateways.stop(), nodes.stop()]).then(() => undefined));
@@ -76,45 +77,18 @@ async function main(): Promise<void> {
     return { ok: s.ready, detail: s.ready ? `expires ${s.notAfter?.toISOString()}` : s.lastError ?? 'waiting for issuance' };
   });
 
-  const p = 'raven_proxy_client';
-  const activeGauge = new Gauge({ name: `${p}_active`, help: '1 while this client serves its domain', registers: [health.registry] });
-  const dials = new Counter({ name: `${p}_dials_total`, help: 'Dial requests from servers, by result', labelNames: ['result'], registers: [health.registry] });
+  const metrics = servingMetrics(health.registry);
   let plan: ClientPlan | undefined;
   const dialTimeoutMs = durationFlag('dial-timeout', values['dial-timeout'], 5_000);
-  const connect = tcpDialer();
   const guard = { node: nodeName, ports: [healthPort], allowLoopback: values['insecure-allow-loopback-targets'] };
   if (guard.allowLoopback) log.warn('--insecure-allow-loopback-targets: servers may reach loopback addresses that a member Node claims');
-  const dialer: Dialer = async (address, context) => {
-    try {
-      const { host, port } = parseHostPort(address);
-      if (!plan?.active) throw new DialRefused('this proxy-client is not serving');
-      const { ip } = resolveDial(plan, host, port, guard);
-      const socket = await connect(`${ip.includes(':') ? `[${ip}]` : ip}:${port}`, context);
-      dials.inc({ result: 'ok' });
-      return socket;
-    } catch (err) {
-      const refused = err instanceof DialRefused;
-      dials.inc({ result: refused ? 'refused' : 'failed' });
-      if (refused) log.warn({ address, err: (err as Error).message }, 'dial refused by policy');
-      throw refused ? new Error(`dial ${address}: not allowed by raven proxy-client policy: ${(err as Error).message}`) : err;
-    }
-  };
+  const dialer = policyDialer({ plan: () => plan, guard, connect: tcpDialer(), log, dials: metrics.dials });
   const connections = new ServerConnections({
     nodeName, log, identity, trust, dialer, dialTimeoutMs, staticServerName: values['server-name'], drainGraceMs: graceMs,
     syncIntervalMs: durationFlag('reconnect-interval', values['reconnect-interval'], 1_000),
     syncIntervalCapMs: durationFlag('reconnect-max', values['reconnect-max'], 10_000),
   });
-  new Gauge({ name: `${p}_servers_connected`, help: 'Tunnels held to proxy-server replicas', registers: [health.registry], collect() { this.set(connections.connectedServers()); } });
-  new Gauge({ name: `${p}_streams_active`, help: 'Connections open to targets for servers', registers: [health.registry], collect() { this.set(connections.stats().streams); } });
-  new Counter({
-    name: `${p}_bytes_total`, help: 'Bytes relayed between servers and targets', labelNames: ['direction'], registers: [health.registry],
-    collect() {
-      const s = connections.stats();
-      this.reset();
-      this.inc({ direction: 'to_server' }, s.bytesToServers);
-      this.inc({ direction: 'from_server' }, s.bytesFromServers);
-    },
-  });
+  exportConnectionMetrics(health.registry, connections);
   health.addReadinessCheck('plan', () => ({ ok: !!plan, detail: plan ? `${plan.active ? 'active' : 'idle'}: ${plan.reason}; ${connections.connectedServers()}/${plan.active ? plan.servers.length : 0} servers` : 'waiting for caches' }));
 
   let lastReason = '';
@@ -125,7 +99,7 @@ async function main(): Promise<void> {
       log.info({ active: plan.active, reason: plan.reason, members: plan.members.size, servers: plan.servers.map((s) => s.address) }, 'plan');
       lastReason = plan.reason;
     }
-    activeGauge.set(plan.active ? 1 : 0);
+    metrics.active.set(plan.active ? 1 : 0);
     connections.reconcile(plan);
   };
   gateways.on({ add: reconcile, update: reconcile, delete: reconcile });

@@ -1,30 +1,8 @@
 import { isIP } from 'node:net';
-import { z } from 'zod';
 import {
-  LABELS, activeEndpointsOfType, forbiddenTargetReason, isExposed, isProxyCandidate, proxyClientRole, proxyReachablePorts, proxyServerAddress,
-  type Gateway,
+  activeEndpointsOfType, forbiddenTargetReason, isExposed, isProxyCandidate, proxyClientRole, proxyReachablePorts, proxyServerAddress,
+  type Gateway, type NodeView,
 } from '@raven/api-types';
-
-export interface NodeInfo {
-  name: string;
-  gateway?: string;
-  internalIPs: string[];
-}
-
-const rawNodeSchema = z.object({
-  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
-  status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() }).optional(),
-});
-
-export function toNodeInfo(raw: unknown): NodeInfo & { metadata: { name: string; resourceVersion?: string } } {
-  const node = rawNodeSchema.parse(raw);
-  return {
-    metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
-    name: node.metadata.name,
-    gateway: node.metadata.labels?.[LABELS.gateway] || undefined,
-    internalIPs: (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address),
-  };
-}
 
 /** A proxy-server to hold tunnels to; `node` is set for discovered servers (their certificate must name it). */
 export interface ServerTarget {
@@ -52,7 +30,7 @@ export interface ClientPlan {
  *  - in an exposed Gateway: nothing (the cloud side is served by proxy-server directly).
  * Servers are the active proxy endpoints of every exposed Gateway, plus any configured statically.
  */
-export function planClient(nodeName: string, node: NodeInfo | undefined, gateways: readonly Gateway[], staticServers: readonly string[]): ClientPlan {
+export function planClient(nodeName: string, node: NodeView | undefined, gateways: readonly Gateway[], staticServers: readonly string[]): ClientPlan {
   const servers = new Map<string, ServerTarget>();
   for (const gw of gateways) {
     if (!isExposed(gw)) continue;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Gateway } from '@raven/api-types';
-import { DialRefused, planClient, resolveDial, type NodeInfo } from '../src/plan.ts';
+import type { Gateway, NodeView } from '@raven/api-types';
+import { DialRefused, planClient, resolveDial } from '../src/plan.ts';
 
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
 const cloud = gateway('gw-cloud', {
@@ -9,7 +9,7 @@ const cloud = gateway('gw-cloud', {
 }, { activeEndpoints: [{ nodeName: 'c1', type: 'proxy', publicIP: '198.18.0.11' }, { nodeName: 'c2', type: 'proxy', publicIP: '198.18.0.12', port: 20262 }, { nodeName: 'c3', type: 'proxy' }] });
 const hz = gateway('gw-hz', { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: 'hz-1', type: 'proxy', underNAT: true }, { nodeName: 'hz-2', type: 'proxy', underNAT: true }] },
   { nodes: [{ nodeName: 'hz-1', privateIP: '172.16.2.103' }, { nodeName: 'hz-2', privateIP: '172.16.2.104' }], activeEndpoints: [{ nodeName: 'hz-1', type: 'proxy', underNAT: true }] });
-const node = (name: string, gw: string | undefined, ip: string): NodeInfo => ({ name, gateway: gw, internalIPs: [ip] });
+const node = (name: string, gw: string | undefined, ip: string): NodeView => ({ metadata: { name }, gateway: gw, internalIPs: [ip], externalIPs: [], podCIDRs: [], ready: 'True', calico: false });
 
 describe('planClient', () => {
   it('the elected endpoint of an edge Gateway serves its members and joins every active server of every exposed Gateway', () => {

@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
-import { nodeOfProxyClientCommonName, proxyClientRole } from '@raven/api-types';
+import { nodeOfProxyClientCommonName, proxyClientRole, type NodeView } from '@raven/api-types';
 import type { AgentIdentifiers } from '@raven/tunnel-protocol';
-import type { ClusterView, DomainKey, NodeInfo } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 
 export class AdmissionError extends Error {
   override readonly name = 'AdmissionError';
@@ -21,7 +21,7 @@ export interface AdmittedClient {
  * endpoint there, itself alone when it is in no Gateway; otherwise an AdmissionError. Checked at admission, at
  * every dial and at every change of the cluster view.
  */
-export function servedDomain(node: NodeInfo, view: ClusterView): DomainKey {
+export function servedDomain(node: NodeView, view: ClusterView): DomainKey {
   const role = proxyClientRole({ name: node.metadata.name, gateway: node.gateway }, view.gateways());
   if (role.serves === 'self') return `node/${node.metadata.name}`;
   if (role.serves === 'domain') return `gw/${role.gateway}`;

@@ -1,13 +1,13 @@
-import { gatewayV1beta1Schema, proxyReachablePorts, type Gateway } from '@raven/api-types';
+import { gatewayV1beta1Schema, proxyReachablePorts, toNodeView, type Gateway, type NodeView } from '@raven/api-types';
 import { Informer, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
-import { domainKeyOf, toNodeInfo, type ClusterView, type DomainKey, type NodeInfo } from './topology.ts';
+import { domainKeyOf, type ClusterView, type DomainKey } from './cluster-view.ts';
 
 const INDEX = { domain: 'domain', ip: 'ip', address: 'address' } as const;
 
 /** ClusterView over informer caches of Gateways and Nodes, indexed by domain and InternalIP. */
 export class InformerClusterView implements ClusterView {
-  readonly nodeInformer: Informer<NodeInfo>;
+  readonly nodeInformer: Informer<NodeView>;
   readonly gatewayInformer: Informer<Gateway>;
   private gatewayList: Gateway[] | undefined;
   private portSets: { http: Set<number>; https: Set<number> } | undefined;
@@ -15,7 +15,7 @@ export class InformerClusterView implements ClusterView {
 
   constructor(kube: KubeClient, log: Logger, registry: Registry) {
     const common = { kube, log, registry, metricPrefix: 'raven_proxy_server' };
-    this.nodeInformer = new Informer<NodeInfo>({ ...common, type: RESOURCES.nodes, transform: toNodeInfo });
+    this.nodeInformer = new Informer<NodeView>({ ...common, type: RESOURCES.nodes, transform: toNodeView });
     this.nodeInformer.addIndex(INDEX.domain, (n) => [domainKeyOf(n)]);
     this.nodeInformer.addIndex(INDEX.ip, (n) => n.internalIPs);
     this.nodeInformer.addIndex(INDEX.address, (n) => [...new Set([...n.internalIPs, ...n.externalIPs])]);
@@ -26,7 +26,7 @@ export class InformerClusterView implements ClusterView {
       this.changed();
     };
     this.gatewayInformer.on({ add: gatewaysChanged, update: gatewaysChanged, delete: gatewaysChanged });
-    const relevant = (a: NodeInfo, b: NodeInfo) => a.gateway !== b.gateway || a.internalIPs.join() !== b.internalIPs.join() || a.externalIPs.join() !== b.externalIPs.join();
+    const relevant = (a: NodeView, b: NodeView) => a.gateway !== b.gateway || a.internalIPs.join() !== b.internalIPs.join() || a.externalIPs.join() !== b.externalIPs.join();
     this.nodeInformer.on({ add: () => this.changed(), delete: () => this.changed(), update: (a, b) => relevant(a, b) && this.changed() });
   }
 
@@ -52,19 +52,19 @@ export class InformerClusterView implements ClusterView {
     this.listeners.push(listener);
   }
 
-  node(name: string): NodeInfo | undefined {
+  node(name: string): NodeView | undefined {
     return this.nodeInformer.get(name);
   }
 
-  nodesWithInternalIP(ip: string): NodeInfo[] {
+  nodesWithInternalIP(ip: string): NodeView[] {
     return this.nodeInformer.byIndex(INDEX.ip, ip);
   }
 
-  nodesWithAddress(ip: string): NodeInfo[] {
+  nodesWithAddress(ip: string): NodeView[] {
     return this.nodeInformer.byIndex(INDEX.address, ip);
   }
 
-  domainMembers(key: DomainKey): NodeInfo[] {
+  domainMembers(key: DomainKey): NodeView[] {
     return this.nodeInformer.byIndex(INDEX.domain, key);
   }
 

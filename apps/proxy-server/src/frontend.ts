@@ -10,7 +10,7 @@ import { HeadError, readHead, type RequestHead } from './head.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { RequestFramer, switchesProtocol, type Segment } from './requests.ts';
 import { RouteError, refuseForbiddenTarget, routeRequest, type Frontend, type RouteTarget, type SelfFacts } from './routing.ts';
-import type { ClusterView, DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 import type { TunnelHub } from './tunnels.ts';
 
 export interface TargetTls {
@@ -125,12 +125,10 @@ export class Frontends {
     return { toTargets, fromTargets };
   }
 
-  get connections(): number {
-    return this.live.size;
-  }
-
-  /** Drain end: closes whatever is still open. */
-  destroyAll(): void {
+  /** Lets open connections finish for up to `graceMs` (the listeners are closed already), then closes the rest. */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     for (const socket of this.live) socket.destroy();
   }
 

@@ -2,20 +2,21 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import {
-  CSR_SIGNERS, NODE_ORGANIZATION, PORTS, SYSTEM_NAMESPACE, activeProxyServerGateway, isProxyCandidate, proxyServingSans, servingCommonName,
+  CSR_SIGNERS, PORTS, SYSTEM_NAMESPACE, isProxyCandidate,
 } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
 import {
-  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, serveCurrentCertificate, type CertificateSource, type CertificateSpec,
+  CsrCertificateSource, FileCertificateSource, exportCertificateExpiry, loadTrustBundle, serveCurrentCertificate, type CertificateSource,
 } from '@raven/node-certs';
 import { InformerClusterView } from './cluster.ts';
 import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
+import { servedGateway, servingSpec } from './identity.ts';
 import { PodNodes } from './pods.ts';
-import { domainKeyOf } from './topology.ts';
+import { domainKeyOf } from './cluster-view.ts';
 import { TunnelHub } from './tunnels.ts';
 
 const flags = {
@@ -95,15 +96,7 @@ async function main(): Promise<void> {
       csrNamePrefix: `raven-proxy-server-${nodeName}`, dir: values['cert-dir'] || undefined, trustBundle: () => trust,
       expirationSeconds: values['cert-expiration'] ? Math.round(durationFlag('cert-expiration', values['cert-expiration'], 0) / 1000) : undefined,
       renewBeforeMs: values['cert-renew-before'] ? durationFlag('cert-renew-before', values['cert-renew-before'], 0) : undefined,
-      spec: (): CertificateSpec | undefined => {
-        const me = view.synced() ? view.node(nodeName) : undefined;
-        if (!me) return undefined;
-        const sans = proxyServingSans({
-          node: { name: nodeName, internalIPs: me.internalIPs, externalIPs: me.externalIPs }, gateways: view.gateways(), namespace,
-          claimedByOtherNode: (ip) => view.nodesWithAddress(ip).some((n) => n.metadata.name !== nodeName),
-        });
-        return { commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION], ...sans };
-      },
+      spec: () => (view.synced() ? servingSpec(nodeName, view, namespace) : undefined),
     });
   if (serving instanceof CsrCertificateSource) view.onChange(() => serving.refresh());
   serving.start();
@@ -151,8 +144,8 @@ async function main(): Promise<void> {
 
   const reconcileActivation = () => {
     if (!view.synced()) return;
-    const gateway = activeProxyServerGateway(nodeName, view.gateways());
-    if (gateway && !shutdown.signal.aborted) {
+    const gateway = servedGateway(nodeName, view.gateways(), shutdown.signal.aborted);
+    if (gateway) {
       if (!hub.active) log.info({ gateway: gateway.metadata.name }, 'elected proxy endpoint: serving');
       hub.activate();
     } else if (hub.active) {
@@ -205,9 +198,7 @@ async function main(): Promise<void> {
   shutdown.onStop('frontends', async () => {
     httpFrontend?.close();
     httpsFrontend.close();
-    const deadline = Date.now() + graceMs - 1_000;
-    while (frontends.connections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-    frontends.destroyAll();
+    await frontends.drain(graceMs - 1_000);
   });
 }
 

@@ -21,7 +21,7 @@ export class PodNodes {
       node = podSchema.parse(await this.kube.get(RESOURCES.pods, { namespace, name: pod })).spec?.nodeName || undefined;
     } catch (err) {
       if (!isNotFound(err)) {
-        this.log.warn({ pod: key, err: (err as Error).message }, 'pod lookup failed');
+        this.log.warn({ pod: key, err }, 'pod lookup failed');
         throw err;
       }
     }

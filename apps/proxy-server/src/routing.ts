@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { PORTS, PROXY_NODE_QUERY, forbiddenTargetReason } from '@raven/api-types';
-import { domainKeyOf, type ClusterView, type DomainKey } from './topology.ts';
+import { domainKeyOf, type ClusterView, type DomainKey } from './cluster-view.ts';
 
 export type Frontend = 'http' | 'https';
 

@@ -2,18 +2,16 @@ import type { Http2SecureServer } from 'node:http2';
 import type { Logger } from '@raven/controller-kit';
 import {
   DialError, GrpcStatus, TunnelServer, serveAgentService,
-  type AgentAdmission, type AgentServiceHandle, type TunnelServerStats, type TunnelStream,
+  type AgentAdmission, type AgentServiceHandle, type AgentTags, type TunnelServerStats, type TunnelStream,
 } from '@raven/tunnel-protocol';
 import { AdmissionError, admitClient, stillServes, type AdmittedClient } from './admission.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import type { ClusterView, DomainKey } from './topology.ts';
+import type { ClusterView, DomainKey } from './cluster-view.ts';
 
-interface ConnectedClient {
-  node: string;
-  domain: DomainKey;
-  streams: number;
-  connectedAt: number;
-}
+/** Admission tags each client's streams with the domain it serves; dials select by it. */
+const DOMAIN_TAG = 'domain:';
+const domainTag = (domain: DomainKey) => `${DOMAIN_TAG}${domain}`;
+const domainOfTags = (tags: readonly string[]): DomainKey | undefined => tags.find((t) => t.startsWith(DOMAIN_TAG))?.slice(DOMAIN_TAG.length);
 
 export interface TunnelHubOptions {
   serverId: string;
@@ -30,14 +28,11 @@ export interface TunnelHubOptions {
  * The tunnel port's AgentService. While this replica is an active proxy endpoint, a TunnelServer admits
  * proxy-clients (see admitClient) and dials through them by domain; on standby every Connect is refused with
  * UNAVAILABLE, so clients only hold tunnels to active servers. Each activation gets a fresh TunnelServer, and
- * deactivation closes it, which sends every client to the servers that are active now.
+ * deactivation closes it, which sends every client to the servers that are active now. The TunnelServer's index is
+ * the one registry of admitted clients: admission tags each stream with its domain.
  */
 export class TunnelHub {
   private server: TunnelServer | undefined;
-  private readonly clients = new Map<string, ConnectedClient>();
-  /** Admitted by authorize, registered once the TunnelServer reports the stream connected. */
-  private readonly admitted = new Map<string, AdmittedClient>();
-  private readonly byDomain = new Map<DomainKey, Set<string>>();
   private readonly retired: TunnelServerStats[] = [];
   /** Dials waiting for a client of their domain to connect (a server just activated, a client reconnecting). */
   private readonly waiters = new Map<DomainKey, Set<() => void>>();
@@ -68,16 +63,12 @@ export class TunnelHub {
     });
     server.on('agentConnected', (agent) => {
       if (this.server !== server) return;
-      const admitted = this.admitted.get(agent.agentId);
-      this.admitted.delete(agent.agentId);
-      if (admitted) this.register(admitted);
-      metrics.clients.set(this.clients.size);
+      metrics.clients.set(server.stats().agents);
+      const domain = domainOfTags(agent.tags);
+      if (domain !== undefined) for (const wake of [...(this.waiters.get(domain) ?? [])]) wake();
     });
-    server.on('agentDisconnected', (agent) => {
-      if (this.server !== server) return;
-      const client = this.clients.get(agent.agentId);
-      if (client && --client.streams <= 0) this.forget(agent.agentId);
-      metrics.clients.set(this.clients.size);
+    server.on('agentDisconnected', () => {
+      if (this.server === server) metrics.clients.set(server.stats().agents);
     });
     server.on('agentRejected', ({ agentId, peer, error }) => {
       metrics.errors.inc({ reason: 'client-rejected' });
@@ -95,9 +86,6 @@ export class TunnelHub {
     this.server = undefined;
     this.retired.push(server.stats());
     server.close();
-    this.clients.clear();
-    this.admitted.clear();
-    this.byDomain.clear();
     this.opts.metrics.clients.set(0);
     this.opts.log.info('tunnel server on standby: proxy-clients disconnected');
   }
@@ -112,12 +100,18 @@ export class TunnelHub {
     return this.server?.stats().openStreams ?? 0;
   }
 
-  connectedClients(): Array<{ node: string; domain: DomainKey; streams: number }> {
-    return [...this.clients.values()].map(({ node, domain, streams }) => ({ node, domain, streams }));
+  hasClientFor(domain: DomainKey): boolean {
+    return (this.server?.agentsTagged(domainTag(domain)).length ?? 0) > 0;
   }
 
-  hasClientFor(domain: DomainKey): boolean {
-    return (this.byDomain.get(domain)?.size ?? 0) > 0;
+  /** The clients of `domain` that still serve it, the most recently connected first. */
+  private clientsOf(server: TunnelServer, domain: DomainKey): AdmittedClient[] {
+    const latest = new Map<string, number>();
+    for (const a of server.agentsTagged(domainTag(domain))) latest.set(a.agentId, Math.max(latest.get(a.agentId) ?? 0, a.connectedAt.getTime()));
+    return [...latest]
+      .sort(([, a], [, b]) => b - a)
+      .map(([node]) => ({ node, domain }))
+      .filter((c) => stillServes(c, this.opts.view));
   }
 
   /**
@@ -127,14 +121,16 @@ export class TunnelHub {
   recheck(): void {
     const server = this.server;
     if (!server) return;
-    for (const client of [...this.clients.values()]) {
-      if (stillServes(client, this.opts.view)) continue;
-      this.forget(client.node);
+    const revoked = new Set<string>();
+    for (const agent of server.agents()) {
+      const client = { node: agent.agentId, domain: domainOfTags(agent.tags) ?? '' };
+      if (revoked.has(client.node) || stillServes(client, this.opts.view)) continue;
+      revoked.add(client.node);
       this.opts.metrics.errors.inc({ reason: 'client-revoked' });
       this.opts.log.warn({ client: client.node, domain: client.domain }, 'proxy-client no longer serves its domain: disconnecting it');
       server.disconnect(client.node, `proxy-client of node ${client.node} no longer serves ${client.domain}`);
     }
-    this.opts.metrics.clients.set(this.clients.size);
+    this.opts.metrics.clients.set(server.stats().agents);
   }
 
   /**
@@ -147,10 +143,7 @@ export class TunnelHub {
     if (!this.hasClientFor(domain)) await this.clientConnected(domain, Math.min(options.timeoutMs ?? this.opts.dialTimeoutMs, this.opts.clientWaitMs));
     const server = this.server;
     if (!server) throw new DialError('no-agent', 'this proxy-server is on standby');
-    const candidates = [...(this.byDomain.get(domain) ?? [])]
-      .map((id) => this.clients.get(id)!)
-      .filter((c) => c.domain === domain && stillServes(c, this.opts.view))
-      .sort((a, b) => b.connectedAt - a.connectedAt);
+    const candidates = this.clientsOf(server, domain);
     if (candidates.length === 0) throw new DialError('no-agent', `no proxy-client connected for domain ${domain}`);
     let lastError: unknown;
     for (const client of candidates) {
@@ -180,42 +173,17 @@ export class TunnelHub {
     });
   }
 
-  private authorize(agent: AgentAdmission): void {
+  private authorize(agent: AgentAdmission): AgentTags {
     try {
       const admitted = admitClient(agent.peerCertificate, agent.identifiers, this.opts.view);
       // Dials pick clients by agent ID, so a client must not be able to take another node's ID.
       if (agent.agentId !== admitted.node) throw new AdmissionError('bad-identity', `agentID ${JSON.stringify(agent.agentId)} must equal the certificate's node ${admitted.node}`);
-      this.admitted.set(admitted.node, admitted);
       this.opts.log.info({ client: admitted.node, domain: admitted.domain, peer: agent.peer }, 'proxy-client admitted');
+      return { tags: [domainTag(admitted.domain)] };
     } catch (err) {
       const reason = err instanceof AdmissionError ? err.reason : 'error';
       this.opts.log.warn({ agentId: agent.agentId, peer: agent.peer, reason, identifiers: agent.identifiers, err: (err as Error).message }, 'proxy-client refused');
       throw err;
     }
-  }
-
-  private register(admitted: AdmittedClient): void {
-    const existing = this.clients.get(admitted.node);
-    if (existing && existing.domain === admitted.domain) {
-      existing.streams++;
-      existing.connectedAt = Date.now();
-      return;
-    }
-    const streams = existing ? existing.streams + 1 : 1;
-    if (existing) this.forget(admitted.node);
-    this.clients.set(admitted.node, { ...admitted, streams, connectedAt: Date.now() });
-    let set = this.byDomain.get(admitted.domain);
-    if (!set) this.byDomain.set(admitted.domain, (set = new Set()));
-    set.add(admitted.node);
-    for (const wake of [...(this.waiters.get(admitted.domain) ?? [])]) wake();
-  }
-
-  private forget(node: string): void {
-    const client = this.clients.get(node);
-    if (!client) return;
-    this.clients.delete(node);
-    const set = this.byDomain.get(client.domain);
-    set?.delete(node);
-    if (set?.size === 0) this.byDomain.delete(client.domain);
   }
 }

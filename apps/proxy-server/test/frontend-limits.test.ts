@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@raven/controller-kit';
 import { Frontends, type FrontendLimits } from '../src/frontend.ts';
 import { proxyMetrics } from '../src/metrics.ts';
-import { StaticClusterView } from '../src/topology.ts';
+import { StaticClusterView } from '../src/cluster-view.ts';
 import type { TunnelHub } from '../src/tunnels.ts';
 
 /**
@@ -30,9 +30,9 @@ async function frontend(limits: FrontendLimits): Promise<number> {
   const server: Server = frontends.createHttpServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  cleanups.push(() => {
-    frontends.destroyAll();
-    return new Promise((resolve) => server.close(resolve));
+  cleanups.push(async () => {
+    await frontends.drain(0);
+    await new Promise((resolve) => server.close(resolve));
   });
   return (server.address() as AddressInfo).port;
 }

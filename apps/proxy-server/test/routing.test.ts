@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { emptyIdentifiers } from '@raven/tunnel-protocol';
 import type { PeerCertificate } from 'node:tls';
-import { activeProxyServerGateway, isProxyCandidate, type Gateway } from '@raven/api-types';
+import { activeProxyServerGateway, isProxyCandidate, type Gateway, type NodeView } from '@raven/api-types';
 import { AdmissionError, admitClient, stillServes } from '../src/admission.ts';
 import { verifyTargetIdentity } from '../src/frontend.ts';
 import { parseHead, type HeadError } from '../src/head.ts';
 import { RouteError, podOfKubeletPath, refuseForbiddenTarget, routeRequest, splitHostPort, type RouteRequest, type RouteTarget } from '../src/routing.ts';
-import { StaticClusterView, type NodeInfo } from '../src/topology.ts';
+import { StaticClusterView } from '../src/cluster-view.ts';
 
-const node = (name: string, gateway: string | undefined, ip: string): NodeInfo => ({ metadata: { name }, gateway, internalIPs: [ip], externalIPs: [] });
+const node = (name: string, gateway: string | undefined, ip: string): NodeView => ({ metadata: { name }, gateway, internalIPs: [ip], externalIPs: [], podCIDRs: [], ready: 'True', calico: false });
 const gateway = (name: string, spec: Gateway['spec'], status?: Gateway['status']): Gateway => ({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name }, spec, status });
 
 // Two edge domains whose nodes share 172.16.2.103, a lone node, and the cloud.

@@ -1,5 +1,5 @@
 import { DEFAULT_ENDPOINT_PORT, LABELS, type Endpoint, type Gateway } from '@raven/api-types';
-import type { LeaseView, NodeView, PodView, Snapshot } from './snapshot.ts';
+import type { LeaseView, NodeSnapshot, PodView, Snapshot } from './snapshot.ts';
 
 /** What `ravenctl show` prints: plain data, rendered as tables or serialized as JSON/YAML. */
 export interface ShowView {
@@ -99,7 +99,7 @@ export function roleOf(node: string, gw: Gateway | undefined): NodeRole {
 }
 
 /** Nodes grouped by network domain (their Gateway label), gateways first within a domain. */
-export function nodeRows(nodes: readonly NodeView[], gateways: readonly Gateway[]): NodeRow[] {
+export function nodeRows(nodes: readonly NodeSnapshot[], gateways: readonly Gateway[]): NodeRow[] {
   const byGateway = new Map(gateways.map((g) => [g.metadata.name, g]));
   const rank: Record<NodeRole, number> = { 'active-tunnel+proxy': 0, 'active-tunnel': 1, 'active-proxy': 2, candidate: 3, member: 4 };
   return nodes.map((n) => {

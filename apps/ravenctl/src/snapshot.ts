@@ -14,7 +14,7 @@ export interface Snapshot {
   gateways: Gateway[];
   /** Gateways the schema rejected: name and why. */
   invalidGateways: { name: string; error: string }[];
-  nodes: NodeView[];
+  nodes: NodeSnapshot[];
   heartbeats: LeaseView[];
   pickupLeader?: LeaseView;
   pods: PodView[];
@@ -25,7 +25,8 @@ export interface Snapshot {
   certificatesReadable: boolean;
 }
 
-export interface NodeView {
+/** A Node as `ravenctl` shows and diagnoses it: every label and annotation (the components cache `NodeView`). */
+export interface NodeSnapshot {
   name: string;
   labels: Record<string, string>;
   annotations: Record<string, string>;
@@ -82,7 +83,7 @@ const nodeSchema = z.looseObject({
   }).optional(),
 });
 
-export function toNodeView(raw: unknown): NodeView {
+export function toNodeSnapshot(raw: unknown): NodeSnapshot {
   const n = nodeSchema.parse(raw);
   const address = (type: string) => n.status?.addresses?.find((a) => a.type === type)?.address;
   const ready = n.status?.conditions?.find((c) => c.type === 'Ready')?.status;
@@ -204,7 +205,7 @@ export async function readSnapshot(kube: KubeClient, opts: ReadOptions): Promise
     if (parsed.success) gateways.push(parsed.data);
     else invalidGateways.push({ name: String((raw as { metadata?: { name?: unknown } }).metadata?.name ?? '?'), error: z.prettifyError(parsed.error) });
   }
-  const nodes = nodeList.items.map(toNodeView);
+  const nodes = nodeList.items.map(toNodeSnapshot);
   const nodeNames = nodes.map((n) => n.name);
   return {
     takenAt, namespace: ns, gateways, invalidGateways, nodes,

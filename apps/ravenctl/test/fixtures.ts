@@ -1,5 +1,5 @@
 import type { Condition, Connection, Endpoint, Gateway } from '@raven/api-types';
-import type { LeaseView, NodeView, Snapshot } from '../src/snapshot.ts';
+import type { LeaseView, NodeSnapshot, Snapshot } from '../src/snapshot.ts';
 
 export const NOW = Date.parse('2026-12-07T02:00:00Z');
 
@@ -21,7 +21,7 @@ export function gateway(name: string, opts: {
   };
 }
 
-export function node(name: string, gatewayName?: string, extra: Partial<NodeView> = {}): NodeView {
+export function node(name: string, gatewayName?: string, extra: Partial<NodeSnapshot> = {}): NodeSnapshot {
   return { name, labels: gatewayName ? { 'raven.openyurt.io/gateway': gatewayName } : {}, annotations: {}, internalIP: '10.0.0.1', ready: 'True', ...extra };
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toIssuedCertificate, toLeaseView, toNodeView, toPodView } from '../src/snapshot.ts';
+import { toIssuedCertificate, toLeaseView, toNodeSnapshot, toPodView } from '../src/snapshot.ts';
 
 describe('parsing API objects', () => {
   it('a heartbeat Lease: holder clock from renewTime, apiserver clock from the managedFields entry owning renewTime', () => {
@@ -25,15 +25,15 @@ describe('parsing API objects', () => {
 
   it('rejects objects that are not what they claim', () => {
     expect(() => toLeaseView({ metadata: { name: 5 } })).toThrow();
-    expect(() => toNodeView({ metadata: {} })).toThrow();
+    expect(() => toNodeSnapshot({ metadata: {} })).toThrow();
   });
 
   it('a Node: addresses and Ready', () => {
-    expect(toNodeView({
+    expect(toNodeSnapshot({
       metadata: { name: 'n', labels: { a: 'b' } },
       status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }, { type: 'ExternalIP', address: '1.2.3.4' }], conditions: [{ type: 'Ready', status: 'False' }] },
     })).toEqual({ name: 'n', labels: { a: 'b' }, annotations: {}, internalIP: '10.0.0.1', externalIP: '1.2.3.4', ready: 'False' });
-    expect(toNodeView({ metadata: { name: 'n' } }).ready).toBe('Unknown');
+    expect(toNodeSnapshot({ metadata: { name: 'n' } }).ready).toBe('Unknown');
   });
 
   it('a Pod: component label, images, version label', () => {

@@ -1,18 +1,21 @@
 import {
-  CONFIGMAPS, ENDPOINT_CONFIG_KEYS, LABELS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, type Connection, type Endpoint, type Gateway,
+  CONFIGMAPS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, toNodeView, type Connection, type Gateway, type NodeView,
 } from '@raven/api-types';
 import {
-  Controller, HeartbeatRenewer, Informer, MirroredCounter, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
+  Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
 } from '@raven/controller-kit';
 import { isIPv4, isIP } from 'node:net';
 import { hasChanges, type Exec } from '@raven/netlink';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { DataPathApplier } from './datapath.ts';
-import { discoverHostFacts, type HostFacts } from './facts.ts';
-import { planDataPath, type DataPathPlan, type PeerPlan } from './planner.ts';
+import { HostFactsError, discoverHostFacts, type HostFacts } from './facts.ts';
+import { connectionsWriteDue, peerReports } from './connections.ts';
+import { TunnelMetrics } from './metrics.ts';
+import { planDataPath, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
+import { KnownKeys, publicKeyPatch } from './public-keys.ts';
 import type { VpnDriver } from './vpn/driver.ts';
 
 
@@ -32,21 +35,14 @@ export interface AgentOptions {
   heartbeat: { intervalMs: number };
 }
 
-const nodeSchema = z.object({
-  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
-  status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() }).optional(),
-});
-type NodeView = { metadata: { name: string; resourceVersion?: string }; gateway?: string; internalIP?: string };
-const toNodeView = (raw: unknown): NodeView => {
-  const n = nodeSchema.parse(raw);
-  // The vxlan underlay is IPv4: a dual-stack node listing its IPv6 InternalIP first still uses its IPv4 one.
-  const internal = (n.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
-  return { metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion }, gateway: n.metadata.labels?.[LABELS.gateway], internalIP: internal.find((ip) => isIPv4(ip)) ?? internal[0] };
-};
 const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }), data: z.record(z.string(), z.string()).optional() });
 type ConfigMapView = z.infer<typeof configMapSchema>;
 
+// The vxlan underlay is IPv4: a dual-stack node listing its IPv6 InternalIP first still uses its IPv4 one.
+const vxlanUnderlayIP = (node: NodeView): string | undefined => node.internalIPs.find((ip) => isIPv4(ip)) ?? node.internalIPs[0];
+
 const KEY = 'datapath';
+const FIELD_MANAGER = 'raven-tunnel-agent';
 
 /**
  * The tunnel-agent's control loop: caches of the Gateways, its own Node and raven-cfg feed one reconcile that
@@ -70,9 +66,8 @@ export class TunnelAgent {
   private lastDropped = '';
   /** The next apply reads the whole kernel state back (periodic resync, first run, after an error). */
   private verifyDue = true;
-  /** Last public key seen per tunnel endpoint, so a spec edit that wipes `config.publicKey` never drops a live peer. */
-  private readonly knownKeys = new Map<string, string>();
-  private readonly metrics: { role: Gauge<'role'>; peers: Gauge; prefixes: Gauge; handshakeAge: Gauge<'peer'>; rx: MirroredCounter<'peer'>; tx: MirroredCounter<'peer'>; rtt: Gauge<'peer'>; reachable: Gauge<'peer'> };
+  private readonly knownKeys = new KnownKeys();
+  private readonly metrics: TunnelMetrics;
 
   constructor(private readonly opts: AgentOptions) {
     const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
@@ -91,17 +86,7 @@ export class TunnelAgent {
         return [KEY];
       },
     });
-    const r = [opts.registry];
-    this.metrics = {
-      role: new Gauge({ name: 'raven_tunnel_role', help: '1 for the current role of this node (none, member, gateway)', labelNames: ['role'], registers: r }),
-      peers: new Gauge({ name: 'raven_tunnel_peers', help: 'VPN peers configured on this gateway', registers: r }),
-      prefixes: new Gauge({ name: 'raven_tunnel_remote_prefixes', help: 'Remote prefixes routed through the tunnel', registers: r }),
-      handshakeAge: new Gauge({ name: 'raven_tunnel_peer_handshake_age_seconds', help: 'Seconds since the latest handshake with a peer gateway', labelNames: ['peer'], registers: r }),
-      rx: new MirroredCounter({ name: 'raven_tunnel_peer_rx_bytes_total', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registry: opts.registry }),
-      tx: new MirroredCounter({ name: 'raven_tunnel_peer_tx_bytes_total', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registry: opts.registry }),
-      rtt: new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers: r }),
-      reachable: new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers: r }),
-    };
+    this.metrics = new TunnelMetrics(opts.registry);
     const enqueue = () => this.controller.enqueue(KEY);
     for (const informer of [this.gateways, this.node, this.ravenConfig] as Array<Informer<{ metadata: { name: string } }>>) {
       informer.on({ add: enqueue, update: enqueue, delete: enqueue });
@@ -153,11 +138,12 @@ export class TunnelAgent {
     const { log, nodeName } = this.opts;
     try {
       const node = this.node.list()[0];
-      if (!node?.internalIP) throw new Error(`Node ${nodeName} has no InternalIP yet`);
-      if (!this.host || this.host.privateIP !== node.internalIP) this.host = await discoverHostFacts(this.opts.exec, node.internalIP);
+      const internalIP = node ? vxlanUnderlayIP(node) : undefined;
+      if (!node || !internalIP) throw new HostFactsError(`Node ${nodeName} has no InternalIP yet`);
+      if (!this.host || this.host.privateIP !== internalIP) this.host = await discoverHostFacts(this.opts.exec, internalIP);
       const cfg = this.ravenConfig.list()[0];
       const plan = planDataPath({
-        nodeName, memberOf: node.gateway, gateways: this.withKnownKeys(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
+        nodeName, memberOf: node.gateway, gateways: this.knownKeys.fill(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
         host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
         keepaliveSeconds: this.opts.keepaliveSeconds, protectedIPs: this.protectedIPs(),
       });
@@ -179,9 +165,7 @@ export class TunnelAgent {
       }
       // Peer reports belong to the gateway role: a node that leaves it clears them rather than leave them stale.
       if (this.lastPlan?.role.kind === 'gateway' && plan.role.kind !== 'gateway') await this.writeConnections([], true);
-      for (const role of ['none', 'member', 'gateway']) this.metrics.role.set({ role }, plan.role.kind === role ? 1 : 0);
-      this.metrics.prefixes.set(plan.remotePrefixes.length);
-      this.metrics.peers.set(plan.vpn?.peers.filter((p) => p.publicKey).length ?? 0);
+      this.metrics.recordPlan(plan, plan.vpn?.peers.filter((p) => !this.opts.driver.unconfigured(p)).length ?? 0);
       this.lastPlan = plan;
       this.lastError = undefined;
     } catch (err) {
@@ -198,48 +182,12 @@ export class TunnelAgent {
     return [host, inCluster].filter((ip) => isIP(ip) !== 0);
   }
 
-  /**
-   * Fills a missing `config.publicKey` of a tunnel endpoint with the last key seen for it. A key that was wiped by a
-   * spec edit comes back when its agent republishes it; until then the peer stays configured and its session lives.
-   */
-  private withKnownKeys(gateways: Gateway[]): Gateway[] {
-    const keyed = (e: Endpoint, gateway: string): Endpoint => {
-      if (e.type !== 'tunnel') return e;
-      const id = `${gateway}/${e.nodeName}`;
-      const key = e.config?.[ENDPOINT_CONFIG_KEYS.publicKey];
-      if (key) {
-        this.knownKeys.set(id, key);
-        return e;
-      }
-      const known = this.knownKeys.get(id);
-      return known ? { ...e, config: { ...e.config, [ENDPOINT_CONFIG_KEYS.publicKey]: known } } : e;
-    };
-    return gateways.map((g) => {
-      const name = g.metadata.name;
-      // Status first: it carries the key the control plane last elected with.
-      const activeEndpoints = g.status?.activeEndpoints?.map((e) => keyed(e, name));
-      const endpoints = g.spec?.endpoints?.map((e) => keyed(e, name));
-      return { ...g, spec: g.spec && { ...g.spec, endpoints }, status: g.status && { ...g.status, activeEndpoints } };
-    });
-  }
-
-  /** Publishes this node's public key in its own tunnel endpoint's config, where peers (through the status) read it. */
+  /** Publishes this node's public key in its own tunnel endpoint's config. */
   private async publishPublicKey(): Promise<void> {
     const gw = this.ownGateway();
-    if (!gw || !this.publicKey) return;
-    const index = (gw.spec?.endpoints ?? []).findIndex((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
-    if (index < 0) return;
-    const endpoint = gw.spec!.endpoints![index]!;
-    if (endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey] === this.publicKey) return;
-    // JSON patch with a test: if the endpoint list moved under us, the patch fails and the next reconcile retries.
-    const base = `/spec/endpoints/${index}`;
-    const patch = [
-      { op: 'test', path: `${base}/nodeName`, value: this.opts.nodeName },
-      endpoint.config
-        ? { op: 'add', path: `${base}/config/${ENDPOINT_CONFIG_KEYS.publicKey}`, value: this.publicKey }
-        : { op: 'add', path: `${base}/config`, value: { [ENDPOINT_CONFIG_KEYS.publicKey]: this.publicKey } },
-    ];
-    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: 'raven-tunnel-agent' });
+    const patch = gw && this.publicKey ? publicKeyPatch(gw, this.opts.nodeName, this.publicKey) : undefined;
+    if (!gw || !patch) return;
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: FIELD_MANAGER });
     this.opts.log.info({ gateway: gw.metadata.name }, 'published WireGuard public key');
   }
 
@@ -249,7 +197,7 @@ export class TunnelAgent {
       try {
         await this.probeOnce();
       } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message }, 'probe round failed');
+        this.opts.log.warn({ err }, 'probe round failed');
       }
     }
   }
@@ -257,42 +205,12 @@ export class TunnelAgent {
   private async probeOnce(): Promise<void> {
     const plan = this.lastPlan;
     if (!plan?.vpn || plan.role.kind !== 'gateway') return;
-    const allPeers: Array<{ peer: PeerPlan; relayedVia?: string; ip?: string }> = [];
-    const gateways = new Map(this.gateways.list().map((g) => [g.metadata.name, g]));
-    const privateIPOf = (gw: string, node: string) => gateways.get(gw)?.status?.nodes?.find((n) => n.nodeName === node)?.privateIP;
-    for (const peer of plan.vpn.peers.filter((p) => p.allowedIPs.length > 0)) {
-      allPeers.push({ peer, ip: privateIPOf(peer.gateway, peer.nodeName) });
-      for (const relayed of peer.relays) {
-        const target = gateways.get(relayed)?.status?.activeEndpoints?.find((e) => e.type === 'tunnel');
-        if (target) allPeers.push({ peer: { ...peer, gateway: relayed, nodeName: target.nodeName, endpoint: undefined }, relayedVia: peer.gateway, ip: privateIPOf(relayed, target.nodeName) });
-      }
-    }
-    await Promise.all(allPeers.filter((p) => p.ip).map((p) => this.prober.probe(p.peer.gateway, p.ip!)));
-    this.prober.forgetAllBut(new Set(allPeers.map((p) => p.peer.gateway)));
-
-    const wg = new Map((await this.opts.driver.status()).map((s) => [s.id, s]));
-    const fmt = (ms?: number) => (ms === undefined ? '' : `${ms.toFixed(3)}ms`);
-    const connections: Connection[] = allPeers.map(({ peer, relayedVia }) => {
-      const health = this.prober.health(peer.gateway);
-      this.metrics.reachable.set({ peer: peer.gateway }, health.reachable ? 1 : 0);
-      if (health.lastRttMs !== undefined) this.metrics.rtt.set({ peer: peer.gateway }, health.lastRttMs / 1_000);
-      const wgPeer = relayedVia ? undefined : peer.publicKey ? wg.get(peer.publicKey) : undefined;
-      if (wgPeer) {
-        this.metrics.rx.update({ peer: peer.gateway }, wgPeer.rxBytes);
-        this.metrics.tx.update({ peer: peer.gateway }, wgPeer.txBytes);
-        if (wgPeer.latestHandshake) this.metrics.handshakeAge.set({ peer: peer.gateway }, (Date.now() - wgPeer.latestHandshake.getTime()) / 1_000);
-      }
-      return {
-        gateway: peer.gateway,
-        nodeName: peer.nodeName,
-        ...(peer.endpoint ? { endpoint: peer.endpoint } : wgPeer?.endpoint ? { endpoint: wgPeer.endpoint } : {}),
-        status: health.reachable ? 'Connected' : peer.publicKey ? 'Connecting' : 'Error',
-        ...(health.reachable ? {} : { statusMessage: peer.publicKey ? health.lastError : 'the peer has not published its public key' }),
-        ...(health.reachable ? { latencyRTT: { last: fmt(health.lastRttMs), min: fmt(health.minRttMs), average: fmt(health.avgRttMs), max: fmt(health.maxRttMs) } } : {}),
-        ...(relayedVia ? { relayedVia } : {}),
-      };
-    });
-    await this.writeConnections(connections);
+    await Promise.all(plan.probes.filter((p) => p.ip).map((p) => this.prober.probe(p.gateway, p.ip!)));
+    this.prober.forgetAllBut(new Set(plan.probes.map((p) => p.gateway)));
+    const { driver } = this.opts;
+    const reports = peerReports(plan.probes, (gateway) => this.prober.health(gateway), await driver.status(plan.vpn), (peer) => driver.unconfigured(peer));
+    this.metrics.recordPeers(reports, Date.now());
+    await this.writeConnections(reports.map((r) => r.connection));
   }
 
   /** Writes status.connections when reachability changed, and at most once a minute for fresh RTTs. */
@@ -302,11 +220,8 @@ export class TunnelAgent {
     // Peer reports belong to the active tunnel endpoint (the admission policy refuses anyone else's but a clear).
     const active = gw.status?.activeEndpoints?.some((e) => e.type === 'tunnel' && e.nodeName === this.opts.nodeName);
     if (!active && connections.length > 0) return;
-    const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
-    const structural = shape(connections) !== shape(gw.status?.connections ?? []);
-    if (!force && !structural && Date.now() - this.lastConnectionsWrite < 60_000) return;
-    if (force && !structural) return;
-    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: 'raven-tunnel-agent' });
+    if (!connectionsWriteDue({ written: gw.status?.connections ?? [], next: connections, lastWriteMs: this.lastConnectionsWrite, nowMs: Date.now(), force })) return;
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name, subresource: 'status' }, { status: { connections } }, 'merge', { fieldManager: FIELD_MANAGER });
     this.lastConnectionsWrite = Date.now();
   }
 

@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { DATAPATH, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
+import { DATAPATH, ENDPOINT_CONFIG_KEYS, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
@@ -60,6 +60,17 @@ export interface VpnPlan {
   peers: PeerPlan[];
 }
 
+/** A peer gateway the tunnel-agent probes through the tunnel and reports in `status.connections`. */
+export interface ProbeTarget {
+  gateway: string;
+  nodeName: string;
+  /** Its private IP, which the data path routes through the tunnel; when unknown it is reported, never probed. */
+  ip?: string;
+  /** The planned peer whose tunnel carries the probes: the target itself, or the central gateway relaying to it. */
+  via: PeerPlan;
+  relayed: boolean;
+}
+
 export interface DataPathPlan {
   role: Role;
   links: LinkSpec[];
@@ -72,8 +83,10 @@ export interface DataPathPlan {
   iptables: { v4: IptablesDesired; v6: IptablesDesired };
   sysctls: SysctlValues;
   vpn?: VpnPlan;
-  /** Every remote prefix routed through the tunnel (for logs, metrics and probes). */
+  /** Every remote prefix routed through the tunnel (for logs and metrics). */
   remotePrefixes: string[];
+  /** On the gateway, the peers to probe: every routed peer and every domain relayed through one. */
+  probes: ProbeTarget[];
   /** Values of the Gateways left out of the plan, one sentence each. */
   dropped: string[];
 }
@@ -101,7 +114,7 @@ export const OWNED = {
 
 export const EMPTY_PLAN = (role: Role): DataPathPlan => ({
   role, links: [], addresses: [], fdb: [], neighbours: [], routes: [], rules: [], ipsets: [],
-  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [], dropped: [],
+  iptables: { v4: { chains: [], jumps: [] }, v6: { chains: [], jumps: [] } }, sysctls: {}, remotePrefixes: [], probes: [], dropped: [],
 });
 
 // The prefixes were screened as CIDRs (screen.ts): only IPv6 ones contain ':'. node:net's isIPv6 is a large regular
@@ -123,16 +136,60 @@ export function planDataPath(input: PlanInput): DataPathPlan {
   return plan;
 }
 
+/**
+ * What every subsystem plans from: this node's place among the domains, derived once. A member's vxlan peer is its
+ * gateway node; a gateway's are its members.
+ */
+interface Topology {
+  input: PlanInput;
+  local: Domain;
+  reach: Reachability;
+  isGateway: boolean;
+  /** This node is the gateway the NATed domains relay through. */
+  centralHere: boolean;
+  remotePrefixes: string[];
+  localPrefixes: string[];
+  prefixesOf: (d: Domain) => string[];
+  vxlanPeers: Array<{ ip: string; subnets: string[] }>;
+  /** This node's own tunnel endpoint: the active one on the gateway, a standby candidate's on a member. */
+  tunnelEndpoint?: Endpoint;
+  dropped: string[];
+}
+
 function planScreened(input: PlanInput): DataPathPlan {
-  if (!input.l3Enabled) return EMPTY_PLAN({ kind: 'none', reason: 'L3 tunnel disabled in raven-cfg' });
-  if (!input.memberOf) return EMPTY_PLAN({ kind: 'none', reason: 'node is in no Gateway' });
+  const t = topologyOf(input);
+  if ('none' in t) return EMPTY_PLAN({ kind: 'none', reason: t.none });
+  const vxlan = vxlanPlan(t);
+  const vpn = vpnDataPath(t);
+  const plan = EMPTY_PLAN(t.isGateway
+    ? { kind: 'gateway', gateway: t.local.name, central: t.centralHere }
+    : { kind: 'member', gateway: t.local.name, gatewayNode: t.local.endpoint.nodeName });
+  return {
+    ...plan,
+    links: [...vxlan.links, ...vpn.links],
+    addresses: vxlan.addresses,
+    fdb: vxlan.fdb,
+    neighbours: vxlan.neighbours,
+    routes: [...vxlan.routes, ...vpn.routes],
+    rules: [...vxlan.rules, ...vpn.rules],
+    sysctls: { 'net.ipv4.ip_forward': 1, ...vxlan.sysctls, ...vpn.sysctls },
+    ...firewallPlan(t),
+    ...(vpn.vpn ? { vpn: vpn.vpn } : {}),
+    remotePrefixes: t.remotePrefixes,
+    probes: t.isGateway && vpn.vpn ? probeTargets(t, vpn.vpn) : [],
+    dropped: t.dropped,
+  };
+}
+
+function topologyOf(input: PlanInput): Topology | { none: string } {
+  if (!input.l3Enabled) return { none: 'L3 tunnel disabled in raven-cfg' };
+  if (!input.memberOf) return { none: 'node is in no Gateway' };
   const own = input.gateways.find((g) => g.metadata.name === input.memberOf);
   const local = own && domainOf(own);
-  if (!local) return EMPTY_PLAN({ kind: 'none', reason: `Gateway ${input.memberOf} has no active tunnel endpoint` });
-  if (!isIPv4(input.host.privateIP)) return EMPTY_PLAN({ kind: 'none', reason: `the node's private IP ${input.host.privateIP} is not IPv4, which the vxlan underlay needs` });
+  if (!local) return { none: `Gateway ${input.memberOf} has no active tunnel endpoint` };
+  if (!isIPv4(input.host.privateIP)) return { none: `the node's private IP ${input.host.privateIP} is not IPv4, which the vxlan underlay needs` };
   const domains = input.gateways.map(domainOf).filter((d): d is Domain => d !== undefined);
   const reach = reachability(local, domains);
-  const reachable = [...reach.direct, ...reach.relayed];
 
   // Never route a peer's own tunnel address into the tunnel, nor an address that is also one of ours.
   const localIPs = new Set(local.nodeIPs.values());
@@ -146,44 +203,74 @@ function planScreened(input: PlanInput): DataPathPlan {
     prefixCache.set(d.name, prefixes);
     return prefixes;
   };
-  const remotePrefixes = uniqueSorted(reachable.flatMap(prefixesOf));
-  const localPrefixes = uniqueSorted([...local.subnets, ...(input.forwardNodeIP ? [...localIPs].map(hostPrefix) : [])]);
   const isGateway = local.endpoint.nodeName === input.nodeName;
-  const centralHere = isGateway && reach.central?.name === local.name;
-
-  const dropped: string[] = [];
-  const plan = EMPTY_PLAN(isGateway
-    ? { kind: 'gateway', gateway: local.name, central: centralHere }
-    : { kind: 'member', gateway: local.name, gatewayNode: local.endpoint.nodeName });
-  plan.remotePrefixes = remotePrefixes;
-  plan.dropped = dropped;
-  const vxlanMtu = input.host.underlayMtu - D.mtuOverhead.vxlan;
-  const raven0 = (): LinkSpec => ({
-    name: D.vxlanDevice, kind: 'vxlan', vni: D.vxlanVni, port: D.vxlanPort, local: input.host.privateIP, dev: input.host.underlayDevice,
-    learning: false, mtu: vxlanMtu, mac: vtepMac(input.host.privateIP), up: true,
-  });
-  const vxlanPeer = (ip: string) => {
-    plan.fdb.push({ dev: D.vxlanDevice, mac: vtepMac(ip), dst: ip });
-    plan.neighbours.push({ dev: D.vxlanDevice, address: vtepAddress(ip), lladdr: vtepMac(ip) });
+  const common = {
+    input, local, reach, isGateway, prefixesOf,
+    centralHere: isGateway && reach.central?.name === local.name,
+    remotePrefixes: uniqueSorted([...reach.direct, ...reach.relayed].flatMap(prefixesOf)),
+    localPrefixes: uniqueSorted([...local.subnets, ...(input.forwardNodeIP ? [...localIPs].map(hostPrefix) : [])]),
   };
-  plan.sysctls = { 'net.ipv4.ip_forward': 1 };
+  if (isGateway) {
+    const dropped: string[] = [];
+    const memberSubnets = new Map((own.status?.nodes ?? []).map((n) => [n.nodeName, n.subnets ?? []]));
+    const vxlanPeers = vxlanMembers(local, input.nodeName, input.host.privateIP, dropped).map(([name, ip]) => ({ ip, subnets: memberSubnets.get(name) ?? [] }));
+    return { ...common, vxlanPeers, tunnelEndpoint: local.endpoint, dropped };
+  }
+  const gatewayNode = local.endpoint.nodeName;
+  const gatewayIP = local.nodeIPs.get(gatewayNode);
+  if (!gatewayIP) return { none: `the private IP of gateway node ${gatewayNode} is not known yet` };
+  if (!isIPv4(gatewayIP)) return { none: `the private IP ${gatewayIP} of gateway node ${gatewayNode} is not IPv4, which the vxlan underlay needs` };
+  // A standby tunnel endpoint keeps its tunnels up without routes, so failover only moves routes and allowed IPs.
+  const candidate = (own.spec?.endpoints ?? []).find((e) => e.type === 'tunnel' && e.nodeName === input.nodeName);
+  return { ...common, vxlanPeers: [{ ip: gatewayIP, subnets: [] }], tunnelEndpoint: candidate, dropped: [] };
+}
 
-  const remote = byFamily(remotePrefixes);
-  const sources = byFamily(centralHere ? uniqueSorted([...localPrefixes, ...remotePrefixes]) : localPrefixes);
-  plan.ipsets = [
-    { name: D.markSet, type: 'hash:net', family: 'inet', members: remote.v4 },
-    { name: D.skipNatSet, type: 'hash:net', family: 'inet', members: sources.v4 },
-    { name: MARK_SET_V6, type: 'hash:net', family: 'inet6', members: remote.v6 },
-    { name: SKIP_NAT_SET_V6, type: 'hash:net', family: 'inet6', members: sources.v6 },
-  ];
-  const tunnelIn = input.driver === 'wireguard' ? `-i ${D.wireguardDevice}` : '-m policy --dir in --pol ipsec';
-  const firewall = (markSet: string, skipSet: string, withVxlan: boolean): IptablesDesired => ({
+const markRule = (family: 4 | 6): RuleSpec => ({ priority: D.rulePriorityVxlan, table: D.routeTableVxlan, fwmark: D.fwmark, fwmask: D.fwmark, family });
+
+/**
+ * vxlan between a gateway and its members: a member sends marked traffic to its gateway node; a gateway routes each
+ * member's pod subnets back to it. No peer, no device.
+ */
+function vxlanPlan(t: Topology): Pick<DataPathPlan, 'links' | 'addresses' | 'fdb' | 'neighbours' | 'routes' | 'rules' | 'sysctls'> {
+  const { host } = t.input;
+  if (t.vxlanPeers.length === 0) return { links: [], addresses: [], fdb: [], neighbours: [], routes: [], rules: [], sysctls: {} };
+  const routes: RouteSpec[] = t.isGateway
+    // Member node IPs are reached on the underlay directly (a route here would also capture vxlan's own packets).
+    ? t.vxlanPeers.flatMap(({ ip, subnets }) => subnets.filter((p) => !isV6Prefix(p)).map((dst): RouteSpec => ({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true })))
+    : [
+      { table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(t.vxlanPeers[0]!.ip), dev: D.vxlanDevice, onlink: true },
+      // The vxlan packet that carries a marked packet keeps the mark; without this exception its own route lookup
+      // would send it back into raven0.
+      { table: D.routeTableVxlan, dst: hostPrefix(t.vxlanPeers[0]!.ip), type: 'throw' },
+    ];
+  return {
+    links: [{
+      name: D.vxlanDevice, kind: 'vxlan', vni: D.vxlanVni, port: D.vxlanPort, local: host.privateIP, dev: host.underlayDevice,
+      learning: false, mtu: host.underlayMtu - D.mtuOverhead.vxlan, mac: vtepMac(host.privateIP), up: true,
+    }],
+    addresses: [{ dev: D.vxlanDevice, address: `${vtepAddress(host.privateIP)}/8` }],
+    fdb: t.vxlanPeers.map(({ ip }) => ({ dev: D.vxlanDevice, mac: vtepMac(ip), dst: ip })),
+    neighbours: t.vxlanPeers.map(({ ip }) => ({ dev: D.vxlanDevice, address: vtepAddress(ip), lladdr: vtepMac(ip) })),
+    routes,
+    rules: [markRule(4)],
+    sysctls: { [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 },
+  };
+}
+
+/** Marking of traffic to remote domains (into vxlan on a member, from the tunnel on a gateway), MSS clamping, no SNAT. */
+function firewallPlan(t: Topology): Pick<DataPathPlan, 'ipsets' | 'iptables'> {
+  const { driver } = t.input;
+  const remote = byFamily(t.remotePrefixes);
+  const sources = byFamily(t.centralHere ? uniqueSorted([...t.localPrefixes, ...t.remotePrefixes]) : t.localPrefixes);
+  const tunnelIn = driver === 'wireguard' ? `-i ${D.wireguardDevice}` : '-m policy --dir in --pol ipsec';
+  const withVxlan = t.vxlanPeers.length > 0;
+  const firewall = (markSet: string, skipSet: string, vxlan: boolean): IptablesDesired => ({
     chains: [
-      { table: 'mangle', name: D.markChain, rules: isGateway ? [`${tunnelIn} -j MARK ${MARK_RULE}`] : [`-m set --match-set ${markSet} dst -j MARK ${MARK_RULE}`] },
+      { table: 'mangle', name: D.markChain, rules: t.isGateway ? [`${tunnelIn} -j MARK ${MARK_RULE}`] : [`-m set --match-set ${markSet} dst -j MARK ${MARK_RULE}`] },
       // TCP over the tunnels must fit their smaller MTU even when pods use the underlay's.
       { table: 'mangle', name: MSS_CHAIN, rules: [
-        ...(withVxlan ? [`-o ${D.vxlanDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
-        ...(isGateway && input.driver === 'wireguard' ? [`-o ${D.wireguardDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
+        ...(vxlan ? [`-o ${D.vxlanDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
+        ...(t.isGateway && driver === 'wireguard' ? [`-o ${D.wireguardDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),
       ] },
       // Local (and, on the central gateway, relayed) traffic to remote domains keeps its source: no SNAT.
       { table: 'nat', name: D.postroutingChain, rules: [`-m set --match-set ${skipSet} src -m set --match-set ${markSet} dst -j ACCEPT`] },
@@ -195,63 +282,55 @@ function planScreened(input: PlanInput): DataPathPlan {
       { table: 'nat', from: 'POSTROUTING', to: D.postroutingChain, position: 'first' },
     ],
   });
-  const markRule = (family: 4 | 6): RuleSpec => ({ priority: D.rulePriorityVxlan, table: D.routeTableVxlan, fwmark: D.fwmark, fwmask: D.fwmark, family });
-
-  if (!isGateway) {
-    const gatewayIP = local.nodeIPs.get(local.endpoint.nodeName);
-    if (!gatewayIP) return EMPTY_PLAN({ kind: 'none', reason: `the private IP of gateway node ${local.endpoint.nodeName} is not known yet` });
-    if (!isIPv4(gatewayIP)) return EMPTY_PLAN({ kind: 'none', reason: `the private IP ${gatewayIP} of gateway node ${local.endpoint.nodeName} is not IPv4, which the vxlan underlay needs` });
-    plan.links = [raven0()];
-    plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
-    vxlanPeer(gatewayIP);
-    plan.routes = [
-      { table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(gatewayIP), dev: D.vxlanDevice, onlink: true },
-      // The vxlan packet that carries a marked packet keeps the mark; without this exception its own route lookup
-      // would send it back into raven0.
-      { table: D.routeTableVxlan, dst: hostPrefix(gatewayIP), type: 'throw' },
-    ];
-    plan.rules = [markRule(4)];
-    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 };
-    plan.iptables = { v4: firewall(D.markSet, D.skipNatSet, true), v6: { chains: [], jumps: [] } };
-    // A standby tunnel endpoint keeps its tunnels up without routes, so failover only moves routes and allowed IPs.
-    const candidate = (own!.spec?.endpoints ?? []).find((e) => e.type === 'tunnel' && e.nodeName === input.nodeName);
-    if (candidate && input.driver === 'wireguard') {
-      plan.links.push({ name: D.wireguardDevice, kind: 'adopt', mtu: input.host.underlayMtu - D.mtuOverhead.wireguard, up: true });
-      plan.vpn = vpnPlan(input, local, candidate, reach, prefixesOf, localPrefixes, false);
-    }
-    return plan;
-  }
-
-  // Gateway: vxlan back to the local members, the VPN to the other gateways.
-  const members = vxlanMembers(local, input.nodeName, input.host.privateIP, dropped);
-  const memberSubnets = new Map((own!.status?.nodes ?? []).map((n) => [n.nodeName, n.subnets ?? []]));
-  if (members.length > 0) {
-    plan.links.push(raven0());
-    plan.addresses = [{ dev: D.vxlanDevice, address: `${vtepAddress(input.host.privateIP)}/8` }];
-    for (const [name, ip] of members) {
-      vxlanPeer(ip);
-      // Member node IPs are reached on the underlay directly (a route here would also capture vxlan's own packets).
-      for (const dst of (memberSubnets.get(name) ?? []).filter((p) => !isV6Prefix(p))) {
-        plan.routes.push({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true });
-      }
-    }
-    plan.rules.push(markRule(4));
-    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 };
-  }
-  if (input.driver === 'wireguard') {
-    plan.links.push({ name: D.wireguardDevice, kind: 'adopt', mtu: input.host.underlayMtu - D.mtuOverhead.wireguard, up: true });
-    plan.sysctls = { ...plan.sysctls, [`net.ipv4.conf.${D.wireguardDevice}.rp_filter`]: 2 };
-    for (const dst of remotePrefixes) plan.routes.push({ table: D.routeTableVpn, dst, dev: D.wireguardDevice, scope: 'link' });
-    plan.rules.push({ priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 4 });
-    if (remote.v6.length > 0) plan.rules.push({ priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 6 });
-  }
-  plan.iptables = {
-    v4: firewall(D.markSet, D.skipNatSet, members.length > 0),
-    v6: remote.v6.length > 0 ? firewall(MARK_SET_V6, SKIP_NAT_SET_V6, false) : { chains: [], jumps: [] },
+  return {
+    ipsets: [
+      { name: D.markSet, type: 'hash:net', family: 'inet', members: remote.v4 },
+      { name: D.skipNatSet, type: 'hash:net', family: 'inet', members: sources.v4 },
+      { name: MARK_SET_V6, type: 'hash:net', family: 'inet6', members: remote.v6 },
+      { name: SKIP_NAT_SET_V6, type: 'hash:net', family: 'inet6', members: sources.v6 },
+    ],
+    iptables: {
+      v4: firewall(D.markSet, D.skipNatSet, withVxlan),
+      // Members reach remote IPv6 prefixes through nothing: vxlan carries IPv4 only.
+      v6: t.isGateway && remote.v6.length > 0 ? firewall(MARK_SET_V6, SKIP_NAT_SET_V6, false) : { chains: [], jumps: [] },
+    },
   };
+}
 
-  plan.vpn = vpnPlan(input, local, local.endpoint, reach, prefixesOf, localPrefixes, true);
-  return plan;
+/**
+ * The VPN: on the gateway, tunnels to the other gateways with the remote prefixes routed into them (WireGuard's
+ * device; IPsec routes by policy); on a standby candidate, WireGuard tunnels without routes.
+ */
+function vpnDataPath(t: Topology): Pick<DataPathPlan, 'links' | 'routes' | 'rules' | 'sysctls' | 'vpn'> {
+  const { host, driver } = t.input;
+  const none = { links: [], routes: [], rules: [], sysctls: {} };
+  const device: LinkSpec = { name: D.wireguardDevice, kind: 'adopt', mtu: host.underlayMtu - D.mtuOverhead.wireguard, up: true };
+  if (!t.isGateway) {
+    return t.tunnelEndpoint && driver === 'wireguard' ? { ...none, links: [device], vpn: vpnPlan(t, t.tunnelEndpoint, false) } : none;
+  }
+  const vpn = vpnPlan(t, t.tunnelEndpoint!, true);
+  if (driver !== 'wireguard') return { ...none, vpn };
+  return {
+    links: [device],
+    routes: t.remotePrefixes.map((dst): RouteSpec => ({ table: D.routeTableVpn, dst, dev: D.wireguardDevice, scope: 'link' })),
+    rules: [
+      { priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 4 },
+      ...(t.remotePrefixes.some(isV6Prefix) ? [{ priority: D.rulePriorityVpn, table: D.routeTableVpn, family: 6 } as const] : []),
+    ],
+    sysctls: { [`net.ipv4.conf.${D.wireguardDevice}.rp_filter`]: 2 },
+    vpn,
+  };
+}
+
+function probeTargets(t: Topology, vpn: VpnPlan): ProbeTarget[] {
+  const domains = new Map([...t.reach.direct, ...t.reach.relayed].map((d) => [d.name, d]));
+  return vpn.peers.filter((p) => p.allowedIPs.length > 0).flatMap((peer) => [
+    { gateway: peer.gateway, nodeName: peer.nodeName, ip: domains.get(peer.gateway)?.nodeIPs.get(peer.nodeName), via: peer, relayed: false },
+    ...peer.relays.flatMap((name) => {
+      const d = domains.get(name);
+      return d ? [{ gateway: name, nodeName: d.endpoint.nodeName, ip: d.nodeIPs.get(d.endpoint.nodeName), via: peer, relayed: true }] : [];
+    }),
+  ]);
 }
 
 /**
@@ -259,14 +338,13 @@ function planScreened(input: PlanInput): DataPathPlan {
  * their handshakes are done before a failover, which then only moves allowed IPs and routes (no new handshake, no
  * NAT discovery). `routed` is false on a standby: its peers carry no allowed IPs.
  */
-function vpnPlan(
-  input: PlanInput, local: Domain, localEndpoint: Endpoint, reach: Reachability, prefixesOf: (d: Domain) => string[], localPrefixes: string[], routed: boolean,
-): VpnPlan {
+function vpnPlan(t: Topology, localEndpoint: Endpoint, routed: boolean): VpnPlan {
+  const { input, reach, prefixesOf } = t;
   const localNAT = localEndpoint.underNAT === true;
   const peerOf = (d: Domain, endpoint: Endpoint, allowedIPs: string[], relays: string[]): PeerPlan => ({
     gateway: d.name,
     nodeName: endpoint.nodeName,
-    publicKey: parseWireguardKey(endpoint.config?.publicKey),
+    publicKey: parseWireguardKey(endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey]),
     endpoint: peerEndpoint({ ...d, endpoint }),
     publicIP: endpoint.publicIP,
     allowedIPs: routed ? cidrs(allowedIPs) : [],
@@ -284,13 +362,13 @@ function vpnPlan(
     }
   }
   return {
-    gateway: local.name,
+    gateway: t.local.name,
     device: DATAPATH.wireguardDevice,
     listenPort: endpointPort(localEndpoint),
     mtu: input.host.underlayMtu - (input.driver === 'wireguard' ? DATAPATH.mtuOverhead.wireguard : DATAPATH.mtuOverhead.ipsec),
     presharedKey: parseWireguardKey(input.presharedKey),
     underNAT: localNAT,
-    localSubnets: localPrefixes,
+    localSubnets: t.localPrefixes,
     localPrivateIP: input.host.privateIP,
     localPublicIP: localEndpoint.publicIP,
     peers: peers.sort((a, b) => (a.gateway < b.gateway ? -1 : a.gateway > b.gateway ? 1 : a.nodeName < b.nodeName ? -1 : 1)),
@@ -302,7 +380,7 @@ function vpnPlan(
  * members of the Gateway (in its status.nodes) qualify: listing a node in the spec makes no node a peer.
  */
 function standbyEndpoints(d: Domain): Endpoint[] {
-  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && d.members.has(e.nodeName) && !!e.config?.publicKey);
+  return (d.gateway.spec?.endpoints ?? []).filter((e) => e.type === 'tunnel' && e.nodeName !== d.endpoint.nodeName && d.members.has(e.nodeName) && !!e.config?.[ENDPOINT_CONFIG_KEYS.publicKey]);
 }
 
 const cidrs = (prefixes: readonly string[]): Cidr[] => prefixes.flatMap((p) => parseCidr(p)?.cidr ?? []);

@@ -30,7 +30,7 @@ export class PresharedKey {
       next = data ? Buffer.from(data, 'base64').toString('utf8') : undefined;
     } catch (err) {
       if (!isNotFound(err)) {
-        this.log.warn({ err: (err as Error).message }, 'could not read the PSK Secret; keeping the current key');
+        this.log.warn({ err }, 'could not read the PSK Secret; keeping the current key');
         return false;
       }
     }

@@ -1,4 +1,4 @@
-import { cidrContains, parseCidr, parseIp, parseWireguardKey, type Endpoint, type Gateway, type NodeInfo } from '@raven/api-types';
+import { ENDPOINT_CONFIG_KEYS, cidrContains, parseCidr, parseIp, parseWireguardKey, type Endpoint, type Gateway, type NodeInfo } from '@raven/api-types';
 
 /** Prefixes shorter than this are never routed into a tunnel, whatever a Gateway's status says. */
 export const MIN_PREFIX_LENGTH = 8;
@@ -35,7 +35,7 @@ export function screenGateways(gateways: readonly Gateway[], protectedIPs: reado
       const { publicIP: _ignored, ...rest } = out;
       out = rest;
     }
-    const key = e.config?.publicKey;
+    const key = e.config?.[ENDPOINT_CONFIG_KEYS.publicKey];
     if (key !== undefined && !parseWireguardKey(key)) {
       dropped.push(`Gateway ${gw}: endpoint ${e.nodeName} config.publicKey is not a WireGuard key`);
       const { publicKey: _ignored, ...config } = e.config!;

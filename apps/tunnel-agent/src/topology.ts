@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { endpointPort, formatEndpoint, parseIp, type Endpoint, type Gateway } from '@raven/api-types';
+import { ENDPOINT_CONFIG_KEYS, endpointPort, formatEndpoint, parseIp, type Endpoint, type Gateway } from '@raven/api-types';
 
 /** A gateway that has an active tunnel endpoint, i.e. a domain reachable over L3. */
 export interface Domain {
@@ -18,7 +18,7 @@ export interface Domain {
 
 export function domainOf(gateway: Gateway): Domain | undefined {
   const endpoint = gateway.status?.activeEndpoints?.find((e) => e.type === 'tunnel');
-  if (!endpoint || endpoint.config?.['enable-l3-tunnel'] === 'false') return undefined;
+  if (!endpoint || endpoint.config?.[ENDPOINT_CONFIG_KEYS.l3Tunnel] === 'false') return undefined;
   const nodes = gateway.status?.nodes ?? [];
   return {
     gateway,

@@ -77,6 +77,14 @@ describe('planDataPath', () => {
     expect(plan.vpn?.mtu).toBe(1420);
   });
 
+  it('gives the gateway its probe targets: each routed peer at its private IP, and each domain relayed through one', () => {
+    const probes = (nodeName: string, memberOf: string, ip: string) =>
+      planDataPath(input(nodeName, memberOf, ip)).probes.map((p) => `${p.gateway}/${p.nodeName}@${p.ip ?? '-'}${p.relayed ? ` via ${p.via.gateway}` : ''}`);
+    expect(probes('hz-1', 'gw-hangzhou', '172.16.2.103')).toEqual(['gw-cloud/cloud-1@192.168.0.195', 'gw-qingdao/qd-2@172.16.1.90 via gw-cloud']);
+    expect(probes('cloud-1', 'gw-cloud', '192.168.0.195')).toEqual(['gw-hangzhou/hz-1@172.16.2.103', 'gw-qingdao/qd-2@172.16.1.90']);
+    expect(probes('hz-2', 'gw-hangzhou', '172.16.2.104')).toEqual([]); // a member probes nothing
+  });
+
   it('makes the central gateway a peer of every gateway and keeps relayed traffic un-NATed', () => {
     const plan = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195'));
     expect(plan.role).toEqual({ kind: 'gateway', gateway: 'gw-cloud', central: true });

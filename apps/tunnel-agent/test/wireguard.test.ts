@@ -9,7 +9,7 @@ import type { Cidr, WireguardKey } from '@raven/api-types';
 import type { VpnPlan } from '../src/planner.ts';
 import { loadOrCreateKeys } from '../src/vpn/keys.ts';
 import { VpnDriverError } from '../src/vpn/driver.ts';
-import { WireguardDriver, parseDump, renderWireguardConfig } from '../src/vpn/wireguard.ts';
+import { WireguardDriver, parseDump, renderWireguardConfig, wireguardPeerStatus } from '../src/vpn/wireguard.ts';
 
 const key = (letter: string) => `${letter.repeat(42)}A=` as WireguardKey;
 const cidrs = (...c: string[]) => c as Cidr[];
@@ -73,8 +73,17 @@ describe('WireGuard config', () => {
   it('parses `wg show dump`', () => {
     const dump = 'priv\tpub\t4500\toff\nPEER1\t(none)\t198.18.0.11:4500\t10.1.0.0/24\t1700000000\t100\t200\t5\nPEER2\t(none)\t(none)\t(none)\t0\t0\t0\toff\n';
     expect(parseDump(dump)).toEqual([
-      { id: 'PEER1', endpoint: '198.18.0.11:4500', latestHandshake: new Date(1700000000 * 1000), rxBytes: 100, txBytes: 200 },
-      { id: 'PEER2', endpoint: undefined, latestHandshake: undefined, rxBytes: 0, txBytes: 0 },
+      { publicKey: 'PEER1', endpoint: '198.18.0.11:4500', latestHandshake: new Date(1700000000 * 1000), rxBytes: 100, txBytes: 200 },
+      { publicKey: 'PEER2', endpoint: undefined, latestHandshake: undefined, rxBytes: 0, txBytes: 0 },
+    ]);
+  });
+
+  it('joins the dump to the plan by public key and reports each peer by gateway and node', () => {
+    const plan = base({ endpoint: '198.18.0.11:4500' });
+    plan.peers.push({ gateway: 'gw-x', nodeName: 'x', allowedIPs: [], relays: [], underNAT: true }, { gateway: 'gw-s', nodeName: 's', publicKey: K.S, allowedIPs: [], relays: [], underNAT: true });
+    const dump = `priv\tpub\t4500\toff\n${K.C}\t(none)\t198.18.0.11:4500\t10.1.0.0/24\t1700000000\t100\t200\t5\nUNPLANNED\t(none)\t(none)\t(none)\t0\t1\t2\toff\n`;
+    expect(wireguardPeerStatus(plan, dump)).toEqual([
+      { gateway: 'gw-c', nodeName: 'c', endpoint: '198.18.0.11:4500', latestHandshake: new Date(1700000000 * 1000), rxBytes: 100, txBytes: 200 },
     ]);
   });
 });

@@ -1,6 +1,5 @@
 import { DEFAULT_ENDPOINT_PORT, LABELS, type EndpointType } from './constants.ts';
 import type { Endpoint, Gateway } from './gateway.ts';
-import { parsePortList } from './ports.ts';
 
 /** The endpoint's port, with upstream's per-type default for an absent port. */
 export function endpointPort(ep: Pick<Endpoint, 'type' | 'port'>): number {
@@ -18,8 +17,4 @@ export function gatewayMemberSelector(gatewayName: string): string {
 
 export function activeEndpointsOfType(gw: Gateway, type: EndpointType): Endpoint[] {
   return (gw.status?.activeEndpoints ?? []).filter((e) => e.type === type);
-}
-
-export function proxyPorts(gw: Gateway): { http: number[]; https: number[] } {
-  return { http: parsePortList(gw.spec?.proxyConfig?.proxyHTTPPort), https: parsePortList(gw.spec?.proxyConfig?.proxyHTTPSPort) };
 }

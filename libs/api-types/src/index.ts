@@ -7,3 +7,4 @@ export * from './helpers.ts';
 export * from './crd.ts';
 export * from './heartbeat.ts';
 export * from './proxy.ts';
+export * from './node.ts';

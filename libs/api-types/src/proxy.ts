@@ -51,19 +51,28 @@ export const PROXY_HOST_HEADER = 'x-tunnel-proxy-host';
 export const PROXY_NODE_QUERY = 'nodeName';
 
 /**
- * Target ports reachable through the proxy, by scheme: the kubelet's, plus every exposed Gateway's proxyHTTPPort and
- * proxyHTTPSPort (the ports of x-raven-proxy-internal-svc; a port listed as both is HTTPS, as in that Service).
+ * Every exposed Gateway's proxyHTTPPort and proxyHTTPSPort lists (the ports of x-raven-proxy-internal-svc). A port
+ * listed as both is HTTPS, since a Service port has one target: `conflicts` names those.
  */
-export function proxyReachablePorts(gateways: readonly Gateway[]): { http: Set<number>; https: Set<number> } {
-  const http = new Set<number>([KUBELET_PORTS.http]);
-  const https = new Set<number>([KUBELET_PORTS.https]);
+export function exposedProxyPorts(gateways: readonly Gateway[]): { http: Set<number>; https: Set<number>; conflicts: number[] } {
+  const http = new Set<number>();
+  const https = new Set<number>();
   for (const gw of gateways) {
     if (!isExposed(gw)) continue;
     const lists = gw.spec?.proxyConfig;
     for (const p of safePortList(lists?.proxyHTTPPort)) http.add(p);
     for (const p of safePortList(lists?.proxyHTTPSPort)) https.add(p);
   }
-  for (const p of https) http.delete(p);
+  const conflicts = [...http].filter((p) => https.has(p)).sort((a, b) => a - b);
+  for (const p of conflicts) http.delete(p);
+  return { http, https, conflicts };
+}
+
+/** Target ports reachable through the proxy, by scheme: the kubelet's, plus the exposed Gateways' proxy ports. */
+export function proxyReachablePorts(gateways: readonly Gateway[]): { http: Set<number>; https: Set<number> } {
+  const exposed = exposedProxyPorts(gateways);
+  const https = new Set<number>([KUBELET_PORTS.https, ...exposed.https]);
+  const http = new Set<number>([KUBELET_PORTS.http, ...exposed.http].filter((p) => !https.has(p)));
   return { http, https };
 }
 

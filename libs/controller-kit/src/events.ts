@@ -48,7 +48,7 @@ export class EventRecorder {
     try {
       await this.kube.create(RESOURCES.events, body);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, reason: event.reason, target: target.name }, 'could not record event');
+      this.log.warn({ err, reason: event.reason, target: target.name }, 'could not record event');
     }
   }
 }

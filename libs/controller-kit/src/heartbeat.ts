@@ -37,7 +37,7 @@ export class HeartbeatRenewer {
         try {
           await this.renew();
         } catch (err) {
-          this.opts.log.warn({ lease: this.leaseName, err: (err as Error).message }, 'heartbeat renewal failed');
+          this.opts.log.warn({ lease: this.leaseName, err }, 'heartbeat renewal failed');
         }
       }
       await delay(interval, signal);

@@ -248,7 +248,7 @@ export class Informer<T extends ObjectWithMeta> {
         }
         this.restarts?.inc({ resource: this.resource, reason: 'error' });
         const wait = backoff.next();
-        log.warn({ resource: this.resource, err: (err as Error).message, retryInMs: Math.round(wait) }, 'list/watch failed; restarting');
+        log.warn({ resource: this.resource, err, retryInMs: Math.round(wait) }, 'list/watch failed; restarting');
         await delay(wait, signal);
       }
     }

@@ -167,7 +167,7 @@ export class LeaderElector {
     } catch (err) {
       if (!isConflict(err) && !isAlreadyExists(err)) {
         this.lastError = Date.now();
-        log.warn({ lease: name, err: (err as Error).message }, 'leader election round failed');
+        log.warn({ lease: name, err }, 'leader election round failed');
       }
       return false;
     }
@@ -194,7 +194,7 @@ export class LeaderElector {
       });
       log.info({ lease: name }, 'released the leader lease');
     } catch (err) {
-      log.warn({ lease: name, err: (err as Error).message }, 'could not release the leader lease');
+      log.warn({ lease: name, err }, 'could not release the leader lease');
     } finally {
       this.setLeading(false);
     }

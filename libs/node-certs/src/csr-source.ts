@@ -129,7 +129,7 @@ export class CsrCertificateSource extends CertificateSource {
       this.adopt(pair);
       this.opts.log.info({ cert: this.name, notAfter: view.notAfter, renewAt: this.renewAt }, 'using the stored certificate');
     } catch (err) {
-      this.opts.log.warn({ cert: this.name, err: (err as Error).message }, 'cannot read the stored certificate');
+      this.opts.log.warn({ cert: this.name, err }, 'cannot read the stored certificate');
     }
   }
 

@@ -20,7 +20,7 @@ export { spliceStreams } from './splice.ts';
 export {
   TunnelServer, DEFAULT_LIMITS,
   type AgentLimits, type TunnelServerOptions, type TunnelServerEvents, type TunnelServerStats,
-  type AgentAdmission, type AgentInfo, type AgentSelector, type DialOptions,
+  type AgentAdmission, type AgentInfo, type AgentSelector, type AgentTags, type DialOptions,
 } from './server.ts';
 export { tcpDialer, parseHostPort, describeDialError, type Dialer, type DialContext } from './dialer.ts';
 export { AgentTunnel, type AgentTunnelOptions, type AgentTunnelStats, type AgentTunnelEvents } from './agent.ts';

@@ -33,6 +33,13 @@ export interface AgentInfo {
   /** The agent sent DRAIN: it is terminating and gets no new dials. */
   readonly draining: boolean;
   readonly openStreams: number;
+  /** What the authorize hook tagged the stream with at admission (dials select by tag). */
+  readonly tags: readonly string[];
+}
+
+/** What the authorize hook may return for an admitted agent: tags its stream is indexed (and dialled) by. */
+export interface AgentTags {
+  tags?: readonly string[];
 }
 
 /**
@@ -44,6 +51,7 @@ export type AgentSelector =
   | { host: string }
   | { ipv4: string }
   | { ipv6: string }
+  | { tag: string }
   | { defaultRoute: true }
   | { any: true };
 
@@ -52,8 +60,8 @@ export interface TunnelServerOptions {
   serverId: string;
   /** Replica count sent as the serverCount header; a function is read at each agent connection. */
   serverCount: number | (() => number);
-  /** Admission hook: throw (or reject) to refuse the agent with PERMISSION_DENIED. */
-  authorize?: (agent: AgentAdmission) => void | Promise<void>;
+  /** Admission hook: throw (or reject) to refuse the agent with PERMISSION_DENIED; may tag the admitted stream. */
+  authorize?: (agent: AgentAdmission) => void | AgentTags | Promise<void | AgentTags>;
   /** Default dial timeout; upstream agents give up on their own dial after 5 s. */
   dialTimeoutMs?: number;
   /** Per-direction buffer of each TunnelStream, in bytes. */
@@ -145,7 +153,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
   private readonly dialTimeoutMs: number;
   private readonly streamHighWaterMark: number;
   private readonly limits: AgentLimits;
-  /** Index key (`agent:<id>`, `host:<name>`, `ipv4:<ip>`, `ipv6:<ip>`, `default-route`, `any`) -> streams. */
+  /** Index key (`agent:<id>`, `host:<name>`, `ipv4:<ip>`, `ipv6:<ip>`, `tag:<tag>`, `default-route`, `any`) -> streams. */
   private readonly index = new Map<string, Set<AgentStream>>();
   private readonly streams = new Set<AgentStream>();
   private closing = false;
@@ -200,6 +208,11 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
 
   agents(): AgentInfo[] {
     return [...this.streams].map((s) => s.info());
+  }
+
+  /** The live streams the authorize hook tagged with `tag`, oldest first. */
+  agentsTagged(tag: string): AgentInfo[] {
+    return [...(this.index.get(`tag:${tag}`) ?? [])].filter((s) => s.isUsable).map((s) => s.info());
   }
 
   stats(): TunnelServerStats {
@@ -264,9 +277,10 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
         peer,
         metadata: call.allMetadata(),
       };
+      let tags: readonly string[] = [];
       if (this.options.authorize) {
         try {
-          await this.options.authorize(admission);
+          tags = (await this.options.authorize(admission))?.tags ?? [];
         } catch (error) {
           throw new StatusError(GrpcStatus.PERMISSION_DENIED, `agent refused: ${errorMessage(error)}`);
         }
@@ -275,7 +289,7 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
       if (this.closing) throw new StatusError(GrpcStatus.UNAVAILABLE, 'server is shutting down');
       const held = this.index.get(`agent:${agentId}`)?.size ?? 0;
       if (held >= this.limits.streamsPerAgent) throw new StatusError(GrpcStatus.RESOURCE_EXHAUSTED, `agent ${agentId} already holds ${held} streams (the limit)`);
-      this.register(call, admission);
+      this.register(call, admission, tags);
     } catch (error) {
       const rejection = error instanceof StatusError ? error
         : error instanceof HandshakeError ? new StatusError(GrpcStatus.INVALID_ARGUMENT, error.message)
@@ -288,12 +302,12 @@ export class TunnelServer extends EventEmitter<TunnelServerEvents> {
     }
   }
 
-  private register(call: IncomingCall, admission: AgentAdmission): void {
+  private register(call: IncomingCall, admission: AgentAdmission, tags: readonly string[]): void {
     const serverCount = typeof this.options.serverCount === 'function' ? this.options.serverCount() : this.options.serverCount;
     // HTTP/2 header names are lowercase; gRPC peers look metadata up case-insensitively.
     call.respond({ [MetadataKey.serverId.toLowerCase()]: this.options.serverId, [MetadataKey.serverCount.toLowerCase()]: String(serverCount) });
 
-    const stream = new AgentStream(call, admission, this.hooks, this.log, this.streamHighWaterMark, this.limits);
+    const stream = new AgentStream(call, admission, tags, this.hooks, this.log, this.streamHighWaterMark, this.limits);
     this.streams.add(stream);
     for (const key of stream.indexKeys) {
       let set = this.index.get(key);
@@ -321,6 +335,7 @@ function selectorKey(selector: AgentSelector): [key: string, random: boolean] {
   if ('host' in selector) return [`host:${selector.host}`, false];
   if ('ipv4' in selector) return [`ipv4:${selector.ipv4}`, false];
   if ('ipv6' in selector) return [`ipv6:${selector.ipv6}`, false];
+  if ('tag' in selector) return [`tag:${selector.tag}`, false];
   if ('defaultRoute' in selector && selector.defaultRoute) return ['default-route', true];
   if ('any' in selector && selector.any) return ['any', true];
   // A misspelt selector must never widen into "any agent".
@@ -337,6 +352,7 @@ class AgentStream implements StreamCarrier {
   readonly peer: string;
   readonly indexKeys: string[];
   private readonly identifiers: AgentIdentifiers;
+  private readonly tags: readonly string[];
   private readonly connectedAt = new Date();
   private readonly pendingDials = new Map<bigint, PendingDial>();
   private readonly connections = new Map<bigint, TunnelStream>();
@@ -350,6 +366,7 @@ class AgentStream implements StreamCarrier {
   constructor(
     private readonly call: IncomingCall,
     admission: AgentAdmission,
+    tags: readonly string[],
     private readonly hooks: ServerHooks,
     private readonly log: Logger,
     private readonly streamHighWaterMark: number,
@@ -359,12 +376,14 @@ class AgentStream implements StreamCarrier {
     this.agentId = admission.agentId;
     this.peer = admission.peer;
     this.identifiers = admission.identifiers;
+    this.tags = tags;
     const ids = admission.identifiers;
     this.indexKeys = [
       `agent:${admission.agentId}`,
       ...ids.host.map((h) => `host:${h}`),
       ...ids.ipv4.map((ip) => `ipv4:${ip}`),
       ...ids.ipv6.map((ip) => `ipv6:${ip}`),
+      ...tags.map((t) => `tag:${t}`),
       ...(ids.defaultRoute ? ['default-route'] : []),
       'any',
     ];
@@ -389,7 +408,7 @@ class AgentStream implements StreamCarrier {
   info(): AgentInfo {
     return {
       agentId: this.agentId, identifiers: this.identifiers, peer: this.peer, connectedAt: this.connectedAt,
-      draining: this.drainingFlag, openStreams: this.connections.size,
+      draining: this.drainingFlag, openStreams: this.connections.size, tags: this.tags,
     };
   }
 

@@ -57,6 +57,24 @@ describe('handshake', () => {
     expect(server.tunnel.agents()).toHaveLength(1);
   });
 
+  it('indexes an admitted stream by the tags the authorize hook returns, and dials by tag', async () => {
+    const server = await startTunnelServer({ authorize: ({ agentId }) => ({ tags: [`domain:${agentId === 'edge-1' ? 'gw/a' : 'gw/b'}`] }) });
+    cleanups.push(() => server.stop());
+    for (const agentId of ['edge-1', 'edge-2']) {
+      const agent = await connectAgent(server.address, { agentId });
+      cleanups.push(() => agent.close());
+    }
+    await waitFor('both agents', () => server.tunnel.agents().length === 2);
+    expect(server.tunnel.agentsTagged('domain:gw/a').map((a) => [a.agentId, a.tags])).toEqual([['edge-1', ['domain:gw/a']]]);
+    expect(server.tunnel.agentsTagged('domain:gw/c')).toEqual([]);
+    const echo = await target((socket) => socket.pipe(socket));
+    const stream = await server.tunnel.dial({ tag: 'domain:gw/b' }, `${LOCALHOST}:${echo.port}`);
+    stream.write('b');
+    expect((await readExactly(stream, 1)).toString()).toBe('b');
+    stream.destroy();
+    await expect(server.tunnel.dial({ tag: 'domain:gw/c' }, `${LOCALHOST}:${echo.port}`)).rejects.toMatchObject({ reason: 'no-agent' });
+  });
+
   it('rejects a Connect without an agentID', async () => {
     const server = await startTunnelServer();
     cleanups.push(() => server.stop());

@@ -1,9 +1,7 @@
 import { RESOURCES, deepEqual, isAlreadyExists, isNotFound, type KubeClient, type ResourceType } from '@raven/controller-kit';
-import { LABELS, MANAGED_BY } from '@raven/api-types';
 
+/** The one field manager of everything gateway-pickup writes. */
 export const FIELD_MANAGER = 'raven-gateway-pickup';
-export const ENDPOINTSLICE_MANAGER = 'raven-gateway-pickup.openyurt.io';
-export const managedLabels = { [LABELS.managedBy]: MANAGED_BY } as const;
 
 type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string>; ownerReferences?: object[] } } & Record<string, unknown>;
 

@@ -1,13 +1,12 @@
 import { z } from 'zod';
 import {
   CSR_SIGNERS, NODE_NAME_EXTRA, NODE_ORGANIZATION, PROXY_SERVICE_ACCOUNTS, mayHoldProxyClientIdentity, nodeOfProxyClientCommonName,
-  nodeOfServingCommonName, proxyServerGateways, proxyServingSans, type Gateway,
+  nodeOfServingCommonName, proxyServerGateways, proxyServingSans, type Gateway, type NodeView,
 } from '@raven/api-types';
 import { Controller, Informer, RESOURCES, isNotFound, metaTime, type KubeClient, type Logger } from '@raven/controller-kit';
 import { inspectCsr, normalizeIp, type CsrFacts } from '@raven/node-certs';
 import { Counter, type Registry } from 'prom-client';
 import type { Caches } from '../caches.ts';
-import type { NodeView } from '../model.ts';
 
 const csrSchema = z.object({
   metadata: z.object({ name: z.string(), resourceVersion: z.string().optional(), uid: z.string().optional() }),

@@ -1,9 +1,10 @@
-import { CONFIGMAPS, EDGE_TUNNEL_NODES_KEY, SERVICES } from '@raven/api-types';
+import { CONFIGMAPS, EDGE_TUNNEL_NODES_KEY, SERVICES, type NodeView } from '@raven/api-types';
 import { Controller, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
 import type { Caches } from '../caches.ts';
-import { modeSwitches, type NodeView } from '../model.ts';
-import { ensureObject, managedLabels } from './apply.ts';
+import { modeSwitches } from '../model.ts';
+import { ensureObject } from './apply.ts';
+import { managedLabels } from './manifests.ts';
 
 /**
  * The hosts file CoreDNS serves to cloud components, in upstream's format: sorted `<ip>\t<nodeName>` lines with no

@@ -1,4 +1,4 @@
-import { EVENTS, GROUP, LABELS, V1BETA1, endpointPort, type EndpointType, type Gateway } from '@raven/api-types';
+import { EVENTS, GROUP, LABELS, V1BETA1, endpointPort, type EndpointType, type Gateway, type NodeView } from '@raven/api-types';
 import {
   Controller, type EventRecorder, RESOURCES, deepEqual, writeStatus, type KubeClient, type Logger,
 } from '@raven/controller-kit';
@@ -6,7 +6,8 @@ import { Gauge, type Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
 import { EXTRA_CIDRS_CONDITION, planGatewayStatus, requestedEndpoints, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
-import { modeSwitches, toGateway, type NodeView } from '../model.ts';
+import { modeSwitches, toGateway } from '../model.ts';
+import { FIELD_MANAGER } from './apply.ts';
 
 export interface GatewayStatusOptions {
   kube: KubeClient;
@@ -22,8 +23,6 @@ export interface GatewayStatusOptions {
   /** Ranges no extra allowed source CIDR may overlap (the Service range, the apiserver's network). */
   protectedCidrs?: readonly string[];
 }
-
-export const FIELD_MANAGER = 'raven-gateway-pickup';
 
 /** Projected node fields that matter for election and status.nodes (kubelet heartbeats change none of them). */
 const nodeFingerprint = (n: NodeView) => JSON.stringify([n.gateway, n.internalIPs, n.externalIPs, n.podCIDRs, n.ready, n.calico, n.publicIPAnnotation]);

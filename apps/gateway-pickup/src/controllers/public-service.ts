@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { isIPv6 } from 'node:net';
-import { GATEWAY_KIND, GROUP, LABELS, SERVICES, V1BETA1, endpointPort, type Endpoint, type Gateway } from '@raven/api-types';
+import { GATEWAY_KIND, GROUP, LABELS, SERVICES, V1BETA1, endpointPort, type Endpoint, type Gateway, type NodeView } from '@raven/api-types';
 import { Controller, RESOURCES, type KubeClient, type Logger } from '@raven/controller-kit';
 import type { Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
-import { ENDPOINTSLICE_MANAGER, deleteIfExists, ensureObject, managedLabels } from './apply.ts';
+import { deleteIfExists, ensureObject } from './apply.ts';
+import { addressTypeOf, endpointSlice, managedLabels, type EndpointSliceManifest, type ServiceManifest } from './manifests.ts';
 
 const hash = (s: string, n = 8) => createHash('sha256').update(s).digest('hex').slice(0, n);
 
@@ -16,14 +16,37 @@ export function publicServiceName(gateway: string, endpoint: Pick<Endpoint, 'nod
 }
 
 export interface PublicServicePlan {
-  name: string;
   endpoint: Endpoint;
+  service: ServiceManifest;
+  slice: EndpointSliceManifest;
 }
 
-/** One LoadBalancer Service per active endpoint of an `exposeType: LoadBalancer` Gateway; none otherwise. */
-export function planPublicServices(gateway: Gateway | undefined): PublicServicePlan[] {
+/**
+ * One LoadBalancer Service per active endpoint of an `exposeType: LoadBalancer` Gateway (none otherwise), owned by
+ * the Gateway, with the endpoint node's InternalIP as its one backend.
+ */
+export function planPublicServices(input: {
+  gateway: Gateway | undefined;
+  namespace: string;
+  nodeByName: (name: string) => NodeView | undefined;
+}): PublicServicePlan[] {
+  const { gateway, namespace } = input;
   if (!gateway || gateway.spec?.exposeType !== 'LoadBalancer') return [];
-  return (gateway.status?.activeEndpoints ?? []).map((endpoint) => ({ name: publicServiceName(gateway.metadata.name, endpoint), endpoint }));
+  const gw = gateway.metadata.name;
+  const ownerReferences = [{ apiVersion: `${GROUP}/${V1BETA1}`, kind: GATEWAY_KIND, name: gw, uid: gateway.metadata.uid!, blockOwnerDeletion: false }];
+  return (gateway.status?.activeEndpoints ?? []).map((endpoint) => {
+    const name = publicServiceName(gw, endpoint);
+    const port = endpointPort(endpoint);
+    const labels = { ...managedLabels, [LABELS.gateway]: gw, [LABELS.gatewayType]: endpoint.type, [LABELS.endpointsName]: endpoint.nodeName };
+    const service: ServiceManifest = {
+      apiVersion: 'v1', kind: 'Service',
+      metadata: { name, namespace, labels, ownerReferences },
+      spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', ports: [{ name: endpoint.type, port, targetPort: port, protocol: endpoint.type === 'tunnel' ? 'UDP' : 'TCP' }] },
+    };
+    const ip = input.nodeByName(endpoint.nodeName)?.internalIPs[0];
+    const slice = endpointSlice({ name, service, addressType: ip ? addressTypeOf(ip) : 'IPv4', backends: ip ? [{ ip, nodeName: endpoint.nodeName }] : [] });
+    return { endpoint, service, slice };
+  });
 }
 
 export function publicServiceController(opts: { kube: KubeClient; caches: Caches; log: Logger; registry: Registry; namespace: string; resyncMs: number }): Controller {
@@ -33,28 +56,12 @@ export function publicServiceController(opts: { kube: KubeClient; caches: Caches
     resyncKeys: () => [...new Set([...caches.gateways.keys(), ...caches.services.indexValues(INDEX.servicesByGateway)])],
     reconcile: async (name, baseLog) => {
       const log = baseLog.child({ gateway: name });
-      const gateway = caches.gateways.get(name);
-      const plan = planPublicServices(gateway);
-      const wanted = new Set(plan.map((p) => p.name));
-      for (const { name: svcName, endpoint } of plan) {
-        const port = endpointPort(endpoint);
-        const protocol = endpoint.type === 'tunnel' ? 'UDP' : 'TCP';
-        const labels = { ...managedLabels, [LABELS.gateway]: name, [LABELS.gatewayType]: endpoint.type, [LABELS.endpointsName]: endpoint.nodeName };
-        const ownerReferences = [{ apiVersion: `${GROUP}/${V1BETA1}`, kind: GATEWAY_KIND, name, uid: gateway!.metadata.uid!, blockOwnerDeletion: false }];
-        const result = await ensureObject(kube, RESOURCES.services, {
-          apiVersion: 'v1', kind: 'Service',
-          metadata: { name: svcName, namespace, labels, ownerReferences },
-          spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', ports: [{ name: endpoint.type, port, targetPort: port, protocol }] },
-        }, ['spec']);
-        const ip = caches.nodes.get(endpoint.nodeName)?.internalIPs[0];
-        await ensureObject(kube, RESOURCES.endpointSlices, {
-          apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-          metadata: { name: svcName, namespace, labels: { ...labels, 'kubernetes.io/service-name': svcName, 'endpointslice.kubernetes.io/managed-by': ENDPOINTSLICE_MANAGER }, ownerReferences },
-          addressType: ip && isIPv6(ip) ? 'IPv6' : 'IPv4',
-          endpoints: ip ? [{ addresses: [ip], conditions: { ready: true }, nodeName: endpoint.nodeName }] : [],
-          ports: [{ name: endpoint.type, port, protocol }],
-        }, ['addressType', 'endpoints', 'ports']);
-        if (result !== 'unchanged') log.info({ service: svcName, endpoint: `${endpoint.type}/${endpoint.nodeName}`, result }, 'LoadBalancer service written');
+      const plan = planPublicServices({ gateway: caches.gateways.get(name), namespace, nodeByName: (n) => caches.nodes.get(n) });
+      const wanted = new Set(plan.map((p) => p.service.metadata.name));
+      for (const { endpoint, service, slice } of plan) {
+        const result = await ensureObject(kube, RESOURCES.services, service, ['spec']);
+        await ensureObject(kube, RESOURCES.endpointSlices, slice, ['addressType', 'endpoints', 'ports']);
+        if (result !== 'unchanged') log.info({ service: service.metadata.name, endpoint: `${endpoint.type}/${endpoint.nodeName}`, result }, 'LoadBalancer service written');
       }
       // Whatever we created before for this gateway and no longer want goes, every time (upstream skipped this on AlreadyExists).
       for (const svc of caches.services.byIndex(INDEX.servicesByGateway, name)) {

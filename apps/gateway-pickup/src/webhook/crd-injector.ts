@@ -1,5 +1,6 @@
 import { GATEWAY_CRD_NAME, CONVERSION_WEBHOOK } from '@raven/api-types';
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { FIELD_MANAGER } from '../controllers/apply.ts';
 import { z } from 'zod';
 
 const crdConversionSchema = z.object({
@@ -24,6 +25,6 @@ export async function injectConversionConfig(kube: KubeClient, caPem: string, ur
     : { url: null, service: { namespace: CONVERSION_WEBHOOK.namespace, name: CONVERSION_WEBHOOK.serviceName, path: CONVERSION_WEBHOOK.path, port: CONVERSION_WEBHOOK.servicePort } };
   await kube.patch(RESOURCES.crds, { name: GATEWAY_CRD_NAME }, {
     spec: { conversion: { strategy: 'Webhook', webhook: { conversionReviewVersions: ['v1'], clientConfig: { caBundle, ...target } } } },
-  }, 'merge', { fieldManager: 'raven-gateway-pickup' });
+  }, 'merge', { fieldManager: FIELD_MANAGER });
   return true;
 }

@@ -19,6 +19,7 @@ export interface LibreswanOptions {
 export interface IpsecConnection {
   name: string;
   peer: string;
+  peerNode: string;
   args: string[];
   initiate: boolean;
 }
@@ -44,7 +45,7 @@ export function plannedConnections(plan: VpnPlan, localGateway: string): IpsecCo
           '--to', '--host', remoteHost, '--id', id(peer.gateway), '--client', rightSubnet,
         ];
         const digest = createHash('sha256').update(args.join(' ')).digest('hex').slice(0, 10);
-        conns.push({ name: `${CONNECTION_PREFIX}${peer.gateway}-${digest}`, peer: peer.gateway, args, initiate: remoteHost !== '%any' });
+        conns.push({ name: `${CONNECTION_PREFIX}${peer.gateway}-${digest}`, peer: peer.gateway, peerNode: peer.nodeName, args, initiate: remoteHost !== '%any' });
       }
     }
   }
@@ -77,6 +78,43 @@ export function parseConnectionNames(status: string): Set<string> {
   return names;
 }
 
+export interface ChildSaTraffic {
+  connection: string;
+  /** The remote address of an instance of a `%any` connection (`"name"[1] 192.0.2.7`). */
+  remote?: string;
+  inBytes: number;
+  outBytes: number;
+}
+
+/**
+ * `whack --trafficstatus`: one line per Child SA, `#2: "name", type=ESP, add_time=…, inBytes=…, outBytes=…, id='@gw'`,
+ * prefixed with `006 ` before libreswan 5; an instance of a `%any` connection reads `"name"[1] 192.0.2.7,`.
+ */
+export function parseTrafficStatus(text: string): ChildSaTraffic[] {
+  const line = /^(?:\d{3} )?#\d+: "([^"]+)"(?:\[\d+\] (?:\.\.\.)?([^,\s]+))?[^,\n]*,[^\n]*?\binBytes=(\d+), outBytes=(\d+)/gm;
+  return [...text.matchAll(line)].map((m) => ({ connection: m[1]!, ...(m[2] ? { remote: m[2] } : {}), inBytes: Number(m[3]), outBytes: Number(m[4]) }));
+}
+
+/**
+ * The Child SAs joined to the plan's peers through the connections planned for them: a peer's traffic is the sum
+ * over its connections (one per pair of subnets) and their SAs (old and new ones overlap during a rekey).
+ */
+export function libreswanPeerStatus(connections: readonly IpsecConnection[], trafficStatus: string): PeerStatus[] {
+  const peerOf = new Map(connections.map((c) => [c.name, c]));
+  const byPeer = new Map<string, PeerStatus>();
+  for (const sa of parseTrafficStatus(trafficStatus)) {
+    const conn = peerOf.get(sa.connection);
+    if (!conn) continue;
+    const key = `${conn.peer}/${conn.peerNode}`;
+    const status = byPeer.get(key) ?? { gateway: conn.peer, nodeName: conn.peerNode, rxBytes: 0, txBytes: 0 };
+    status.rxBytes += sa.inBytes;
+    status.txBytes += sa.outBytes;
+    if (sa.remote) status.endpoint = sa.remote;
+    byPeer.set(key, status);
+  }
+  return [...byPeer.values()];
+}
+
 /**
  * libreswan through pluto/whack. Our pluto runs with its own rundir, NSS database and secrets file under the state
  * directory, and the driver only ever adds or deletes connections named `raven-*`: never a global xfrm flush.
@@ -85,6 +123,8 @@ export function parseConnectionNames(status: string): Set<string> {
 export class LibreswanDriver implements VpnDriver {
   readonly name = 'libreswan' as const;
   private readonly dir: string;
+  /** The probe asks for the status of the plan last applied: its connections are computed once. */
+  private readonly planned = new WeakMap<VpnPlan, IpsecConnection[]>();
 
   constructor(private readonly opts: LibreswanOptions) {
     this.dir = join(opts.stateDir, 'ipsec');
@@ -152,7 +192,7 @@ export class LibreswanDriver implements VpnDriver {
       await this.whack(['--rereadsecrets']);
       changed = true;
     }
-    const wanted = plannedConnections(plan, plan.gateway);
+    const wanted = this.connectionsOf(plan);
     const have = await this.connectionNames();
     for (const name of have) {
       if (wanted.some((c) => c.name === name)) continue;
@@ -168,10 +208,20 @@ export class LibreswanDriver implements VpnDriver {
     return { changed };
   }
 
-  async status(): Promise<PeerStatus[]> {
+  private connectionsOf(plan: VpnPlan): IpsecConnection[] {
+    let conns = this.planned.get(plan);
+    if (!conns) this.planned.set(plan, (conns = plannedConnections(plan, plan.gateway)));
+    return conns;
+  }
+
+  unconfigured(peer: PeerPlan): string | undefined {
+    return peer.allowedIPs.some((s) => !s.includes(':')) ? undefined : 'the peer has no IPv4 subnet, and IPsec connects IPv4 subnets only';
+  }
+
+  async status(plan: VpnPlan): Promise<PeerStatus[]> {
     if (!existsSync(join(this.rundir, 'pluto.ctl'))) return [];
     const { stdout } = await this.whack(['--trafficstatus']);
-    return [...stdout.matchAll(/"([^"]+)".*?inBytes=(\d+), outBytes=(\d+)/g)].map((m) => ({ id: m[1]!, rxBytes: Number(m[2]), txBytes: Number(m[3]) }));
+    return libreswanPeerStatus(this.connectionsOf(plan), stdout);
   }
 
   /** Deletes our connections (pluto removes their SAs) and stops our pluto; nothing else on the node is touched. */
@@ -182,7 +232,7 @@ export class LibreswanDriver implements VpnDriver {
       await this.whack(['--shutdown']);
     } catch (err) {
       if (!(err instanceof CommandError)) throw err;
-      this.opts.log.warn({ err: err.message }, 'pluto was not answering during cleanup');
+      this.opts.log.warn({ err }, 'pluto was not answering during cleanup');
     }
   }
 }

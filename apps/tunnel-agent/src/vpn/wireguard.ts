@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { isValidPort, parseCidr, parseIp, parseWireguardKey } from '@raven/api-types';
 import { CommandError, type Exec } from '@raven/netlink';
 import type { Logger } from '@raven/controller-kit';
-import type { VpnPlan } from '../planner.ts';
+import type { PeerPlan, VpnPlan } from '../planner.ts';
 import { VpnDriverError, type PeerStatus, type VpnDriver } from './driver.ts';
 import { loadOrCreateKeys, type WireguardKeys } from './keys.ts';
 
@@ -108,10 +108,14 @@ export class WireguardDriver implements VpnDriver {
     return peers(running) === peers(wanted) && rest(wanted).every((l) => runningRest.has(l)) && allowed(wanted).every((a) => allowed(running).includes(a));
   }
 
-  async status(): Promise<PeerStatus[]> {
+  unconfigured(peer: PeerPlan): string | undefined {
+    return peer.publicKey ? undefined : 'the peer has not published its public key';
+  }
+
+  async status(plan: VpnPlan): Promise<PeerStatus[]> {
     if (!(await this.deviceExists())) return [];
     const { stdout } = await this.opts.exec.run('wg', ['show', this.opts.device, 'dump']);
-    return parseDump(stdout);
+    return wireguardPeerStatus(plan, stdout);
   }
 
   private async removeDevice(): Promise<void> {
@@ -168,8 +172,16 @@ export function renderWireguardConfig(privateKey: string, plan: VpnPlan): string
   return `${lines.join('\n')}\n`;
 }
 
+export interface DumpPeer {
+  publicKey: string;
+  endpoint?: string;
+  latestHandshake?: Date;
+  rxBytes: number;
+  txBytes: number;
+}
+
 /** `wg show <dev> dump`: the interface line, then one tab-separated line per peer. */
-export function parseDump(text: string): PeerStatus[] {
+export function parseDump(text: string): DumpPeer[] {
   return text
     .trim()
     .split('\n')
@@ -179,11 +191,20 @@ export function parseDump(text: string): PeerStatus[] {
       const [publicKey, , endpoint, , handshake, rx, tx] = line.split('\t');
       const seconds = Number(handshake ?? 0);
       return {
-        id: publicKey ?? '',
+        publicKey: publicKey ?? '',
         endpoint: endpoint && endpoint !== '(none)' ? endpoint : undefined,
         latestHandshake: seconds > 0 ? new Date(seconds * 1000) : undefined,
         rxBytes: Number(rx ?? 0),
         txBytes: Number(tx ?? 0),
       };
     });
+}
+
+/** The device's peers (from a dump) joined to the plan's by public key: WireGuard knows peers only by their key. */
+export function wireguardPeerStatus(plan: VpnPlan, dump: string): PeerStatus[] {
+  const byKey = new Map(parseDump(dump).map((p) => [p.publicKey, p]));
+  return plan.peers.flatMap(({ gateway, nodeName, publicKey }) => {
+    const p = publicKey ? byKey.get(publicKey) : undefined;
+    return p ? [{ gateway, nodeName, endpoint: p.endpoint, latestHandshake: p.latestHandshake, rxBytes: p.rxBytes, txBytes: p.txBytes }] : [];
+  });
 }

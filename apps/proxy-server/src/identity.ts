@@ -1,0 +1,22 @@
+import { NODE_ORGANIZATION, activeProxyServerGateway, proxyServingSans, servingCommonName, type Gateway } from '@raven/api-types';
+import type { CertificateSpec } from '@raven/node-certs';
+import type { ClusterView } from './cluster-view.ts';
+
+/**
+ * The serving certificate this proxy-server requests: CN system:node:<node>, O system:nodes, and the SANs the CSR
+ * approver allows (proxyServingSans, the one rule both sides use). Undefined until its own Node is known.
+ */
+export function servingSpec(nodeName: string, view: ClusterView, namespace: string): CertificateSpec | undefined {
+  const me = view.node(nodeName);
+  if (!me) return undefined;
+  const sans = proxyServingSans({
+    node: { name: nodeName, internalIPs: me.internalIPs, externalIPs: me.externalIPs }, gateways: view.gateways(), namespace,
+    claimedByOtherNode: (ip) => view.nodesWithAddress(ip).some((n) => n.metadata.name !== nodeName),
+  });
+  return { commonName: servingCommonName(nodeName), organizations: [NODE_ORGANIZATION], ...sans };
+}
+
+/** The Gateway this proxy-server serves for: the one electing it as proxy endpoint, and none once it is stopping. */
+export function servedGateway(nodeName: string, gateways: readonly Gateway[], stopping: boolean): Gateway | undefined {
+  return stopping ? undefined : activeProxyServerGateway(nodeName, gateways);
+}
