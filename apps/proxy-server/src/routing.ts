@@ -72,9 +72,11 @@ export function splitHostPort(value: string): { host: string; port: number | und
  *  kube-apiserver's node proxy, `/api/v1/nodes/<n>/proxy/...`, dials the node by name but keeps its caller's Host),
  *  5. for kubelet pod paths, the pod's node, 6. a Host IP literal, when exactly one node in the cluster has that
  *  InternalIP.
- * The port comes from the Host (or the header) and must be one the proxy serves for this front end's scheme; when
- * the server name chose the node and the Host is not one of its addresses, the Host is the caller's own and the port
- * is the kubelet's (the node proxy's default; its `<node>:<port>` form cannot be told apart and is not supported).
+ * The port comes from the header, or from the Host when the Host names the target (its name or one of its
+ * addresses), and must be one the proxy serves for this front end's scheme. A Host that does not name the target is
+ * the caller's own (the kube-apiserver keeps its caller's Host for the node proxy and port-forward): the port is then
+ * the kubelet's, which is all those paths reach (the node proxy's `<node>:<port>` form cannot be told apart and is
+ * not supported).
  */
 export async function routeRequest(
   req: RouteRequest,
@@ -85,10 +87,13 @@ export async function routeRequest(
   const fromHeader = req.proxyHost ? splitHostPort(req.proxyHost) : undefined;
   const fromHost = req.host ? splitHostPort(req.host) : undefined;
   const sniNode = req.frontend === 'https' && !fromHeader?.host && req.serverName && view.node(req.serverName) && !(fromHost?.host && !isIP(fromHost.host)) ? req.serverName : undefined;
-  const hostIsSniNodes = sniNode !== undefined && fromHost?.host !== undefined && view.node(sniNode)!.internalIPs.includes(fromHost.host);
-  const port = fromHeader?.port ?? (sniNode && !hostIsSniNodes ? PORTS.kubeletSecure : fromHost?.port);
-  if (port === undefined) throw new RouteError(400, 'no-target', 'raven proxy: the target port is unknown; send Host: <node>:<port>');
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RouteError(400, 'bad-port', 'raven proxy: the target port is not a valid port');
+  const checkPort = (port: number | undefined): number => {
+    if (port === undefined) throw new RouteError(400, 'no-target', 'raven proxy: the target port is unknown; send Host: <node>:<port>');
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RouteError(400, 'bad-port', 'raven proxy: the target port is not a valid port');
+    return port;
+  };
+  // Refuse a bad port before any lookup, unless the node comes from the server name or the pod (then it may be the caller's).
+  if (fromHeader || (!sniNode && !podOfKubeletPath(url.pathname))) checkPort(fromHeader?.port ?? fromHost?.port);
 
   const queryNode = url.searchParams.get(PROXY_NODE_QUERY) || undefined;
   let node: string | undefined;
@@ -113,6 +118,9 @@ export async function routeRequest(
 
   const info = view.node(node);
   if (!info) throw new RouteError(404, 'unknown-node', `raven proxy: node ${node} is not known`);
+  const hostIsTarget = fromHost?.host !== undefined && (fromHost.host === node || info.internalIPs.includes(fromHost.host));
+  const kubeletPort = req.frontend === 'https' ? PORTS.kubeletSecure : PORTS.kubeletReadOnly;
+  const port = checkPort(fromHeader?.port ?? ((via === 'sni' || via === 'pod') && !hostIsTarget ? kubeletPort : fromHost?.port));
   const ports = view.ports();
   const tls = req.frontend === 'https';
   if (!(tls ? ports.https : ports.http).has(port)) {

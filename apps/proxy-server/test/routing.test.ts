@@ -50,6 +50,12 @@ describe('routeRequest', () => {
     expect(await route(req)).toMatchObject(want);
   });
 
+  it('takes the kubelet port for a pod path whose Host is the caller\'s own (the apiserver\'s port-forward)', async () => {
+    expect(await route({ host: '127.0.0.1:41101', url: '/portForward/default/web' })).toMatchObject({ node: 'qd-1', via: 'pod', port: 10250 });
+    expect(await route({ frontend: 'http', host: '127.0.0.1:41101', url: '/containerLogs/default/web/c' })).toMatchObject({ node: 'qd-1', port: 10255, tls: false });
+    expect(await route({ host: '172.16.2.103:9445', url: '/containerLogs/default/web/c' })).toMatchObject({ node: 'qd-1', port: 9445 });
+  });
+
   it('uses no server name on the plain-HTTP front end', async () => {
     expect((await refusal({ frontend: 'http', host: '127.0.0.1:6443', serverName: 'hz-1' })).reason).toBe('unknown-ip');
   });

@@ -228,7 +228,7 @@ function topologyOf(input: PlanInput): Topology | { none: string } {
 const markRule = (family: 4 | 6): RuleSpec => ({ priority: D.rulePriorityVxlan, table: D.routeTableVxlan, fwmark: D.fwmark, fwmask: D.fwmark, family });
 
 /**
- * vxlan between a gateway and its members: a member sends marked traffic to its gateway node; a gateway routes each
+ * vxlan between a gateway and its members: a member sends traffic to remote prefixes to its gateway node; a gateway routes each
  * member's pod subnets back to it. No peer, no device.
  */
 function vxlanPlan(t: Topology): Pick<DataPathPlan, 'links' | 'addresses' | 'fdb' | 'neighbours' | 'routes' | 'rules' | 'sysctls'> {
@@ -237,10 +237,12 @@ function vxlanPlan(t: Topology): Pick<DataPathPlan, 'links' | 'addresses' | 'fdb
   const routes: RouteSpec[] = t.isGateway
     // Member node IPs are reached on the underlay directly (a route here would also capture vxlan's own packets).
     ? t.vxlanPeers.flatMap(({ ip, subnets }) => subnets.filter((p) => !isV6Prefix(p)).map((dst): RouteSpec => ({ table: D.routeTableVxlan, dst, via: vtepAddress(ip), dev: D.vxlanDevice, onlink: true })))
+    // A member routes by destination, not by a mark: a pod's connection to a ClusterIP whose backend is in another
+    // domain is DNATed after mangle PREROUTING, so only the route lookup sees its real destination.
     : [
-      { table: D.routeTableVxlan, dst: '0.0.0.0/0', via: vtepAddress(t.vxlanPeers[0]!.ip), dev: D.vxlanDevice, onlink: true },
-      // The vxlan packet that carries a marked packet keeps the mark; without this exception its own route lookup
-      // would send it back into raven0.
+      // The node's own traffic leaves from its private IP, not from its VTEP address, which nothing routes back.
+      ...t.remotePrefixes.filter((p) => !isV6Prefix(p)).map((dst): RouteSpec => ({ table: D.routeTableVxlan, dst, via: vtepAddress(t.vxlanPeers[0]!.ip), dev: D.vxlanDevice, onlink: true, src: host.privateIP })),
+      // vxlan's own packets to the gateway never go back into raven0, whatever a remote prefix covers.
       { table: D.routeTableVxlan, dst: hostPrefix(t.vxlanPeers[0]!.ip), type: 'throw' },
     ];
   return {
@@ -252,7 +254,7 @@ function vxlanPlan(t: Topology): Pick<DataPathPlan, 'links' | 'addresses' | 'fdb
     fdb: t.vxlanPeers.map(({ ip }) => ({ dev: D.vxlanDevice, mac: vtepMac(ip), dst: ip })),
     neighbours: t.vxlanPeers.map(({ ip }) => ({ dev: D.vxlanDevice, address: vtepAddress(ip), lladdr: vtepMac(ip) })),
     routes,
-    rules: [markRule(4)],
+    rules: [t.isGateway ? markRule(4) : { priority: D.rulePriorityVxlan, table: D.routeTableVxlan, family: 4 }],
     sysctls: { [`net.ipv4.conf.${D.vxlanDevice}.rp_filter`]: 2 },
   };
 }
@@ -266,7 +268,8 @@ function firewallPlan(t: Topology): Pick<DataPathPlan, 'ipsets' | 'iptables'> {
   const withVxlan = t.vxlanPeers.length > 0;
   const firewall = (markSet: string, skipSet: string, vxlan: boolean): IptablesDesired => ({
     chains: [
-      { table: 'mangle', name: D.markChain, rules: t.isGateway ? [`${tunnelIn} -j MARK ${MARK_RULE}`] : [`-m set --match-set ${markSet} dst -j MARK ${MARK_RULE}`] },
+      // The gateway marks what comes out of the tunnel for its members (vxlan); members route by destination.
+      { table: 'mangle', name: D.markChain, rules: t.isGateway ? [`${tunnelIn} -j MARK ${MARK_RULE}`] : [] },
       // TCP over the tunnels must fit their smaller MTU even when pods use the underlay's.
       { table: 'mangle', name: MSS_CHAIN, rules: [
         ...(vxlan ? [`-o ${D.vxlanDevice} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`] : []),

@@ -46,16 +46,19 @@ describe('topology', () => {
 });
 
 describe('planDataPath', () => {
-  it('gives a non-gateway node vxlan to its gateway, policy routing for marked traffic, and the mark set of remote subnets', () => {
+  it('gives a non-gateway node vxlan to its gateway, routes by destination to every remote prefix (DNATed ClusterIP traffic included), and the set of remote subnets', () => {
     const plan = planDataPath(input('hz-2', 'gw-hangzhou', '172.16.2.104'));
     expect(plan.role).toEqual({ kind: 'member', gateway: 'gw-hangzhou', gatewayNode: 'hz-1' });
     expect(plan.links).toEqual([{ name: 'raven0', kind: 'vxlan', vni: 200, port: 4472, local: '172.16.2.104', dev: 'eth0', learning: false, mtu: 1450, mac: vtepMac('172.16.2.104'), up: true }]);
     expect(plan.fdb).toEqual([{ dev: 'raven0', mac: vtepMac('172.16.2.103'), dst: '172.16.2.103' }]);
+    const remote = ['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32'];
     expect(plan.routes).toEqual([
-      { table: 9027, dst: '0.0.0.0/0', via: '240.16.2.103', dev: 'raven0', onlink: true },
+      ...remote.map((dst) => ({ table: 9027, dst, via: '240.16.2.103', dev: 'raven0', onlink: true, src: '172.16.2.104' })),
       { table: 9027, dst: '172.16.2.103/32', type: 'throw' },
     ]);
-    expect(plan.rules).toEqual([{ priority: 100, table: 9027, fwmark: 0x40, fwmask: 0x40, family: 4 }]);
+    // No mark: the lookup sees the destination after kube-proxy's DNAT, which a mangle-PREROUTING mark cannot.
+    expect(plan.rules).toEqual([{ priority: 100, table: 9027, family: 4 }]);
+    expect(plan.iptables.v4.chains.find((c) => c.table === 'mangle' && c.name === 'RAVEN-MARK-CHAIN')?.rules).toEqual([]);
     const markSet = plan.ipsets.find((s) => s.name === 'raven-mark-set');
     expect([...markSet!.members]).toEqual(['10.224.0.0/26', '10.224.0.128/26', '10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32', '192.168.0.195/32']);
     expect([...plan.ipsets.find((s) => s.name === 'raven-skip-nat-set')!.members]).toEqual(['10.224.1.0/26', '10.224.1.128/26']);

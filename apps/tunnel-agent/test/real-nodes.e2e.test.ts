@@ -1,15 +1,28 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { EDGE_WORKER_LABEL, kubectl, leftoverBoxCgroups, RavenBox, waitFor } from '@raven/testbed';
+import { binaryPath, EDGE_WORKER_LABEL, kubectl, kubectlUntil, leftoverBoxCgroups, RavenBox, waitFor, walkthroughTopology, type BoxDomainSpec } from '@raven/testbed';
 
-// Walkthrough section 2.2 on real nodes: kubelet + containerd + CNI on every box node, kube-scheduler placing pods.
+/**
+ * The walkthrough on real nodes: kubelet + containerd + CNI on every box node, kube-scheduler placing pods,
+ * kube-proxy for ClusterIPs, k8s/base's raven-proxy-dns as CoreDNS pods, and the real kube-apiserver reaching kubelets
+ * through Raven's L7 path. Every command below is the user's own kubectl. A fourth edge domain (a node in no Gateway)
+ * reuses hangzhou's gateway node's InternalIP, for section 2.3.
+ */
 const cluster = inject('cluster');
+const kc = (args: string[], input?: string) => kubectl(cluster.kubeconfig, args, input);
 let rb: RavenBox;
-const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
 const started = Date.now();
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+const HZ_GATEWAY = 'izbp15inok0kbfkg3in52rz';
+const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
+const QD_MEMBER = 'izm5eb24dmjfimuaybpnqzz';
+const LONE = 'edge-lone-1';
+const CONFLICTING_IP = '172.16.2.103';
+const lone: BoxDomainSpec = { name: 'lone', lan: '172.16.2.0/24', wanIP: '198.18.0.41', nodes: [{ name: LONE, internalIP: CONFLICTING_IP, podCIDR: '10.224.3.0/26' }] };
 
 const WALKTHROUGH_DEPLOYMENT = `apiVersion: apps/v1
 kind: Deployment
@@ -36,10 +49,38 @@ spec:
         openyurt.io/is-edge-worker: "true"
 `;
 
+// Debian's busybox-static wget crashes with -T; `timeout` bounds it instead.
+/** A probe container: says which node it is on (stdout every second, /node over HTTP) and serves 64 MiB at /cgi-bin/big. */
+const probeContainer = (name: string) => ({
+  name, image: 'busybox',
+  env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+  command: ['/bin/sh', '-c', [
+    'mkdir -p /www/cgi-bin', 'echo "$NODE_NAME" > /www/node',
+    `printf '#!/bin/sh\\necho Content-Type: application/octet-stream\\necho\\nexec dd if=/dev/zero bs=1048576 count=64 2>/dev/null\\n' > /www/cgi-bin/big`,
+    'chmod +x /www/cgi-bin/big', 'httpd -p 8080 -h /www', 'while true; do echo "node=$NODE_NAME"; sleep 1; done',
+  ].join('; ')],
+  ports: [{ containerPort: 8080, name: 'http' }],
+});
+const daemonSet = (name: string, hostNetwork: boolean) => ({
+  apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name, namespace: 'default' },
+  spec: {
+    selector: { matchLabels: { app: name } },
+    template: { metadata: { labels: { app: name } }, spec: { hostNetwork, terminationGracePeriodSeconds: 0, containers: [hostNetwork ? { ...probeContainer(name), command: ['sleep', '2147483647'], ports: [] } : probeContainer(name)] } },
+  },
+});
+const ECHO_QD = {
+  apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo-qingdao', namespace: 'default' },
+  spec: {
+    replicas: 2, selector: { matchLabels: { app: 'echo-qingdao' } },
+    template: { metadata: { labels: { app: 'echo-qingdao' } }, spec: { terminationGracePeriodSeconds: 0, nodeSelector: { 'raven.openyurt.io/gateway': 'gw-qingdao' }, containers: [probeContainer('echo')] } },
+  },
+};
+const ECHO_QD_SERVICE = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo-qingdao', namespace: 'default' }, spec: { selector: { app: 'echo-qingdao' }, ports: [{ port: 80, targetPort: 8080 }] } };
+
 interface PodRow { name: string; node: string; ip: string; phase: string }
 
-async function busyBoxPods(): Promise<PodRow[]> {
-  const out = await kubectl(cluster.kubeconfig, ['get', 'pods', '-n', 'default', '-l', 'app=busy-box', '-o',
+async function pods(selector: string): Promise<PodRow[]> {
+  const out = await kc(['get', 'pods', '-n', 'default', '-l', selector, '-o',
     'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase}{"\\n"}{end}']);
   return out.split('\n').filter(Boolean).map((line) => {
     const [name = '', node = '', ip = '', phase = ''] = line.split(' ');
@@ -47,70 +88,189 @@ async function busyBoxPods(): Promise<PodRow[]> {
   });
 }
 
+/** Waits for `count` Running pods of `selector`; on a timeout, the failure carries what the cluster says. */
+async function running(selector: string, count: number, timeoutMs = 90_000): Promise<PodRow[]> {
+  return waitFor(`${count} Running pods ${selector}`, async () => {
+    const rows = await pods(selector);
+    return rows.length === count && rows.every((p) => p.phase === 'Running' && p.ip) ? rows : undefined;
+  }, timeoutMs, 500).catch(async (err: unknown) => {
+    const events = await kc(['get', 'events', '-A', '--sort-by=.lastTimestamp']).catch((e: unknown) => String(e));
+    const all = await kc(['get', 'deploy,ds,rs,pods', '-A', '-o', 'wide']).catch((e: unknown) => String(e));
+    throw new Error(`${String(err)}\n${all}\n${events.split('\n').slice(-40).join('\n')}`);
+  });
+}
+
+const domainOf = (node: string) => rb.box.node(node).domain;
+
+/** `kubectl port-forward pod :8080`, then three GETs of /node through it: each must name `node`. */
+async function portForwardReaches(pod: string, node: string): Promise<void> {
+  const child = spawn(binaryPath('kubectl'), [`--kubeconfig=${cluster.kubeconfig}`, 'port-forward', '-n', 'default', `pod/${pod}`, ':8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const port = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`no port-forward after 20 s: ${out}`)), 20_000);
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const forwarded = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
+        if (forwarded) {
+          clearTimeout(timer);
+          resolve(forwarded[1]!);
+        }
+      });
+      child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      child.once('exit', (code) => reject(new Error(`port-forward exited ${code}: ${out}`)));
+    });
+    for (let i = 0; i < 3; i++) expect((await (await fetch(`http://127.0.0.1:${port}/node`)).text()).trim(), pod).toBe(node);
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+const probeOn = async (node: string) => (await pods('app=probe')).find((p) => p.node === node)!;
+
 beforeAll(async () => {
-  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-realnodes-')), cluster, realNodes: true });
-  console.log(`six real nodes Ready after ${seconds(started)}`);
+  const walkthrough = walkthroughTopology();
+  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-realnodes-')), cluster, realNodes: true, topology: { ...walkthrough, domains: [...walkthrough.domains, lone] } });
+  console.log(`seven real nodes Ready after ${seconds(started)}`);
   await rb.waitConverged(120_000);
-  console.log(`Raven converged after ${seconds(started)}`);
-}, 300_000);
+  console.log(`Raven's tunnels converged after ${seconds(started)}`);
+  // L7 is ready when the apiserver reaches every edge kubelet by name (the node proxy's healthz).
+  const edge = rb.box.nodes.filter((n) => n.domain !== 'cloud').map((n) => n.name);
+  let answers: string[] = [];
+  await waitFor('the apiserver reaching every edge kubelet through the L7 proxy', async () => {
+    answers = await Promise.all(edge.map((n) => kc(['get', '--raw', `/api/v1/nodes/${n}/proxy/healthz`]).catch((err: unknown) => `${n}: ${String(err)}`)));
+    return answers.every((a) => a === 'ok');
+  }, 90_000, 500).catch((err: unknown) => {
+    throw new Error(`${String(err)}\n${answers.join('\n')}`);
+  });
+  console.log(`L7 ready after ${seconds(started)}`);
+}, 400_000);
 
 afterAll(async () => {
-  await kubectl(cluster.kubeconfig, ['delete', 'deployment', 'busy-box', '-n', 'default', '--ignore-not-found', '--wait=false']).catch(() => undefined);
+  await kc(['delete', 'deployment/busy-box', 'deployment/echo-qingdao', 'service/echo-qingdao', 'daemonset/probe', 'daemonset/probe-host', '-n', 'default', '--ignore-not-found', '--wait=false']).catch(() => undefined);
   const t = Date.now();
   await rb?.down();
   console.log(`teardown took ${seconds(t)}`);
-  // Nothing of the nodes is left: no cgroups (v1 hierarchies and the unified one), no kubelet or containerd.
+  // Nothing of the nodes is left: no cgroups (v1 hierarchies and the unified one); processes, mounts and
+  // namespaces go with the box (its own checks).
   if (rb) expect(leftoverBoxCgroups(rb.box.id)).toEqual([]);
 }, 180_000);
 
 describe('walkthrough 2.2 on real nodes', () => {
-  it('lists the six nodes Ready with kubelet v1.34 and a containerd runtime (kubectl get nodes -o wide)', async () => {
-    const wide = await kubectl(cluster.kubeconfig, ['get', 'nodes', '-o', 'wide']);
-    console.log(wide);
-    const rows = await kubectl(cluster.kubeconfig, ['get', 'nodes', '-o',
+  it('lists the nodes Ready with kubelet v1.34 and a containerd runtime (kubectl get nodes -o wide)', async () => {
+    console.log(await kc(['get', 'nodes', '-o', 'wide']));
+    const rows = await kc(['get', 'nodes', '-o',
       `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion} {.status.conditions[?(@.type=="Ready")].status} {.metadata.labels.${EDGE_WORKER_LABEL.replace(/\./g, '\\.')}}{"\\n"}{end}`]);
-    const nodes = rows.split('\n').filter(Boolean).map((l) => l.split(' '));
-    const ours = nodes.filter(([name]) => rb.box.nodes.some((n) => n.name === name));
-    expect(ours).toHaveLength(6);
+    const ours = rows.split('\n').filter(Boolean).map((l) => l.split(' ')).filter(([name]) => rb.box.nodes.some((n) => n.name === name));
+    expect(ours).toHaveLength(7);
     for (const [name, kubelet, runtime, ready, edge] of ours) {
       expect(kubelet, name).toMatch(/^v1\.34\./);
       expect(runtime, name).toMatch(/^containerd:\/\//);
       expect(ready, name).toBe('True');
-      expect(edge, name).toBe(rb.box.node(name!).domain === 'cloud' ? 'false' : 'true');
+      expect(edge, name).toBe(domainOf(name!) === 'cloud' ? 'false' : 'true');
     }
   });
 
   it('runs the busybox Deployment on the edge workers, placed by kube-scheduler, with CNI addresses in the nodes\' pod CIDRs', async () => {
     const t = Date.now();
-    await kubectl(cluster.kubeconfig, ['apply', '-n', 'default', '-f', '-'], WALKTHROUGH_DEPLOYMENT);
-    const pods = await waitFor('4 busy-box pods Running', async () => {
-      const rows = await busyBoxPods();
-      return rows.length === 4 && rows.every((p) => p.phase === 'Running' && p.ip) ? rows : undefined;
-    }, 90_000, 500).catch(async (err: unknown) => {
-      // What the cluster says about it, so a failure explains itself.
-      const events = await kubectl(cluster.kubeconfig, ['get', 'events', '-A', '--sort-by=.lastTimestamp']).catch((e: unknown) => String(e));
-      const all = await kubectl(cluster.kubeconfig, ['get', 'deploy,rs,pods', '-A', '-o', 'wide']).catch((e: unknown) => String(e));
-      throw new Error(`${String(err)}\n${all}\n${events.split('\n').slice(-40).join('\n')}`);
-    });
-    console.log(`4 pods Running after ${seconds(t)}\n${await kubectl(cluster.kubeconfig, ['get', 'pod', '-n', 'default', '-o', 'wide'])}`);
-    for (const pod of pods) {
+    await kc(['apply', '-n', 'default', '-f', '-'], WALKTHROUGH_DEPLOYMENT);
+    const rows = await running('app=busy-box', 4);
+    console.log(`4 pods Running after ${seconds(t)}\n${await kc(['get', 'pod', '-n', 'default', '-o', 'wide'])}`);
+    const toInt = (ip: string) => ip.split('.').reduce((a, o) => (a << 8) + Number(o), 0) >>> 0;
+    for (const pod of rows) {
       const node = rb.box.node(pod.node);
       expect(node.domain, pod.name).not.toBe('cloud');
       const [net, bits] = node.podCIDR.split('/');
-      const toInt = (ip: string) => ip.split('.').reduce((a, o) => (a << 8) + Number(o), 0) >>> 0;
-      const mask = bits === '0' ? 0 : (~0 << (32 - Number(bits))) >>> 0;
+      const mask = (~0 << (32 - Number(bits))) >>> 0;
       expect((toInt(pod.ip) & mask) >>> 0, `${pod.name} ${pod.ip} in ${node.podCIDR}`).toBe(toInt(net!) & mask);
     }
   });
 
   it('pings a qingdao pod from a hangzhou pod with 0% loss (kubectl exec … -- ping)', async () => {
-    const pods = await busyBoxPods();
-    const hz = pods.find((p) => rb.box.node(p.node).domain === 'hangzhou');
-    const qd = pods.find((p) => rb.box.node(p.node).domain === 'qingdao');
-    expect(hz && qd).toBeTruthy();
-    const out = await kubectl(cluster.kubeconfig, ['exec', '-n', 'default', hz!.name, '--', 'ping', qd!.ip, '-c', '4']);
+    await kc(['apply', '-f', '-'], JSON.stringify(daemonSet('probe', false)));
+    const probes = await running('app=probe', 7);
+    const hz = probes.find((p) => domainOf(p.node) === 'hangzhou')!;
+    const qd = probes.find((p) => domainOf(p.node) === 'qingdao')!;
+    const out = await kc(['exec', '-n', 'default', hz.name, '--', 'ping', qd.ip, '-c', '4']);
     console.log(out);
     expect(out).toMatch(/4 packets transmitted, 4 packets received, 0% packet loss/);
-    void HZ_MEMBER;
+  });
+
+  it('pings a qingdao non-gateway node from a hangzhou non-gateway node with 0% loss (host network)', async () => {
+    await kc(['apply', '-f', '-'], JSON.stringify(daemonSet('probe-host', true)));
+    const hosts = await running('app=probe-host', 7);
+    const from = hosts.find((p) => p.node === HZ_MEMBER)!;
+    const out = await kc(['exec', '-n', 'default', from.name, '--', 'ping', rb.box.node(QD_MEMBER).internalIP, '-c', '4']);
+    expect(out).toMatch(/4 packets transmitted, 4 packets received, 0% packet loss/);
+  });
+});
+
+describe('the connectivity matrix on real pods', () => {
+  it('every pod reaches every pod in the other Gateways\' domains', async () => {
+    const probes = (await running('app=probe', 7)).filter((p) => domainOf(p.node) !== 'lone');
+    const failures: string[] = [];
+    for (const from of probes) {
+      const targets = probes.filter((p) => domainOf(p.node) !== domainOf(from.node));
+      const script = targets.map((t) => `ping -c 1 -W 3 ${t.ip} >/dev/null && echo "ok ${t.ip}" || echo "FAIL ${t.ip}"`).join('; ');
+      const out = await kc(['exec', '-n', 'default', from.name, '--', 'sh', '-c', script]);
+      for (const line of out.split('\n').filter((l) => l.startsWith('FAIL'))) failures.push(`${from.node} (${from.ip}) -> ${line.slice(5)}`);
+      expect(out.split('\n').filter((l) => l.startsWith('ok')), from.node).toHaveLength(targets.length - failures.filter((f) => f.startsWith(from.node)).length);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('a hangzhou pod reaches a ClusterIP Service whose backends are in qingdao, and both backends answer', async () => {
+    await kc(['apply', '-f', '-'], [ECHO_QD, ECHO_QD_SERVICE].map((o) => JSON.stringify(o)).join('\n'));
+    const backends = await running('app=echo-qingdao', 2);
+    const clusterIP = (await kc(['get', 'service', 'echo-qingdao', '-n', 'default', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const from = await probeOn(HZ_MEMBER);
+    const seen = new Set<string>();
+    await waitFor('both qingdao backends answering through the ClusterIP', async () => {
+      const out = await kc(['exec', '-n', 'default', from.name, '--', 'timeout', '5', 'wget', '-q', '-O', '-', `http://${clusterIP}/node`]).catch(() => '');
+      if (out.trim()) seen.add(out.trim());
+      return seen.size === 2;
+    }, 30_000, 100);
+    expect([...seen].sort()).toEqual(backends.map((b) => b.node).sort());
+  });
+
+  it('a 3000-byte ping and a 64 MiB TCP transfer cross the tunnel (fragmentation, MSS)', async () => {
+    const from = await probeOn(HZ_MEMBER);
+    const to = await probeOn(QD_MEMBER);
+    expect(await kc(['exec', '-n', 'default', from.name, '--', 'ping', '-c', '3', '-s', '3000', to.ip])).toMatch(/3 packets transmitted, 3 packets received, 0% packet loss/);
+    const t = Date.now();
+    const bytes = await kc(['exec', '-n', 'default', from.name, '--', 'sh', '-c', `timeout 60 wget -q -O - http://${to.ip}:8080/cgi-bin/big | wc -c`]);
+    console.log(`64 MiB hangzhou <- qingdao pod to pod in ${seconds(t)}`);
+    expect(Number(bytes.trim())).toBe(64 * 1024 * 1024);
+  });
+});
+
+describe('walkthrough 2.3 through the real apiserver: two edge nodes share an InternalIP', () => {
+  const checkL7 = async (rounds: number) => {
+    for (const node of [HZ_GATEWAY, LONE]) {
+      expect(rb.box.node(node).internalIP).toBe(CONFLICTING_IP);
+      const pod = (await probeOn(node)).name;
+      for (let round = 0; round < rounds; round++) {
+        expect(await kc(['logs', '-n', 'default', pod, '--tail=1'])).toBe(`node=${node}\n`);
+        expect(await kc(['exec', '-i', '-n', 'default', pod, '--', 'sh'], 'echo hello word\necho "$NODE_NAME"\n')).toBe(`hello word\n${node}\n`);
+        expect(await kc(['get', '--raw', `/api/v1/nodes/${node}/proxy/metrics`])).toContain(`kubelet_node_name{node="${node}"} 1`);
+      }
+      expect(await kubectlUntil(cluster.kubeconfig, ['logs', '-f', '-n', 'default', pod, '--tail=1'], (out) => (out.split('\n').filter(Boolean).length >= 3 ? out : undefined)))
+        .toMatch(new RegExp(`^(node=${node}\\n){3}`));
+      await portForwardReaches(pod, node);
+    }
+  };
+
+  it('kubectl logs, logs -f, exec with stdin, port-forward and the node proxy reach the right node every time', async () => {
+    await checkL7(3);
+  });
+
+  it('still works with enable-l3-tunnel: "false", so it went over L7', async () => {
+    await kc(['-n', 'kube-system', 'patch', 'configmap', 'raven-cfg', '--type=merge', '-p', '{"data":{"enable-l3-tunnel":"false"}}']);
+    const from = await probeOn(HZ_MEMBER);
+    const to = await probeOn(QD_MEMBER);
+    await waitFor('pod-to-pod across domains stopping with L3 off', async () => {
+      const out = await kc(['exec', '-n', 'default', from.name, '--', 'sh', '-c', `ping -c 1 -W 1 ${to.ip} >/dev/null && echo up || echo down`]);
+      return out.trim() === 'down';
+    }, 60_000, 500);
+    await checkL7(1);
   });
 });
