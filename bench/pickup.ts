@@ -63,7 +63,7 @@ export async function run(): Promise<void> {
     const scrape = async () => {
       const text = await pickup.metrics();
       const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, verb) => sum + metricValue(text, 'raven_pickup_api_requests_total', { verb }), 0);
-      return { text, writes, resyncs: metricValue(text, 'raven_pickup_resyncs_total', { controller: 'gateway-status' }) };
+      return { text, writes, resyncs: metricValue(text, 'raven_pickup_resyncs_total', { controller: 'gatewaypickup' }) };
     };
     // Let the first resync (which may still write DNS/Services) pass, then measure clean resyncs one after another.
     const first = await scrape();
@@ -74,7 +74,7 @@ export async function run(): Promise<void> {
       const before = await scrape();
       await waitFor(`resync ${i + 1}/${RESYNCS}`, async () => (await scrape()).resyncs > before.resyncs, (RESYNC_S + 30) * 1000, 500);
       const after = await scrape();
-      resyncSeconds.push(metricValue(after.text, 'raven_pickup_last_resync_duration_seconds', { controller: 'gateway-status' }));
+      resyncSeconds.push(metricValue(after.text, 'raven_pickup_last_resync_duration_seconds', { controller: 'gatewaypickup' }));
       writesPerResync.push(after.writes - before.writes);
     }
     const rss = peakRssMB(pickup.proc.pid);

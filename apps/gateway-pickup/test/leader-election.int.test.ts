@@ -13,7 +13,7 @@ const [a, b] = [uniqueName('le-a'), uniqueName('le-b')];
 
 const gauge = async (p: PickupProcess, metric: RegExp) => Number(metric.exec(await p.metrics())?.[1] ?? 0);
 const isLeader = (p: PickupProcess) => gauge(p, /raven_pickup_leader_is_leader\{name="[^"]+"\} (\d+)/);
-const reconciles = (p: PickupProcess) => gauge(p, /raven_pickup_reconcile_duration_seconds_count\{controller="gateway-status",result="success"\} (\d+)/);
+const reconciles = (p: PickupProcess) => gauge(p, /raven_pickup_reconcile_duration_seconds_count\{controller="gatewaypickup",result="success"\} (\d+)/);
 
 beforeAll(async () => {
   kube = await adminClient(cluster);

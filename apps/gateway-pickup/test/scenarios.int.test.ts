@@ -239,7 +239,7 @@ describe('status.nodes', () => {
     const a = await node(gw);
     await gateway(gw, { tunnelConfig: { Replicas: 1 }, proxyConfig: { Replicas: 0 }, endpoints: [tunnel(a)] });
     const { gateway: settled } = await waitForGateway(kube, gw, 'a', idsAre(`tunnel/${a}`));
-    const reconciles = async () => Number(/raven_pickup_reconcile_duration_seconds_count\{controller="gateway-status",result="success"\} (\d+)/.exec(await pickup.metrics())?.[1] ?? 0);
+    const reconciles = async () => Number(/raven_pickup_reconcile_duration_seconds_count\{controller="gatewaypickup",result="success"\} (\d+)/.exec(await pickup.metrics())?.[1] ?? 0);
     const before = await reconciles();
     await new Promise((r) => setTimeout(r, 3_500)); // one resync period: every gateway reconciled again, none written
     expect(await reconciles()).toBeGreaterThan(before);
@@ -287,8 +287,8 @@ describe('scale and events', () => {
 describe('observability', () => {
   it('serves metrics, and logs JSON with the gateway name on reconcile lines', async () => {
     const metrics = await pickup.metrics();
-    expect(metrics).toMatch(/raven_pickup_reconcile_duration_seconds_count\{controller="gateway-status",result="success"\} [1-9]/);
-    expect(metrics).toMatch(/workqueue_adds_total\{name="gateway-status"\}/);
+    expect(metrics).toMatch(/raven_pickup_reconcile_duration_seconds_count\{controller="gatewaypickup",result="success"\} [1-9]/);
+    expect(metrics).toMatch(/workqueue_adds_total\{name="gatewaypickup"\}/);
     const { readFileSync } = await import('node:fs');
     const lines = readFileSync(pickup.logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; gateway?: string; component: string });
     const written = lines.filter((l) => l.msg === 'status written');

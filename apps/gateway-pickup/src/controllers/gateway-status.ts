@@ -104,7 +104,7 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
   };
 
   const controller = new Controller({
-    name: 'gateway-status', log, registry: opts.registry, metricPrefix: 'raven_pickup', workers: opts.workers,
+    name: 'gatewaypickup', log, registry: opts.registry, metricPrefix: 'raven_pickup', workers: opts.workers,
     resyncMs: opts.resyncMs, resyncKeys: () => caches.gateways.keys(), reconcile,
   });
 
