@@ -8,6 +8,7 @@
 import { unlinkSync } from 'node:fs';
 import { isIP, connect, createServer } from 'node:net';
 import { Resolver } from 'node:dns/promises';
+import { exitWith } from './lifetime.mjs';
 
 const MAX_HEAD = 8192;
 const [listenSpec, dnsSpec, watchSpec] = process.argv.slice(2);
@@ -89,14 +90,4 @@ server.on('error', (err) => {
   process.exit(1);
 });
 server.listen(socketPath, () => console.log(`listening on ${listenSpec}, resolving through ${dnsSpec.slice(4)}`));
-if (watchSpec?.startsWith('watch-pid:')) {
-  const pid = Number(watchSpec.slice('watch-pid:'.length));
-  setInterval(() => {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      process.exit(0);
-    }
-  }, 1_000).unref();
-}
-for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
+exitWith(watchSpec);

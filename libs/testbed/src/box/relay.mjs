@@ -7,6 +7,7 @@
 // <listen> and <connect> are unix:<path> or tcp:<host>:<port>; with watch-pid the relay exits once that process is gone.
 import { unlinkSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { exitWith } from './lifetime.mjs';
 
 function parse(spec) {
   if (spec?.startsWith('unix:')) return { path: spec.slice('unix:'.length) };
@@ -46,14 +47,4 @@ server.on('error', (err) => {
   process.exit(1);
 });
 server.listen(listenAt, () => console.log(`listening on ${listenSpec}, relaying to ${connectSpec}`));
-if (watchSpec?.startsWith('watch-pid:')) {
-  const pid = Number(watchSpec.slice('watch-pid:'.length));
-  setInterval(() => {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      process.exit(0);
-    }
-  }, 1_000).unref();
-}
-for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
+exitWith(watchSpec);
