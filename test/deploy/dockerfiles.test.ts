@@ -133,3 +133,14 @@ describe('the images together', () => {
     for (const input of inputs) expect(ignored.some((p) => p === input.replace(/\/$/, '') || input.startsWith(`${p}/`)), input).toBe(false);
   });
 });
+
+// The design card keeps one Dockerfile per app; their build stages are one rule written four times, so they must not drift.
+describe('the apps\' build stages', () => {
+  it('are the same instructions, apart from the app they bundle', () => {
+    const generic = (app: App) => instructions(dockerfile(app)).stages.filter((s) => !GO_STAGE.test(s[0]!.args))[0]!
+      .map((i) => `${i.cmd} ${i.args.replaceAll(app, '<app>')}`);
+    const [first, ...rest] = APPS;
+    for (const app of rest) expect(generic(app), app).toEqual(generic(first!));
+    expect(generic(first!).join('\n')).toContain('node scripts/bundle.mjs <app>');
+  });
+});
