@@ -530,6 +530,35 @@ export class RealNodes {
     }, timeoutMs, 500);
   }
 
+  /**
+   * Resident memory of the real-node machinery: every node's components (containerd, kubelet, kube-proxy, relays),
+   * the pods and their shims (the cgroup trees), the scheduler and the box's controller manager.
+   */
+  residentBytes(): { total: number; byComponent: Record<string, number> } {
+    const rss = (pid: number) => {
+      try {
+        const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+        return kib ? Number(kib) * 1024 : 0;
+      } catch {
+        return 0;
+      }
+    };
+    const byComponent: Record<string, number> = {};
+    const add = (name: string, bytes: number) => (byComponent[name] = (byComponent[name] ?? 0) + bytes);
+    const seen = new Set<number>();
+    const count = (name: string, pid: number) => {
+      if (seen.has(pid)) return;
+      seen.add(pid);
+      add(name, rss(pid));
+    };
+    for (const real of this.nodes.values()) {
+      for (const [name, proc] of real.processes) count(name, proc.pid);
+      for (const pid of cgroupMounts().flatMap((m) => cgroupProcs(join(m, real.cgroupRoot)))) count('pods', pid);
+    }
+    for (const [name, proc] of [['kube-scheduler', this.scheduler], ['kube-controller-manager', this.controllerManager]] as const) if (proc) add(name, rss(proc.pid));
+    return { total: Object.values(byComponent).reduce((a, b) => a + b, 0), byComponent };
+  }
+
   /** Stops everything by PID, kills the pods through their cgroups, removes the cgroups and the Nodes. */
   async down(): Promise<void> {
     await Promise.all([...this.nodes.values()].map((real) => real.stop()));
