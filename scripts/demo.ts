@@ -1,14 +1,14 @@
 // npm run demo [-- --keep | --down]: the walkthrough made real on one machine.
-// A real control plane, the three network domains of the walkthrough (cloud, hangzhou and qingdao behind NAT) as
-// network namespaces, gateway-pickup, and a tunnel-agent in every node. Then the walkthrough's checks.
+// A real control plane and the walkthrough's three network domains (cloud, hangzhou and qingdao behind NAT) as
+// network namespaces whose nodes run real kubelets, containerd and kube-proxy, with gateway-pickup, a tunnel-agent,
+// proxy-server or proxy-client in every node. Then the walkthrough's own kubectl commands.
+// --keep keeps a box of namespaces without real nodes (a real-node box's image registry and the apiserver's hosts
+// file live in the process that built it).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PORTS, PROXY_SERVICE_ACCOUNTS } from '@raven/api-types';
-import { issueCertificate } from '@raven/pki';
 import {
-  Box, ControlPlane, INSIDE_APISERVER, RavenBox, WORKSPACE_ROOT, adminClient, appCommand, boundKubeconfig, clusterCa,
-  formatConnectivity, kubectl, pidAlive, startApp, startCluster, startKubelet, waitFor, type BoxHost, type BoxNode, type BoxTopology,
-  type ClusterInfo, type ConnectivityPair, type Fixture, type ManagedProcess,
+  Box, ControlPlane, CONFLICTING_IP, RavenBox, WALKTHROUGH_NODES, WORKSPACE_ROOT, formatConnectivity, kubectl, pidAlive, podMatrixFailures,
+  probeDaemonSet, realWalkthroughTopology, runningPods, startCluster, waitFor, type BoxHost, type ClusterInfo, type ConnectivityPair,
 } from '@raven/testbed';
 
 const DEMO_DIR = join(WORKSPACE_ROOT, '.demo');
@@ -16,7 +16,7 @@ const STATE = join(DEMO_DIR, 'demo.json');
 const bold = (s: string) => `\x1b[1m${s}\x1b[0m`;
 const step = (title: string) => console.log(`\n${bold(`== ${title}`)}`);
 
-const [HZ_GW, HZ_2, QD_1, QD_GW, CLOUD_GW] = ['izbp15inok0kbfkg3in52rz', 'izbp15inok0kbfkg3in52sz', 'izm5eb24dmjfimuaybpnqzz', 'izm5eb24dmjfimuaybpnr0z', 'izwz9dohcv74iegqecp4axz'];
+const { hzGateway: HZ_GW, hzMember: HZ_2, qdMember: QD_1, qdGateway: QD_GW, cloudGateway: CLOUD_GW, lone: LONE } = WALKTHROUGH_NODES;
 
 async function down(): Promise<void> {
   if (!existsSync(STATE)) {
@@ -43,6 +43,15 @@ async function main(): Promise<void> {
 
   step('1. A real control plane: etcd, kube-apiserver, kube-controller-manager, and the Gateway CRD with its conversion webhook');
   const cluster = await startCluster({ dir: join(DEMO_DIR, 'cluster'), detached: keep });
+  if (!keep) {
+    try {
+      if (!(await realNodesDemo(cluster.info()))) process.exitCode = 1;
+    } finally {
+      step('Tearing down');
+      await cluster.destroy();
+    }
+    return;
+  }
   const k = (...args: string[]) => kubectl(cluster.info().kubeconfig, args);
   let rb: RavenBox | undefined;
   try {
@@ -91,13 +100,6 @@ async function main(): Promise<void> {
     console.log(await k('get', 'gateways', '-o', 'custom-columns=GATEWAY:.metadata.name,PEERS:.status.connections[*].gateway,STATUS:.status.connections[*].status,RTT:.status.connections[*].latencyRTT.average,RELAYED-VIA:.status.connections[*].relayedVia'));
     if (failed.length > 0) process.exitCode = 1;
 
-    if (!keep) {
-      await rb.down();
-      rb = undefined;
-      const l7ok = await l7Demo(cluster.info());
-      if (!l7ok) process.exitCode = 1;
-    }
-
     if (keep && rb) {
       const pids = [rb.pickup.proc.pid, ...[...rb.agents.values()].map((p) => p.pid)];
       writeFileSync(STATE, JSON.stringify({ pids }, null, 2));
@@ -118,88 +120,67 @@ async function main(): Promise<void> {
 }
 
 /**
- * Walkthrough 2.3: edge IPs that conflict across domains, reached from the cloud by node name through the L7 proxy.
- * A second box: the same nodes, but qingdao's LAN reuses hangzhou's addresses (172.16.2.103 and .104 twice).
+ * The walkthrough on real nodes, command by command: nodes, the busybox Deployment, the pod ping through `kubectl exec`
+ * with tcpdump on the gateways' tunnels, the pod matrix, and section 2.3 on two nodes that share an InternalIP.
  */
-async function l7Demo(cluster: ClusterInfo): Promise<boolean> {
-  step('8. Walkthrough 2.3 (L7 proxy): a new box where qingdao\'s nodes have the SAME IPs as hangzhou\'s');
-  const walk = (name: string, ip: string, podCIDR: string, publicIP?: string) => ({ name, internalIP: ip, podCIDR, ...(publicIP ? { publicIP } : {}) });
-  const topology: BoxTopology = {
-    domains: [
-      { name: 'cloud', gateway: 'gw-cloud', lan: '192.168.0.0/24', wanIP: '198.18.0.10', nodes: [walk(CLOUD_GW, '192.168.0.195', '10.224.0.128/26', '198.18.0.11'), walk('izwz9ey0js5z7mornclpd6z', '192.168.0.196', '10.224.0.0/26')] },
-      { name: 'hangzhou', gateway: 'gw-hangzhou', lan: '172.16.2.0/24', wanIP: '198.18.0.21', nodes: [walk(HZ_GW, '172.16.2.103', '10.224.1.128/26'), walk(HZ_2, '172.16.2.104', '10.224.1.0/26')] },
-      { name: 'qingdao', gateway: 'gw-qingdao', lan: '172.16.2.0/24', wanIP: '198.18.0.31', nodes: [walk(QD_1, '172.16.2.103', '10.224.2.128/26'), walk(QD_GW, '172.16.2.104', '10.224.2.0/26')] },
-    ],
+async function realNodesDemo(cluster: ClusterInfo): Promise<boolean> {
+  const k = (args: string[], input?: string) => kubectl(cluster.kubeconfig, args, input);
+  const shown = async (args: string[], input?: string) => {
+    console.log(`${bold(`$ kubectl ${args.join(' ')}`)}\n${(await k(args, input)).trimEnd()}`);
   };
-  const box = await Box.up({ dir: join(DEMO_DIR, 'box-l7'), cluster, topology });
-  const kube = await adminClient(cluster);
-  const procs: ManagedProcess[] = [];
-  const fixtures: Fixture[] = [];
-  const pods: string[] = [];
-  let pickup: Awaited<ReturnType<typeof startApp>> | undefined;
+  step('2. The cluster in a box, on real nodes: kubelet, containerd (CNI bridge), kube-proxy on seven nodes in four network domains; kube-scheduler; raven-proxy-dns (CoreDNS)');
+  const rb = await RavenBox.up({ dir: join(DEMO_DIR, 'box'), cluster, realNodes: true, topology: realWalkthroughTopology() });
   try {
-    console.log(box.describe());
-    pickup = await startApp('gateway-pickup', {
-      access: cluster, serviceAccount: 'raven-gateway-pickup', name: 'gateway-pickup-l7',
-      args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,csrapprover', '--leader-elect=false'],
-    });
-    const ca = await clusterCa(cluster);
-    const kubeletDir = join(DEMO_DIR, 'kubelets');
-    mkdirSync(kubeletDir, { recursive: true });
-    for (const n of box.nodes.filter((x) => x.domain !== 'cloud')) {
-      fixtures.push(await startKubelet(ca, kubeletDir, { node: n.name, host: '0.0.0.0', ips: [n.internalIP], httpsPort: PORTS.kubeletSecure, httpPort: PORTS.kubeletReadOnly, wrap: [...n.wrap] }));
-    }
-    const spawn = async (n: BoxNode, app: 'proxy-server' | 'proxy-client', sa: string) => {
-      const { kubeconfig, pod } = await boundKubeconfig(kube, { server: INSIDE_APISERVER, caPem: cluster.caPem }, sa, n.name, kubeletDir);
-      pods.push(pod);
-      const { command, args } = appCommand(app);
-      // The demo also calls the plain-HTTP front end, which cannot authenticate callers (an explicit insecure flag).
-      const extra = app === 'proxy-server' ? ['--insecure-http-frontend'] : [];
-      procs.push(n.spawn(command, [...args, `--kubeconfig=${kubeconfig}`, `--node-name=${n.name}`, ...extra], { name: app }));
-    };
-    await spawn(box.node(CLOUD_GW), 'proxy-server', PROXY_SERVICE_ACCOUNTS.server);
-    await spawn(box.node(HZ_GW), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
-    await spawn(box.node(QD_1), 'proxy-client', PROXY_SERVICE_ACCOUNTS.client);
-    console.log('proxy-server on the cloud gateway, a proxy-client on each edge Gateway\'s proxy endpoint; certificates from the CSR API, approved by gateway-pickup');
-    const cloud = box.node(CLOUD_GW);
-    // HTTPS callers present a client certificate from the cluster CA (as the apiserver's kubelet client does) with RBAC on nodes/proxy.
-    const caller = await issueCertificate(ca, { commonName: 'raven-demo-caller', organizations: ['system:masters'], usages: ['client'] });
-    const call = async (tls: boolean, host: string, path: string): Promise<{ status: number; body: string }> => {
-      const script = `const m = await import(${JSON.stringify(tls ? 'node:https' : 'node:http')});
-        const req = m.request({ host: '192.168.0.195', port: ${tls ? PORTS.proxyInternalSecure : PORTS.proxyInternalInsecure}, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(host)} }, rejectUnauthorized: false, cert: ${JSON.stringify(caller.certPem)}, key: ${JSON.stringify(caller.keyPem)} }, (res) => {
-          let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => { console.log(JSON.stringify({ status: res.statusCode, body })); process.exit(0); }); });
-        req.on('error', (e) => { console.log(JSON.stringify({ status: 0, body: e.message })); process.exit(0); }); req.end();`;
-      const { stdout } = await cloud.exec(process.execPath, ['--input-type=module', '-e', script]);
-      return JSON.parse(stdout.trim().split('\n').pop()!) as { status: number; body: string };
-    };
-    await waitFor('the proxies to connect and serve', async () => (await call(false, `${HZ_2}:${PORTS.kubeletReadOnly}`, '/healthz')).status === 200
-      && (await call(false, `${QD_GW}:${PORTS.kubeletReadOnly}`, '/healthz')).status === 200, 90_000, 500);
+    console.log(rb.box.describe());
+    console.log('waiting for the election, the WireGuard keys, the tunnels and the L7 proxy ...');
+    await rb.waitConverged(120_000);
+    const edge = rb.box.nodes.filter((n) => n.domain !== 'cloud').map((n) => n.name);
+    await waitFor('the apiserver reaching every edge kubelet', async () => (await Promise.all(edge.map((n) => k(['get', '--raw', `/api/v1/nodes/${n}/proxy/healthz`]).catch(() => '')))).every((a) => a === 'ok'), 90_000, 500);
+    await shown(['get', 'nodes', '-o', 'wide']);
+    await shown(['get', 'gateways']);
 
-    step('   From the cloud, by node name, through x-raven-proxy-internal-svc\'s targets (HTTP 10264, HTTPS 10263)');
-    let ok = true;
-    for (const [node, ip] of [[HZ_2, '172.16.2.104'], [QD_GW, '172.16.2.104'], [HZ_GW, '172.16.2.103'], [QD_1, '172.16.2.103']] as const) {
-      const viaHttp = await call(false, `${node}:${PORTS.kubeletReadOnly}`, '/whoami');
-      const viaHttps = await call(true, `${node}:${PORTS.kubeletSecure}`, '/metrics');
-      const answered = (JSON.parse(viaHttp.body) as { node?: string }).node;
-      const right = viaHttp.status === 200 && answered === node && viaHttps.status === 200 && viaHttps.body.includes(`node="${node}"`);
-      ok &&= right;
-      console.log(`  ${node} (InternalIP ${ip}): GET :${PORTS.kubeletReadOnly}/whoami → ${viaHttp.status}, answered by ${answered}; GET :${PORTS.kubeletSecure}/metrics (TLS verified to the node) → ${viaHttps.status} ${right ? 'ok' : 'WRONG NODE'}`);
+    step('3. Walkthrough 2.2: the busybox Deployment on the edge workers');
+    await shown(['apply', '-f', join(WORKSPACE_ROOT, 'k8s/examples/walkthrough/busybox.yaml')]);
+    const busy = await runningPods(cluster.kubeconfig, 'app=busy-box', 4);
+    await shown(['get', 'pod', '-o', 'wide']);
+    const domainOf = (node: string) => rb.box.node(node).domain;
+    const hz = busy.find((p) => domainOf(p.node) === 'hangzhou');
+    const qd = busy.find((p) => domainOf(p.node) === 'qingdao');
+    await k(['apply', '-f', '-'], JSON.stringify(probeDaemonSet('probe', false)));
+    const probes = await runningPods(cluster.kubeconfig, 'app=probe', rb.box.nodes.length);
+    const from = hz ?? probes.find((p) => domainOf(p.node) === 'hangzhou')!;
+    const to = qd ?? probes.find((p) => domainOf(p.node) === 'qingdao')!;
+
+    step(`4. kubectl exec into a hangzhou pod (${from.node}) and ping a qingdao pod (${to.ip}); tcpdump on the gateways' tunnels`);
+    const tunnelOf = (name: string) => rb.box.node(name);
+    const captures = await Promise.all([HZ_GW, CLOUD_GW, QD_GW].map((at) => rb.box.capture({ at: tunnelOf(at), iface: 'raven-wg0', filter: `icmp and host ${to.ip}`, count: at === CLOUD_GW ? 4 : 2, timeoutMs: 6_000 })));
+    await shown(['exec', from.name, '--', 'ping', '-c', '4', to.ip]);
+    const [hzSeen = [], cloudSeen = [], qdSeen = []] = await Promise.all(captures.map((c) => c.done));
+    console.log(`${bold(`${HZ_GW} (hangzhou gateway) raven-wg0:`)}\n  ${hzSeen.join('\n  ')}`);
+    console.log(`${bold(`${CLOUD_GW} (cloud gateway: relays NAT to NAT) raven-wg0:`)}\n  ${cloudSeen.join('\n  ')}`);
+    console.log(`${bold(`${QD_GW} (qingdao gateway) raven-wg0:`)}\n  ${qdSeen.join('\n  ')}`);
+
+    step('5. The pod matrix: every pod to every pod of the other Gateways\' domains (kubectl exec ... ping)');
+    const matrix = await podMatrixFailures(cluster.kubeconfig, probes, domainOf);
+    console.log(bold(matrix.failures.length === 0 ? `all ${matrix.pairs} pod pairs reachable` : `${matrix.failures.length} of ${matrix.pairs} pairs failed:\n  ${matrix.failures.join('\n  ')}`));
+
+    step(`6. Walkthrough 2.3: ${HZ_GW} (hangzhou) and ${LONE} (in no Gateway) both have InternalIP ${CONFLICTING_IP}; kubectl reaches each through the L7 proxy`);
+    let ok = matrix.failures.length === 0;
+    for (const node of [HZ_GW, LONE]) {
+      const pod = probes.find((p) => p.node === node)!;
+      const exec = await k(['exec', '-i', pod.name, '--', 'sh'], 'echo hello word\necho "I run on $NODE_NAME"\n');
+      const logs = await k(['logs', pod.name, '--tail=1']);
+      const metrics = (await k(['get', '--raw', `/api/v1/nodes/${node}/proxy/metrics`])).split('\n').find((l) => l.startsWith('kubelet_node_name')) ?? '';
+      console.log(`${bold(`$ kubectl exec -it ${pod.name} -- sh`)}   (on ${node})\n${exec.trimEnd()}`);
+      console.log(`${bold(`$ kubectl logs ${pod.name} --tail=1`)}\n${logs.trimEnd()}`);
+      console.log(`${bold(`$ kubectl get --raw /api/v1/nodes/${node}/proxy/metrics | grep kubelet_node_name`)}\n${metrics}`);
+      ok &&= exec === `hello word\nI run on ${node}\n` && logs === `node=${node}\n` && metrics.includes(`node="${node}"`);
     }
-    const refused = await call(false, `${HZ_2}:22`, '/');
-    console.log(`  a port that no Gateway exposes (:22) → ${refused.status} (not an open proxy)`);
-    const ambiguous = await call(false, `172.16.2.104:${PORTS.kubeletReadOnly}`, '/whoami');
-    console.log(`  the bare IP 172.16.2.104 (two nodes have it) → ${ambiguous.status}: ${ambiguous.body.trim().slice(0, 100)}`);
-    step('   kubectl -n kube-system get configmap edge-tunnel-nodes (the DNS records cloud components resolve node names with)');
-    console.log(await kubectl(cluster.kubeconfig, ['-n', 'kube-system', 'get', 'configmap', 'edge-tunnel-nodes', '-o', 'jsonpath={.data.tunnel-nodes}']));
-    console.log(bold(ok ? '\nevery node answered by name, despite the conflicting IPs' : '\nsome requests reached the wrong node or failed'));
+    await shown(['-n', 'kube-system', 'get', 'configmap', 'edge-tunnel-nodes', '-o', 'jsonpath={.data.tunnel-nodes}']);
+    console.log(bold(ok ? '\nevery command reached the right node' : '\nsome commands failed or reached the wrong node'));
     return ok;
   } finally {
-    for (const p of procs) await p.stop(2_000).catch(() => undefined);
-    await Promise.all(fixtures.map((f) => f.stop()));
-    await pickup?.stop();
-    for (const pod of pods) await kube.delete({ group: '', version: 'v1', plural: 'pods', namespaced: true }, { namespace: 'kube-system', name: pod }).catch(() => undefined);
-    kube.close();
-    await box.down();
+    await rb.down();
   }
 }
 

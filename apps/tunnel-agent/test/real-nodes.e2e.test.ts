@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  binaryPath, EDGE_WORKER_LABEL, kubectl, kubectlUntil, leftoverBoxCgroups, RavenBox, startCluster, waitFor, walkthroughTopology,
-  type BoxDomainSpec, type Cluster, type ClusterInfo,
+  binaryPath, CONFLICTING_IP, EDGE_WORKER_LABEL, kubectl, kubectlUntil, leftoverBoxCgroups, podMatrixFailures, podRows, probeContainer, probeDaemonSet, RavenBox,
+  realWalkthroughTopology, runningPods, startCluster, waitFor, walkthroughBusybox, WALKTHROUGH_NODES, type Cluster, type ClusterInfo,
 } from '@raven/testbed';
 
 /**
@@ -22,57 +22,9 @@ let rb: RavenBox;
 const started = Date.now();
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
-const HZ_GATEWAY = 'izbp15inok0kbfkg3in52rz';
-const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
-const QD_MEMBER = 'izm5eb24dmjfimuaybpnqzz';
-const LONE = 'edge-lone-1';
-const CONFLICTING_IP = '172.16.2.103';
-const lone: BoxDomainSpec = { name: 'lone', lan: '172.16.2.0/24', wanIP: '198.18.0.41', nodes: [{ name: LONE, internalIP: CONFLICTING_IP, podCIDR: '10.224.3.0/26' }] };
+const { hzGateway: HZ_GATEWAY, hzMember: HZ_MEMBER, qdMember: QD_MEMBER, lone: LONE } = WALKTHROUGH_NODES;
+const daemonSet = probeDaemonSet;
 
-const WALKTHROUGH_DEPLOYMENT = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: busy-box
-spec:
-  replicas: 4
-  selector:
-    matchLabels:
-      app: busy-box
-  template:
-    metadata:
-      labels:
-        app: busy-box
-    spec:
-      containers:
-      - name: busy-box
-        image: busybox
-        command:
-        - /bin/sh
-        - -c
-        - sleep 3000
-      nodeSelector:
-        openyurt.io/is-edge-worker: "true"
-`;
-
-// Debian's busybox-static wget crashes with -T; `timeout` bounds it instead.
-/** A probe container: says which node it is on (stdout every second, /node over HTTP) and serves 64 MiB at /cgi-bin/big. */
-const probeContainer = (name: string) => ({
-  name, image: 'busybox',
-  env: [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
-  command: ['/bin/sh', '-c', [
-    'mkdir -p /www/cgi-bin', 'echo "$NODE_NAME" > /www/node',
-    `printf '#!/bin/sh\\necho Content-Type: application/octet-stream\\necho\\nexec dd if=/dev/zero bs=1048576 count=64 2>/dev/null\\n' > /www/cgi-bin/big`,
-    'chmod +x /www/cgi-bin/big', 'httpd -p 8080 -h /www', 'while true; do echo "node=$NODE_NAME"; sleep 1; done',
-  ].join('; ')],
-  ports: [{ containerPort: 8080, name: 'http' }],
-});
-const daemonSet = (name: string, hostNetwork: boolean) => ({
-  apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name, namespace: 'default' },
-  spec: {
-    selector: { matchLabels: { app: name } },
-    template: { metadata: { labels: { app: name } }, spec: { hostNetwork, terminationGracePeriodSeconds: 0, containers: [hostNetwork ? { ...probeContainer(name), command: ['sleep', '2147483647'], ports: [] } : probeContainer(name)] } },
-  },
-});
 const ECHO_QD = {
   apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo-qingdao', namespace: 'default' },
   spec: {
@@ -82,28 +34,8 @@ const ECHO_QD = {
 };
 const ECHO_QD_SERVICE = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo-qingdao', namespace: 'default' }, spec: { selector: { app: 'echo-qingdao' }, ports: [{ port: 80, targetPort: 8080 }] } };
 
-interface PodRow { name: string; node: string; ip: string; phase: string }
-
-async function pods(selector: string): Promise<PodRow[]> {
-  const out = await kc(['get', 'pods', '-n', 'default', '-l', selector, '-o',
-    'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase}{"\\n"}{end}']);
-  return out.split('\n').filter(Boolean).map((line) => {
-    const [name = '', node = '', ip = '', phase = ''] = line.split(' ');
-    return { name, node, ip, phase };
-  });
-}
-
-/** Waits for `count` Running pods of `selector`; on a timeout, the failure carries what the cluster says. */
-async function running(selector: string, count: number, timeoutMs = 90_000): Promise<PodRow[]> {
-  return waitFor(`${count} Running pods ${selector}`, async () => {
-    const rows = await pods(selector);
-    return rows.length === count && rows.every((p) => p.phase === 'Running' && p.ip) ? rows : undefined;
-  }, timeoutMs, 500).catch(async (err: unknown) => {
-    const events = await kc(['get', 'events', '-A', '--sort-by=.lastTimestamp']).catch((e: unknown) => String(e));
-    const all = await kc(['get', 'deploy,ds,rs,pods', '-A', '-o', 'wide']).catch((e: unknown) => String(e));
-    throw new Error(`${String(err)}\n${all}\n${events.split('\n').slice(-40).join('\n')}`);
-  });
-}
+const pods = (selector: string) => podRows(cluster.kubeconfig, selector);
+const running = (selector: string, count: number) => runningPods(cluster.kubeconfig, selector, count);
 
 const domainOf = (node: string) => rb.box.node(node).domain;
 
@@ -135,8 +67,7 @@ const probeOn = async (node: string) => (await pods('app=probe')).find((p) => p.
 beforeAll(async () => {
   controlPlane = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-realnodes-cp-')) });
   cluster = controlPlane.info();
-  const walkthrough = walkthroughTopology();
-  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-realnodes-')), cluster, realNodes: true, topology: { ...walkthrough, domains: [...walkthrough.domains, lone] } });
+  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-realnodes-')), cluster, realNodes: true, topology: realWalkthroughTopology() });
   console.log(`seven real nodes Ready after ${seconds(started)}`);
   await rb.waitConverged(120_000);
   console.log(`Raven's tunnels converged after ${seconds(started)}`);
@@ -185,7 +116,7 @@ describe('walkthrough 2.2 on real nodes', () => {
 
   it('runs the busybox Deployment on the edge workers, placed by kube-scheduler, with CNI addresses in the nodes\' pod CIDRs', async () => {
     const t = Date.now();
-    await kc(['apply', '-n', 'default', '-f', '-'], WALKTHROUGH_DEPLOYMENT);
+    await kc(['apply', '-n', 'default', '-f', '-'], walkthroughBusybox());
     const rows = await running('app=busy-box', 4);
     console.log(`4 pods Running after ${seconds(t)}\n${await kc(['get', 'pod', '-n', 'default', '-o', 'wide'])}`);
     const toInt = (ip: string) => ip.split('.').reduce((a, o) => (a << 8) + Number(o), 0) >>> 0;
@@ -217,18 +148,7 @@ describe('walkthrough 2.2 on real nodes', () => {
   });
 });
 
-/** Pod to pod across domains, from every probe to every probe of the other Gateways' domains: the failures. */
-async function matrixFailures(excluded: readonly string[] = []): Promise<string[]> {
-  const probes = (await pods('app=probe')).filter((p) => domainOf(p.node) !== 'lone' && !excluded.includes(p.node));
-  const failures: string[] = [];
-  for (const from of probes) {
-    const targets = probes.filter((p) => domainOf(p.node) !== domainOf(from.node));
-    const script = targets.map((t) => `ping -c 1 -W 3 ${t.ip} >/dev/null && echo "ok ${t.ip}" || echo "FAIL ${t.ip}"`).join('; ');
-    const out = await kc(['exec', '-n', 'default', from.name, '--', 'sh', '-c', script]);
-    for (const line of out.split('\n').filter((l) => l.startsWith('FAIL'))) failures.push(`${from.node} (${from.ip}) -> ${line.slice(5)}`);
-  }
-  return failures;
-}
+const matrixFailures = async (excluded: readonly string[] = []) => (await podMatrixFailures(cluster.kubeconfig, await pods('app=probe'), domainOf, excluded)).failures;
 
 describe('the connectivity matrix on real pods', () => {
   it('every pod reaches every pod in the other Gateways\' domains', async () => {

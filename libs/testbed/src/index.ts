@@ -20,3 +20,4 @@ export * from './monitoring.ts';
 export * from './oci-image.ts';
 export * from './real-nodes.ts';
 export * from './oci-registry.ts';
+export * from './real-walkthrough.ts';
