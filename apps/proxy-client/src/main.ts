@@ -1,4 +1,4 @@
-import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, proxyClientCommonName, toNodeView, type Gateway } from '@raven/api-types';
+import { gatewayV1beta1Schema, CSR_SIGNERS, PROXY_CLIENT_HEALTH_PORT, mayHoldProxyClientIdentity, proxyClientCommonName, toNodeView, type Gateway } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, HeartbeatRenewer, Informer, KubeClient, RESOURCES, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
@@ -60,15 +60,22 @@ async function main(): Promise<void> {
   health.addReadinessCheck('informers-synced', () => ({ ok: synced() }));
 
   const trust = loadTrustBundle(kube, values['ca-file']);
-  const identity: CertificateSource = values['tls-cert-file']
-    ? new FileCertificateSource({ log, name: 'client', certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file']! })
-    : new CsrCertificateSource({
+  // Ask for the identity only while the approver would grant it (the rule in api-types), and at once when the election
+  // makes this node a proxy endpoint: a standby that kept asking would be denied into a backoff of up to a minute,
+  // and L7 would wait that long after a failover.
+  const mayHoldIdentity = () => {
+    const node = nodes.get(nodeName);
+    return synced() && !!node && mayHoldProxyClientIdentity({ name: nodeName, gateway: node.gateway }, gateways.list());
+  };
+  const csrIdentity = values['tls-cert-file'] ? undefined : new CsrCertificateSource({
       kube, log, name: 'client', signerName: CSR_SIGNERS.client, usages: ['digital signature', 'client auth'],
       csrNamePrefix: `raven-proxy-client-${nodeName}`, dir: values['cert-dir'] || undefined, trustBundle: () => trust,
       expirationSeconds: values['cert-expiration'] ? Math.round(durationFlag('cert-expiration', values['cert-expiration'], 0) / 1000) : undefined,
       renewBeforeMs: values['cert-renew-before'] ? durationFlag('cert-renew-before', values['cert-renew-before'], 0) : undefined,
-      spec: () => ({ commonName: proxyClientCommonName(nodeName), organizations: [], dnsNames: [], ipAddresses: [] }),
+      spec: () => (mayHoldIdentity() ? { commonName: proxyClientCommonName(nodeName), organizations: [], dnsNames: [], ipAddresses: [] } : undefined),
     });
+  const identity: CertificateSource = csrIdentity
+    ?? new FileCertificateSource({ log, name: 'client', certFile: values['tls-cert-file']!, keyFile: values['tls-private-key-file']! });
   identity.start();
   exportCertificateExpiry(health.registry, [identity]);
   shutdown.onStop('client-certificate', () => identity.stop());
@@ -102,8 +109,12 @@ async function main(): Promise<void> {
     metrics.active.set(plan.active ? 1 : 0);
     connections.reconcile(plan);
   };
-  gateways.on({ add: reconcile, update: reconcile, delete: reconcile });
-  nodes.on({ add: reconcile, update: reconcile, delete: reconcile });
+  const onClusterChange = () => {
+    csrIdentity?.refresh();
+    reconcile();
+  };
+  gateways.on({ add: onClusterChange, update: onClusterChange, delete: onClusterChange });
+  nodes.on({ add: onClusterChange, update: onClusterChange, delete: onClusterChange });
   identity.on('change', reconcile);
   shutdown.onStop('tunnels', () => connections.stop());
 

@@ -14,7 +14,7 @@ import { kubectl } from './kubectl.ts';
 import { boundKubeconfig, clusterCa, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
-import { RealNodes } from './real-nodes.ts';
+import { RealNodes, realNodeRelays } from './real-nodes.ts';
 
 export interface RavenBoxOptions {
   dir: string;
@@ -68,7 +68,9 @@ export class RavenBox {
 
   static async up(opts: RavenBoxOptions): Promise<RavenBox> {
     const wireguardGo = opts.wireguardGo ?? binaryPath('wireguard-go'); // missing: fail before anything starts
-    const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached, registerNodes: !opts.realNodes });
+    const box = await Box.up({ dir: opts.dir, cluster: opts.cluster, topology: opts.topology, detached: opts.detached, registerNodes: !opts.realNodes,
+      nodeRelays: opts.realNodes ? realNodeRelays(opts.dir) : [],
+    });
     let pickup: AppProcess | undefined;
     let realNodes: RealNodes | undefined;
     const l7 = opts.l7 ?? opts.realNodes ?? false;

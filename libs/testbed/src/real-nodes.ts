@@ -8,7 +8,7 @@ import { hostExec, type RunResult } from '@raven/netlink';
 import { issueCertificate, type CertificateAuthority } from '@raven/pki';
 import { binaryPath } from './binaries.ts';
 import type { Box, BoxNode } from './box/index.ts';
-import { INSIDE_APISERVER, RELAY_SCRIPT } from './box/index.ts';
+import { INSIDE_APISERVER, RELAY_SCRIPT, type RelayPair } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import { clusterCa } from './l7.ts';
@@ -280,9 +280,7 @@ export class RealNodes {
       await real.startHolder();
     }
     await Promise.all([...this.nodes.values()].map(async (real) => {
-      const relay = real.spawn('registry-relay', process.execPath, [RELAY_SCRIPT, `tcp:127.0.0.1:${REGISTRY_PORT}`, `unix:${this.registrySocket}`]);
       await this.startContainerd(real);
-      relay.assertRunning();
       for (const image of [images.sandbox, images.busybox]) await real.exec('ctr', ['--address', CONTAINERD_SOCKET, '-n', 'k8s.io', 'images', 'import', '--no-unpack', image]).catch(async (err: unknown) => {
         // Unpacking happens on first use; retry with the default behaviour if this containerd refuses the flag.
         await real.exec('ctr', ['--address', CONTAINERD_SOCKET, '-n', 'k8s.io', 'images', 'import', image]).catch(() => {
@@ -382,7 +380,7 @@ export class RealNodes {
   }
 
   private get registrySocket(): string {
-    return join(this.opts.box.dir, 'registry.sock');
+    return registrySocket(this.opts.box.dir);
   }
 
   /**
@@ -578,6 +576,14 @@ export class RealNodes {
     await Promise.all([...this.nodes.keys()].map((name) => this.opts.kube.delete(RESOURCES.nodes, { name }).catch(() => undefined)));
     this.nodes.clear();
   }
+}
+
+/** Where a real-node box's registry listens; every node's relay forwards its 127.0.0.1:5000 there (`realNodeRelays`). */
+const registrySocket = (boxDir: string) => join(boxDir, 'registry.sock');
+
+/** The relays a box for real nodes gives every node (Box option `nodeRelays`): the image registry on the node's loopback. */
+export function realNodeRelays(boxDir: string): RelayPair[] {
+  return [{ listen: `tcp:127.0.0.1:${REGISTRY_PORT}`, connect: `unix:${registrySocket(boxDir)}` }];
 }
 
 /** Leftover cgroups named after a box (for the "nothing left behind" check). */

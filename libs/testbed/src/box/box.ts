@@ -12,7 +12,7 @@ import { ManagedProcess, pidAlive } from '../process.ts';
 import { serviceAccountKubeconfig } from '../service-accounts.ts';
 import { BoxRouter, NetnsHost, type BoxHost } from './hosts.ts';
 import { addNetns, buildInternet, buildNode, buildRouter, netnsHandle } from './network.ts';
-import { BoxNode, INSIDE_APISERVER, RELAY_SCRIPT, waitForLog } from './node.ts';
+import { BoxNode, INSIDE_APISERVER, RELAY_SCRIPT, waitForLog, type RelayPair } from './node.ts';
 import {
   capture, connectivityMatrix, ping, type Capture, type CaptureOptions, type ConnectivityPair, type ConnectivityRow,
   type MatrixOptions, type PingOptions, type PingResult,
@@ -34,6 +34,8 @@ export interface BoxOptions {
   registerNodes?: boolean;
   /** Default 10 s. */
   heartbeatIntervalMs?: number;
+  /** More relays in every node's relay process, beside the apiserver's (a real-node box's image registry). */
+  nodeRelays?: readonly RelayPair[];
 }
 
 export interface BoxDomain {
@@ -123,6 +125,7 @@ export class Box {
   /** An admin kubeconfig for use inside node namespaces (server https://127.0.0.1:6443). */
   readonly adminKubeconfig: string;
   readonly detached: boolean;
+  private readonly nodeRelays: readonly RelayPair[];
   /** Heartbeat patches that failed (the last error is in `lastHeartbeatError`). */
   heartbeatFailures = 0;
   lastHeartbeatError: unknown;
@@ -138,6 +141,7 @@ export class Box {
 
   private constructor(opts: BoxOptions, topology: ResolvedTopology) {
     this.detached = opts.detached ?? false;
+    this.nodeRelays = opts.nodeRelays ?? [];
     this.id = `${process.pid}-${randomBytes(2).toString('hex')}`;
     const prefix = `${this.detached ? DETACHED_PREFIX : ATTACHED_PREFIX}-${this.id}`;
     this.dir = opts.dir;
@@ -199,7 +203,7 @@ export class Box {
     for (const name of this.namespaces) await addNetns(name);
     await Promise.all([this.buildNetwork(), this.startRootRelay()]);
     await Promise.all(this.nodes.map((node) => node.startHolder()));
-    await Promise.all(this.nodes.map((node) => node.startRelay(this.apiserverSocket)));
+    await Promise.all(this.nodes.map((node) => node.startRelay(this.apiserverSocket, this.nodeRelays)));
     this.saveState();
     this.writeInsideAdminKubeconfig();
     if (this.kube) await this.registerNodes(this.kube);
@@ -344,7 +348,7 @@ export class Box {
   async nodeUp(name: string): Promise<void> {
     const node = this.node(name);
     if (node.isUp) return;
-    await node.comeUp(this.apiserverSocket);
+    await node.comeUp(this.apiserverSocket, this.nodeRelays);
     if (this.kube && this.registeredNodes.has(name)) await setNodeReady(this.kube, name, 'True');
   }
 

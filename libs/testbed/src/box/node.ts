@@ -14,6 +14,8 @@ export const INSIDE_APISERVER = `https://127.0.0.1:${INSIDE_APISERVER_PORT}`;
 /** wireguard-go keeps its UAPI sockets here; every node has its own tmpfs on it. */
 export const WIREGUARD_RUN_DIR = '/run/wireguard';
 export const RELAY_SCRIPT = new URL('./relay.mjs', import.meta.url).pathname;
+/** A further relay of a node's: `tcp:127.0.0.1:<port>` to `unix:<path>`, for example. */
+export interface RelayPair { listen: string; connect: string }
 
 export interface NodeSpawnOptions {
   /** Names the log file, `<node.logDir>/<name>.log`. */
@@ -154,10 +156,11 @@ export class BoxNode implements BoxHost {
   }
 
   /** @internal Relays the node's 127.0.0.1:6443 to the root namespace's apiserver socket. */
-  async startRelay(socket: string): Promise<ManagedProcess> {
+  async startRelay(socket: string, extra: readonly RelayPair[] = []): Promise<ManagedProcess> {
     const log = join(this.logDir, 'apiserver-relay.log');
     const offset = fileSize(log);
-    const relay = this.spawn(process.execPath, [RELAY_SCRIPT, `tcp:127.0.0.1:${INSIDE_APISERVER_PORT}`, `unix:${socket}`], { name: 'apiserver-relay' });
+    const pairs = extra.flatMap((p) => [p.listen, p.connect]);
+    const relay = this.spawn(process.execPath, [RELAY_SCRIPT, `tcp:127.0.0.1:${INSIDE_APISERVER_PORT}`, `unix:${socket}`, ...pairs], { name: 'apiserver-relay' });
     await waitForLog(relay, log, offset, 'listening on');
     return relay;
   }
@@ -174,12 +177,12 @@ export class BoxNode implements BoxHost {
   }
 
   /** @internal Brings the box's links back with their routes and restarts the apiserver relay. */
-  async comeUp(socket: string): Promise<void> {
+  async comeUp(socket: string, extra: readonly RelayPair[] = []): Promise<void> {
     const ns = netnsHandle(this.netns);
     await setLinkUp(ns, IFACES.nodeUnderlay);
     await setLinkUp(ns, IFACES.nodePodVeth);
     await restoreNodeRoutes(ns, this.domainSpec, this.spec);
-    await this.startRelay(socket);
+    await this.startRelay(socket, extra);
     this.up = true;
   }
 }

@@ -3,7 +3,7 @@
 // file, so it is reachable from every network namespace: the root namespace relays unix → TCP, each node namespace
 // relays its own 127.0.0.1:6443 → that unix socket.
 //
-//   node relay.mjs <listen> <connect> [watch-pid:<pid>]
+//   node relay.mjs <listen> <connect> [<listen> <connect> ...] [watch-pid:<pid>]
 // <listen> and <connect> are unix:<path> or tcp:<host>:<port>; with watch-pid the relay exits once that process is gone.
 import { unlinkSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -19,32 +19,45 @@ function parse(spec) {
   return { host: match[1], port: Number(match[2]) };
 }
 
-const [listenSpec, connectSpec, watchSpec] = process.argv.slice(2);
-const listenAt = parse(listenSpec);
-const target = parse(connectSpec);
-if (listenAt.path) {
-  try {
-    unlinkSync(listenAt.path);
-  } catch {
-    // No stale socket.
-  }
+const args = process.argv.slice(2);
+const watchSpec = args.at(-1)?.startsWith('watch-pid:') ? args.pop() : undefined;
+if (args.length === 0 || args.length % 2 !== 0) {
+  console.error('usage: relay.mjs <listen> <connect> [<listen> <connect> ...] [watch-pid:<pid>]');
+  process.exit(2);
 }
 
-const server = createServer((client) => {
-  const upstream = connect(target);
-  const close = () => {
-    client.destroy();
-    upstream.destroy();
-  };
-  client.pipe(upstream).pipe(client);
-  for (const socket of [client, upstream]) {
-    socket.on('error', close);
-    socket.on('close', close);
+function relay(listenSpec, connectSpec) {
+  const listenAt = parse(listenSpec);
+  const target = parse(connectSpec);
+  if (listenAt.path) {
+    try {
+      unlinkSync(listenAt.path);
+    } catch {
+      // No stale socket.
+    }
   }
-});
-server.on('error', (err) => {
-  console.error(`relay ${listenSpec}: ${err.message}`);
-  process.exit(1);
-});
-server.listen(listenAt, () => console.log(`listening on ${listenSpec}, relaying to ${connectSpec}`));
+  const server = createServer((client) => {
+    const upstream = connect(target);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.pipe(upstream).pipe(client);
+    for (const socket of [client, upstream]) {
+      socket.on('error', close);
+      socket.on('close', close);
+    }
+  });
+  server.on('error', (err) => {
+    console.error(`relay ${listenSpec}: ${err.message}`);
+    process.exit(1);
+  });
+  return new Promise((resolve) => server.listen(listenAt, resolve));
+}
+
+// One process for every pair: a node's relays cost one Node runtime, not one each.
+const pairs = [];
+for (let i = 0; i < args.length; i += 2) pairs.push([args[i], args[i + 1]]);
+await Promise.all(pairs.map(([listen, target]) => relay(listen, target)));
+console.log(`listening on ${pairs.map(([listen, target]) => `${listen}, relaying to ${target}`).join('; ')}`);
 exitWith(watchSpec);
