@@ -2,13 +2,12 @@
 // A real control plane and the walkthrough's three network domains (cloud, hangzhou and qingdao behind NAT) as
 // network namespaces whose nodes run real kubelets, containerd and kube-proxy, with gateway-pickup, a tunnel-agent,
 // proxy-server or proxy-client in every node. Then the walkthrough's own kubectl commands.
-// --keep keeps a box of namespaces without real nodes (a real-node box's image registry and the apiserver's hosts
-// file live in the process that built it).
+// --keep leaves the cluster and the box running (.demo/cluster/kubeconfig); --down removes them.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  Box, ControlPlane, CONFLICTING_IP, RavenBox, WALKTHROUGH_NODES, WORKSPACE_ROOT, formatConnectivity, kubectl, pidAlive, podMatrixFailures,
-  probeDaemonSet, realWalkthroughTopology, runningPods, startCluster, waitFor, type BoxHost, type ClusterInfo, type ConnectivityPair,
+  Box, ControlPlane, CONFLICTING_IP, RavenBox, RealNodes, WALKTHROUGH_NODES, WORKSPACE_ROOT, kubectl, pidAlive, podMatrixFailures,
+  probeDaemonSet, realWalkthroughTopology, runningPods, startCluster, waitFor, type ClusterInfo,
 } from '@raven/testbed';
 
 const DEMO_DIR = join(WORKSPACE_ROOT, '.demo');
@@ -16,7 +15,7 @@ const STATE = join(DEMO_DIR, 'demo.json');
 const bold = (s: string) => `\x1b[1m${s}\x1b[0m`;
 const step = (title: string) => console.log(`\n${bold(`== ${title}`)}`);
 
-const { hzGateway: HZ_GW, hzMember: HZ_2, qdMember: QD_1, qdGateway: QD_GW, cloudGateway: CLOUD_GW, lone: LONE } = WALKTHROUGH_NODES;
+const { hzGateway: HZ_GW, hzMember: HZ_2, qdGateway: QD_GW, cloudGateway: CLOUD_GW, lone: LONE } = WALKTHROUGH_NODES;
 
 async function down(): Promise<void> {
   if (!existsSync(STATE)) {
@@ -26,6 +25,7 @@ async function down(): Promise<void> {
   const state = JSON.parse(readFileSync(STATE, 'utf8')) as { pids: number[] };
   for (const pid of state.pids) if (pidAlive(pid)) process.kill(pid, 'SIGTERM');
   await Box.downFromState(join(DEMO_DIR, 'box'));
+  await RealNodes.downFromState(join(DEMO_DIR, 'box'));
   await ControlPlane.stopFromState(join(DEMO_DIR, 'cluster'));
   rmSync(DEMO_DIR, { recursive: true, force: true });
   console.log('demo torn down');
@@ -43,94 +43,44 @@ async function main(): Promise<void> {
 
   step('1. A real control plane: etcd, kube-apiserver, kube-controller-manager, and the Gateway CRD with its conversion webhook');
   const cluster = await startCluster({ dir: join(DEMO_DIR, 'cluster'), detached: keep });
-  if (!keep) {
-    try {
-      if (!(await realNodesDemo(cluster.info()))) process.exitCode = 1;
-    } finally {
-      step('Tearing down');
-      await cluster.destroy();
-    }
-    return;
-  }
-  const k = (...args: string[]) => kubectl(cluster.info().kubeconfig, args);
-  let rb: RavenBox | undefined;
+  let kept = false;
   try {
-    step('2. The cluster in a box: three network domains, six nodes with a pod each, NAT routers, an "internet"');
-    rb = await RavenBox.up({ dir: join(DEMO_DIR, 'box'), cluster: cluster.info(), detached: keep });
-    console.log(rb.box.describe());
-    step('   Applied the walkthrough manifests (k8s/examples/walkthrough): raven-cfg and three Gateways; labelled the nodes');
-    console.log(await k('get', 'nodes', '-L', 'raven.openyurt.io/gateway', '-o', 'wide'));
-    console.log('waiting for the election, the WireGuard keys and the tunnels ...');
-    await rb.waitConverged(90_000);
-
-    step('3. kubectl get gateways');
-    console.log(await k('get', 'gateways'));
-    step('   kubectl get gateway gw-hangzhou -o yaml');
-    console.log(await k('get', 'gateway', 'gw-hangzhou', '-o', 'yaml'));
-
-    const node = (name: string) => rb!.box.node(name);
-    step(`4. Walkthrough 2.2: a pod in hangzhou (${node(HZ_2).podIP}) pings a pod in qingdao (${node(QD_1).podIP})`);
-    await showPing(node(HZ_2).pod, node(QD_1).pod);
-    step(`   A non-gateway node in hangzhou (${node(HZ_2).internalIP}) pings a non-gateway node in qingdao (${node(QD_1).internalIP})`);
-    await showPing(node(HZ_2), node(QD_1));
-
-    step('5. Where the packets went (tcpdump while pinging): hangzhou gateway raven0, cloud gateway raven-wg0 (the NAT-to-NAT relay), qingdao node raven0');
-    const captures = await Promise.all([
-      rb.box.capture({ at: node(HZ_GW), iface: 'raven0', filter: 'icmp', count: 2, timeoutMs: 4_000 }),
-      rb.box.capture({ at: node(CLOUD_GW), iface: 'raven-wg0', filter: 'icmp', count: 4, timeoutMs: 4_000 }),
-      rb.box.capture({ at: node(QD_GW), iface: 'raven0', filter: 'icmp', count: 2, timeoutMs: 4_000 }),
-    ]);
-    await rb.box.ping({ from: node(HZ_2), to: node(QD_1), count: 2 });
-    const [hz = [], relay = [], qd = []] = await Promise.all(captures.map((c) => c.done));
-    console.log(`${bold(`${HZ_GW} (hangzhou gateway) raven0:`)}\n  ${hz.join('\n  ')}`);
-    console.log(`${bold(`${CLOUD_GW} (cloud gateway, relay) raven-wg0:`)}\n  ${relay.join('\n  ')}`);
-    console.log(`${bold(`${QD_GW} (qingdao gateway) raven0:`)}\n  ${qd.join('\n  ')}`);
-
-    step('6. Cross-domain connectivity matrix (every pod to every pod, every node to the nodes of other domains)');
-    const nodes = rb.box.nodes;
-    const pairs: ConnectivityPair[] = [
-      ...nodes.flatMap((a) => nodes.filter((b) => b !== a).map((b) => ({ from: a.pod as BoxHost, to: b.pod as BoxHost, expect: true }))),
-      ...nodes.flatMap((a) => nodes.filter((b) => b.domain !== a.domain).map((b) => ({ from: a as BoxHost, to: b as BoxHost, expect: true }))),
-    ];
-    const rows = await rb.box.connectivityMatrix(pairs, { count: 3 });
-    console.log(formatConnectivity(rows));
-    const failed = rows.filter((r) => !r.reachable || r.lossPercent > 0);
-    console.log(bold(failed.length === 0 ? `all ${rows.length} pairs reachable with 0% loss` : `${failed.length} of ${rows.length} pairs failed`));
-    step('7. Peer reachability and RTT that each gateway reports in its status (status.connections)');
-    console.log(await k('get', 'gateways', '-o', 'custom-columns=GATEWAY:.metadata.name,PEERS:.status.connections[*].gateway,STATUS:.status.connections[*].status,RTT:.status.connections[*].latencyRTT.average,RELAYED-VIA:.status.connections[*].relayedVia'));
-    if (failed.length > 0) process.exitCode = 1;
-
-    if (keep && rb) {
-      const pids = [rb.pickup.proc.pid, ...[...rb.agents.values()].map((p) => p.pid)];
-      writeFileSync(STATE, JSON.stringify({ pids }, null, 2));
-      step('Kept running');
-      console.log(`kubectl:       ${join(DEMO_DIR, 'cluster/kubeconfig')}  (npm run kubectl works too: KUBECONFIG=${join(DEMO_DIR, 'cluster/kubeconfig')})`);
-      console.log(`enter a node:  ip netns exec ${node(HZ_2).netns} bash        (its pod: ip netns exec ${node(HZ_2).podNetns} bash)`);
-      console.log(`agent logs:    ${node(HZ_GW).logDir}/tunnel-agent.log`);
-      console.log('tear down:     npm run demo -- --down');
-      process.exit(process.exitCode ?? 0);
+    const rb = await RavenBox.up({ dir: join(DEMO_DIR, 'box'), cluster: cluster.info(), realNodes: true, topology: realWalkthroughTopology(), detached: keep });
+    try {
+      if (!(await realNodesDemo(cluster.info(), rb))) process.exitCode = 1;
+      if (keep) {
+        writeFileSync(STATE, JSON.stringify({ pids: [rb.pickup.proc.pid] }, null, 2));
+        kept = true;
+        const node = rb.box.node(HZ_2);
+        step('Kept running');
+        console.log(`kubectl:       KUBECONFIG=${join(DEMO_DIR, 'cluster/kubeconfig')} kubectl get pods -A -o wide   (npm run kubectl -- ... works too)`);
+        console.log(`enter a node:  ip netns exec ${node.netns} bash`);
+        console.log(`node logs:     ${node.logDir}/{kubelet,containerd,kube-proxy,tunnel-agent}.log`);
+        console.log('tear down:     npm run demo -- --down');
+      }
+    } finally {
+      if (!kept) {
+        step('Tearing down');
+        await rb.down();
+      }
     }
   } finally {
-    if (!keep) {
-      step('Tearing down');
-      await rb?.down();
-      await cluster.destroy();
-    }
+    if (!kept) await cluster.destroy();
   }
+  if (kept) process.exit(process.exitCode ?? 0);
 }
 
 /**
  * The walkthrough on real nodes, command by command: nodes, the busybox Deployment, the pod ping through `kubectl exec`
  * with tcpdump on the gateways' tunnels, the pod matrix, and section 2.3 on two nodes that share an InternalIP.
  */
-async function realNodesDemo(cluster: ClusterInfo): Promise<boolean> {
+async function realNodesDemo(cluster: ClusterInfo, rb: RavenBox): Promise<boolean> {
   const k = (args: string[], input?: string) => kubectl(cluster.kubeconfig, args, input);
   const shown = async (args: string[], input?: string) => {
     console.log(`${bold(`$ kubectl ${args.join(' ')}`)}\n${(await k(args, input)).trimEnd()}`);
   };
   step('2. The cluster in a box, on real nodes: kubelet, containerd (CNI bridge), kube-proxy on seven nodes in four network domains; kube-scheduler; raven-proxy-dns (CoreDNS)');
-  const rb = await RavenBox.up({ dir: join(DEMO_DIR, 'box'), cluster, realNodes: true, topology: realWalkthroughTopology() });
-  try {
+  {
     console.log(rb.box.describe());
     console.log('waiting for the election, the WireGuard keys, the tunnels and the L7 proxy ...');
     await rb.waitConverged(120_000);
@@ -179,14 +129,7 @@ async function realNodesDemo(cluster: ClusterInfo): Promise<boolean> {
     await shown(['-n', 'kube-system', 'get', 'configmap', 'edge-tunnel-nodes', '-o', 'jsonpath={.data.tunnel-nodes}']);
     console.log(bold(ok ? '\nevery command reached the right node' : '\nsome commands failed or reached the wrong node'));
     return ok;
-  } finally {
-    await rb.down();
   }
-}
-
-async function showPing(from: BoxHost, to: BoxHost): Promise<void> {
-  const { stdout } = await from.exec('ping', ['-c', '4', '-i', '0.2', to.ip]).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? String(err) }));
-  console.log(stdout.trim().split('\n').map((l) => `  ${l}`).join('\n'));
 }
 
 main().catch((err: unknown) => {

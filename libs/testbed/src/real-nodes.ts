@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { CONFIGMAPS, EDGE_TUNNEL_NODES_KEY, LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
-import { RESOURCES, type KubeClient } from '@raven/controller-kit';
+import { LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { KubeClient, RESOURCES } from '@raven/controller-kit';
 import { hostExec, type RunResult } from '@raven/netlink';
 import { issueCertificate, type CertificateAuthority } from '@raven/pki';
 import { binaryPath } from './binaries.ts';
@@ -12,12 +12,12 @@ import { INSIDE_APISERVER, RELAY_SCRIPT, type RelayPair } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
 import { clusterCa } from './l7.ts';
-import { WORKSPACE_ROOT } from './apps.ts';
+import { TSX_LOADER, WORKSPACE_ROOT } from './apps.ts';
 import { APISERVER_HOSTS_FILE, CLUSTER_EGRESS_SOCKET } from './control-plane.ts';
 import { kubectl } from './kubectl.ts';
 import { boxImages, corednsImage, SANDBOX_IMAGE } from './oci-image.ts';
-import { OciRegistry, REGISTRY_PORT } from './oci-registry.ts';
-import { ManagedProcess, waitFor } from './process.ts';
+import { REGISTRY_PORT } from './oci-registry.ts';
+import { ManagedProcess, pidAlive, waitFor } from './process.ts';
 
 /**
  * Real Kubernetes nodes on the box's node namespaces: per node a containerd (CNI bridge + host-local on the node's
@@ -37,11 +37,19 @@ const KERNEL_DEFAULTS: Record<string, string> = {
 };
 const CGROUP_V1 = '/sys/fs/cgroup';
 const APISERVER_ENDPOINT_PORT = 6443;
-const HOSTS_MARKER = '# raven-box: edge-tunnel-nodes';
-const HOSTS_LINE = /^\d{1,3}(\.\d{1,3}){3}\s+[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 const KUBERNETES_ENDPOINTS = 'kubernetes-raven-box';
 const PROXY_DNS_MANIFEST = join(WORKSPACE_ROOT, 'k8s/base/raven-proxy-dns.yaml');
 const CONNECT_PROXY_SCRIPT = new URL('./box/connect-proxy.mjs', import.meta.url).pathname;
+const KEEPER_SCRIPT = new URL('./box/keeper.ts', import.meta.url).pathname;
+/** What `RealNodes.downFromState` needs, persisted in the box's directory. */
+const STATE_FILE = 'real-nodes.json';
+interface RealNodesState {
+  cgroupBase: string;
+  madeCgroups: string[];
+  nodes: string[];
+  pids: number[];
+  adminKubeconfig: string;
+}
 /** Controllers of the box's own kube-controller-manager: what runs workloads on real nodes. */
 const BOX_CONTROLLERS = ['deployment', 'replicaset', 'daemonset', 'statefulset', 'job', 'podgc', 'nodelifecycle'];
 
@@ -62,7 +70,7 @@ export class RealNode {
   private holder?: ManagedProcess;
   readonly processes = new Map<string, ManagedProcess>();
 
-  constructor(readonly node: BoxNode, readonly dir: string, readonly cgroupRoot: string) {}
+  constructor(readonly node: BoxNode, readonly dir: string, readonly cgroupRoot: string, private readonly detached: boolean) {}
 
   /** Runs a program in the node's network and private mount namespaces (where containerd's socket is). */
   get wrap(): string[] {
@@ -84,7 +92,7 @@ export class RealNode {
     const [program, ...prefix] = this.wrap;
     const proc = ManagedProcess.start({
       name: `${this.node.name}/${name}`, command: program!, args: [...prefix, command, ...args],
-      logFile: join(this.node.logDir, `${name}.log`),
+      logFile: join(this.node.logDir, `${name}.log`), detached: this.detached,
     });
     this.processes.set(name, proc);
     return proc;
@@ -106,7 +114,7 @@ export class RealNode {
       name: `${this.node.name}/node-mounts`,
       command: 'nsenter',
       args: [`--net=/run/netns/${this.node.netns}`, '--', 'unshare', '-m', '-u', '--propagation', 'private', 'sh', '-c', lines.join('\n'), this.node.name],
-      logFile: join(this.node.logDir, 'node-mounts.log'),
+      logFile: join(this.node.logDir, 'node-mounts.log'), detached: this.detached,
     });
     this.holder = holder;
     await waitFor(`the mount namespace of ${this.node.name}`, async () => {
@@ -220,10 +228,8 @@ export class RealNodes {
   readonly nodes = new Map<string, RealNode>();
   private scheduler?: ManagedProcess;
   private controllerManager?: ManagedProcess;
-  private hostsSync?: NodeJS.Timeout;
-  private hostsBase?: string;
-  /** The box's image registry (every node's containerd mirror for docker.io and registry.k8s.io). */
-  registry?: OciRegistry;
+  /** The box's image registry (every node's containerd mirror) and the apiserver's hosts sync: `box/keeper.ts`. */
+  private keeper?: ManagedProcess;
   private readonly madeCgroups: string[] = [];
   private exitHook?: () => void;
 
@@ -264,8 +270,8 @@ export class RealNodes {
         }
       }
     };
-    process.once('exit', this.exitHook);
-    this.registry = await OciRegistry.listen(this.registrySocket, [images.sandbox, images.busybox, corednsImage(binaryPath('coredns'))]);
+    if (!box.detached) process.once('exit', this.exitHook);
+    await this.startKeeper([images.sandbox, images.busybox, corednsImage(binaryPath('coredns'))]);
     await this.startScheduler();
     for (const node of box.nodes) {
       const dir = join(box.dir, 'real-nodes', node.name);
@@ -273,8 +279,9 @@ export class RealNodes {
       const cgroupRoot = `${base}/${node.name}`;
       this.madeCgroups.push(...missingCgroupDirs(cgroupRoot));
       createCgroup(cgroupRoot);
-      const real = new RealNode(node, dir, cgroupRoot);
+      const real = new RealNode(node, dir, cgroupRoot, box.detached);
       this.nodes.set(node.name, real);
+      this.saveState();
       // The stand-in pod's veth owns the pod CIDR's gateway address; the CNI bridge takes it over.
       await node.exec('ip', ['link', 'del', node.podInterface]).catch(() => undefined);
       await real.startHolder();
@@ -332,39 +339,70 @@ export class RealNodes {
     const dnsIP = await kubectl(cluster.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'get', 'service', 'raven-proxy-dns', '-o', 'jsonpath={.spec.clusterIP}']);
     const host = this.controlPlaneNode;
     const socket = join(cluster.dir, CLUSTER_EGRESS_SOCKET);
-    const proxy = host.spawn('apiserver-egress', process.execPath, [CONNECT_PROXY_SCRIPT, `unix:${socket}`, `dns:${dnsIP.trim()}`, `watch-pid:${process.pid}`]);
+    const proxy = host.spawn('apiserver-egress', process.execPath, [CONNECT_PROXY_SCRIPT, `unix:${socket}`, `dns:${dnsIP.trim()}`, ...(this.opts.box.detached ? [] : [`watch-pid:${process.pid}`])]);
     await waitFor('the apiserver egress proxy', async () => {
       proxy.assertRunning();
       return existsSync(socket);
     }, 10_000, 50);
-    this.syncApiserverHosts();
   }
 
   /**
-   * The apiserver's own lookups of node names (its node proxy checks that a name resolves before it dials) see what
-   * raven-proxy-dns serves: the box keeps the apiserver's hosts file equal to the machine's plus edge-tunnel-nodes.
-   * The apiserver runs in the machine's network namespace, where the DNS Service's ClusterIP is not reachable.
+   * The keeper process (see box/keeper.ts) serves the registry, and keeps the apiserver's hosts file equal to the
+   * machine's plus edge-tunnel-nodes: the apiserver's own lookups of node names (its node proxy checks that a name
+   * resolves before it dials) then see what raven-proxy-dns serves. The apiserver runs in the machine's network
+   * namespace, where the DNS Service's ClusterIP is not reachable.
    */
-  private syncApiserverHosts(): void {
-    const file = join(this.opts.cluster.dir, APISERVER_HOSTS_FILE);
-    const base = readFileSync(file, 'utf8').split(HOSTS_MARKER)[0]!;
-    this.hostsBase = base;
-    let syncing = false;
-    this.hostsSync = setInterval(() => {
-      if (syncing) return;
-      syncing = true;
-      this.opts.kube.get<{ data?: Record<string, string> }>(RESOURCES.configMaps, { namespace: SYSTEM_NAMESPACE, name: CONFIGMAPS.edgeTunnelNodes })
-        .then((cm) => {
-          const lines = (cm.data?.[EDGE_TUNNEL_NODES_KEY] ?? '').split('\n').map((l) => l.trim()).filter((l) => HOSTS_LINE.test(l));
-          const next = `${base}${HOSTS_MARKER}\n${lines.join('\n')}\n`;
-          // In place: the apiserver's bind mount holds this inode.
-          if (readFileSync(file, 'utf8') !== next) writeFileSync(file, next);
-        }, () => undefined)
-        .finally(() => {
-          syncing = false;
-        });
-    }, 500);
-    this.hostsSync.unref();
+  private async startKeeper(images: string[]): Promise<void> {
+    const { box, cluster } = this.opts;
+    const socket = registrySocket(box.dir);
+    rmSync(socket, { force: true });
+    const keeper = ManagedProcess.start({
+      name: 'box/keeper', command: process.execPath,
+      args: ['--import', TSX_LOADER, KEEPER_SCRIPT, socket, join(cluster.dir, APISERVER_HOSTS_FILE), cluster.kubeconfig, box.detached ? 'detached' : `watch-pid:${process.pid}`, ...images],
+      logFile: join(box.dir, 'logs', 'keeper.log'), detached: box.detached,
+    });
+    this.keeper = keeper;
+    this.saveState();
+    await waitFor('the box keeper (image registry)', async () => {
+      keeper.assertRunning();
+      return existsSync(socket);
+    }, 30_000, 50);
+  }
+
+  private saveState(): void {
+    const base = `${ownCgroupBase()}/raven-${this.opts.box.id}`;
+    const state: RealNodesState = {
+      cgroupBase: base, madeCgroups: this.madeCgroups, nodes: [...this.nodes.keys()], adminKubeconfig: this.opts.cluster.kubeconfig,
+      pids: [this.keeper, this.scheduler, this.controllerManager].flatMap((p) => (p ? [p.pid] : [])),
+    };
+    writeFileSync(join(this.opts.box.dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  /**
+   * Tears down what a detached real-node box left (demo `--keep`), after `Box.downFromState` removed its namespaces
+   * and with them every node's processes: the keeper, scheduler and controller manager, the pods through their
+   * cgroups, the cgroups, and the Nodes. False if there is none.
+   */
+  static async downFromState(boxDir: string): Promise<boolean> {
+    const file = join(boxDir, STATE_FILE);
+    if (!existsSync(file)) return false;
+    const state = JSON.parse(readFileSync(file, 'utf8')) as RealNodesState;
+    for (const pid of state.pids) if (pidAlive(pid)) process.kill(pid, 'SIGTERM');
+    await waitFor('the real-node box\'s processes to end', async () => state.pids.every((pid) => !pidAlive(pid)), 10_000, 100).catch(() => {
+      for (const pid of state.pids) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    });
+    await killCgroupTree(state.cgroupBase);
+    removeCgroupTree(state.cgroupBase, state.madeCgroups);
+    if (existsSync(state.adminKubeconfig)) {
+      const kube = await KubeClient.load({ kubeconfig: state.adminKubeconfig, userAgent: 'raven-box' });
+      try {
+        await Promise.all(state.nodes.map((name) => kube.delete(RESOURCES.nodes, { name }).catch(() => undefined)));
+      } finally {
+        kube.close();
+      }
+    }
+    rmSync(file, { force: true });
+    return true;
   }
 
   private async clientKubeconfig(file: string, commonName: string, organizations: string[], server = INSIDE_APISERVER): Promise<string> {
@@ -379,10 +417,6 @@ export class RealNodes {
     return file;
   }
 
-  private get registrySocket(): string {
-    return registrySocket(this.opts.box.dir);
-  }
-
   /**
    * kube-scheduler, and the workload controllers that the shared control plane's kube-controller-manager leaves out
    * (without real kubelets there is nothing for Deployments to run on).
@@ -394,7 +428,7 @@ export class RealNodes {
     this.scheduler = ManagedProcess.start({
       name: 'kube-scheduler', command: binaryPath('kube-scheduler'),
       args: [`--kubeconfig=${schedulerKubeconfig}`, `--authentication-kubeconfig=${schedulerKubeconfig}`, `--authorization-kubeconfig=${schedulerKubeconfig}`, '--leader-elect=false', '--secure-port=0', '--v=1'],
-      logFile: join(this.opts.box.dir, 'logs', 'kube-scheduler.log'),
+      logFile: join(this.opts.box.dir, 'logs', 'kube-scheduler.log'), detached: this.opts.box.detached,
     });
     const kcmKubeconfig = await this.clientKubeconfig(join(dir, 'kube-controller-manager.kubeconfig'), 'system:kube-controller-manager', [], this.opts.cluster.server);
     this.controllerManager = ManagedProcess.start({
@@ -403,8 +437,9 @@ export class RealNodes {
         `--kubeconfig=${kcmKubeconfig}`, `--controllers=${BOX_CONTROLLERS.join(',')}`, '--use-service-account-credentials=true',
         '--leader-elect=false', '--secure-port=0', '--v=1',
       ],
-      logFile: join(this.opts.box.dir, 'logs', 'kube-controller-manager.log'),
+      logFile: join(this.opts.box.dir, 'logs', 'kube-controller-manager.log'), detached: this.opts.box.detached,
     });
+    this.saveState();
   }
 
   private async startContainerd(real: RealNode): Promise<void> {
@@ -562,11 +597,10 @@ export class RealNodes {
     await Promise.all([...this.nodes.values()].map((real) => real.stop()));
     await this.scheduler?.stop().catch(() => undefined);
     await this.controllerManager?.stop().catch(() => undefined);
-    clearInterval(this.hostsSync);
-    if (this.hostsBase !== undefined) writeFileSync(join(this.opts.cluster.dir, APISERVER_HOSTS_FILE), this.hostsBase);
+    // The keeper restores the apiserver's hosts file as it ends.
+    await this.keeper?.stop().catch(() => undefined);
     await kubectl(this.opts.cluster.kubeconfig, ['delete', '--ignore-not-found', '--wait=false', '-f', PROXY_DNS_MANIFEST]).catch(() => undefined);
     await this.opts.kube.delete(RESOURCES.endpointSlices, { namespace: 'default', name: KUBERNETES_ENDPOINTS }).catch(() => undefined);
-    await this.registry?.close();
     const base = this.nodes.values().next().value?.cgroupRoot.replace(/\/[^/]+$/, '');
     if (base) {
       await killCgroupTree(base);
@@ -575,6 +609,7 @@ export class RealNodes {
     if (this.exitHook) process.removeListener('exit', this.exitHook);
     await Promise.all([...this.nodes.keys()].map((name) => this.opts.kube.delete(RESOURCES.nodes, { name }).catch(() => undefined)));
     this.nodes.clear();
+    rmSync(join(this.opts.box.dir, STATE_FILE), { force: true });
   }
 }
 
