@@ -87,7 +87,7 @@ afterAll(async () => {
   const memory = rb?.realNodes?.residentBytes();
   if (memory) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-    console.log(`real-node machinery resident: ${mib(memory.total)} (${Object.entries(memory.byComponent).map(([k, v]) => `${k} ${mib(v)}`).join(', ')})`);
+    console.log(`real-node machinery: PSS ${mib(memory.proportional)}, RSS ${mib(memory.total)} (RSS: ${Object.entries(memory.byComponent).map(([k, v]) => `${k} ${mib(v)}`).join(', ')})`);
   }
   await kc(['delete', 'deployment/busy-box', 'deployment/echo-qingdao', 'service/echo-qingdao', 'daemonset/probe', 'daemonset/probe-host', '-n', 'default', '--ignore-not-found', '--wait=false']).catch(() => undefined);
   const t = Date.now();

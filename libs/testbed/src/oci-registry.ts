@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { MEDIA_TYPES } from './oci-image.ts';
@@ -24,23 +24,49 @@ const indexSchema = z.object({
   })),
 });
 
-/** The files of a ustar archive (regular files only), by path. */
-export function readTar(archive: Buffer): Map<string, Buffer> {
-  const files = new Map<string, Buffer>();
+/** Where a file's bytes lie in a tar archive. */
+export interface TarSpan {
+  offset: number;
+  size: number;
+}
+
+/** Reads `length` bytes at `offset` of an archive (a Buffer, or a file read on demand). */
+type ArchiveReader = (offset: number, length: number) => Buffer;
+
+/** The regular files of a ustar archive, by path, as positions in it (nothing but the headers is read). */
+export function tarEntries(read: ArchiveReader, archiveSize: number): Map<string, TarSpan> {
+  const files = new Map<string, TarSpan>();
   const field = (header: Buffer, start: number, length: number) => header.subarray(start, start + length).toString('utf8').replace(/\0.*$/s, '');
-  for (let offset = 0; offset + 512 <= archive.length;) {
-    const header = archive.subarray(offset, offset + 512);
+  for (let offset = 0; offset + 512 <= archiveSize;) {
+    const header = read(offset, 512);
     if (header.every((b) => b === 0)) break;
     const prefix = field(header, 345, 155);
     const path = (prefix ? `${prefix}/` : '') + field(header, 0, 100);
     const size = Number.parseInt(field(header, 124, 12).trim() || '0', 8);
-    if (!Number.isSafeInteger(size) || offset + 512 + size > archive.length) throw new OciLayoutError(`tar entry ${JSON.stringify(path)} runs past the archive's end`);
+    if (!Number.isSafeInteger(size) || offset + 512 + size > archiveSize) throw new OciLayoutError(`tar entry ${JSON.stringify(path)} runs past the archive's end`);
     const type = String.fromCharCode(header[156] ?? 0);
-    if (type === '0' || type === '\0') files.set(path.replace(/^\.\//, ''), archive.subarray(offset + 512, offset + 512 + size));
+    if (type === '0' || type === '\0') files.set(path.replace(/^\.\//, ''), { offset: offset + 512, size });
     offset += 512 + Math.ceil(size / 512) * 512;
   }
   return files;
 }
+
+/** The files of a ustar archive (regular files only), by path. */
+export function readTar(archive: Buffer): Map<string, Buffer> {
+  const entries = tarEntries((offset, length) => archive.subarray(offset, offset + length), archive.length);
+  return new Map([...entries].map(([path, { offset, size }]) => [path, archive.subarray(offset, offset + size)]));
+}
+
+/** A blob: in memory (manifests, configs, small layers), or a span of an archive file served from disk. */
+interface Blob {
+  mediaType: string;
+  size: number;
+  data?: Buffer;
+  file?: { path: string; offset: number };
+}
+
+const IN_MEMORY_LIMIT = 64 * 1024;
+const HASH_CHUNK = 1024 * 1024;
 
 interface Repository {
   tags: Map<string, string>;
@@ -55,40 +81,65 @@ export function parseReference(reference: string): { host: string; path: string;
 
 export class OciRegistry {
   private readonly repositories = new Map<string, Repository>();
-  private readonly blobs = new Map<string, { data: Buffer; mediaType: string }>();
+  private readonly blobs = new Map<string, Blob>();
   private server?: Server;
   /** Requests served, by `METHOD kind` (for tests: proves that pulls came here). */
   readonly served = new Map<string, number>();
 
-  /** Adds every image of an OCI layout tarball under the name its index annotates (`io.containerd.image.name`). */
-  add(tarball: Buffer): void {
-    const files = readTar(tarball);
-    const blob = (digest: string) => files.get(`blobs/sha256/${digest.slice('sha256:'.length)}`);
-    const indexFile = files.get('index.json');
-    if (!indexFile) throw new OciLayoutError('the tarball has no index.json');
-    for (const [path, data] of files) {
-      if (!path.startsWith('blobs/sha256/')) continue;
-      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-      if (digest !== `sha256:${path.slice('blobs/sha256/'.length)}`) throw new OciLayoutError(`blob ${path} does not match its digest`);
-      this.blobs.set(digest, { data, mediaType: 'application/octet-stream' });
-    }
-    for (const entry of indexSchema.parse(JSON.parse(indexFile.toString('utf8'))).manifests) {
-      const name = entry.annotations?.['io.containerd.image.name'];
-      if (!name) continue;
-      const manifest = blob(entry.digest);
-      if (!manifest || manifest.length !== entry.size) throw new OciLayoutError(`manifest ${entry.digest} of ${name} is missing or of the wrong size`);
-      this.blobs.set(entry.digest, { data: manifest, mediaType: entry.mediaType });
-      const { host, path, tag } = parseReference(name);
-      const key = `${host}/${path}`;
-      const repo = this.repositories.get(key) ?? { tags: new Map() };
-      repo.tags.set(tag, entry.digest);
-      this.repositories.set(key, repo);
+  /**
+   * Adds every image of an OCI layout tarball (a file, or its bytes) under the name its index annotates
+   * (`io.containerd.image.name`). Every blob is checked against its digest; large ones stay on disk.
+   */
+  add(tarball: Buffer | string): void {
+    const source = typeof tarball === 'string' ? openSync(tarball, 'r') : undefined;
+    try {
+      const size = source === undefined ? (tarball as Buffer).length : fstatSync(source).size;
+      const read: ArchiveReader = source === undefined
+        ? (offset, length) => (tarball as Buffer).subarray(offset, offset + length)
+        : (offset, length) => {
+          const buffer = Buffer.alloc(length);
+          const got = readSync(source, buffer, 0, length, offset);
+          if (got !== length) throw new OciLayoutError(`${tarball as string} ended early at ${offset + got}`);
+          return buffer;
+        };
+      const files = tarEntries(read, size);
+      const readFile = (entry: TarSpan) => read(entry.offset, entry.size);
+      const indexEntry = files.get('index.json');
+      if (!indexEntry) throw new OciLayoutError('the tarball has no index.json');
+      const found = new Map<string, Blob>();
+      for (const [path, entry] of files) {
+        if (!path.startsWith('blobs/sha256/')) continue;
+        const hash = createHash('sha256');
+        for (let done = 0; done < entry.size; done += HASH_CHUNK) hash.update(read(entry.offset + done, Math.min(HASH_CHUNK, entry.size - done)));
+        const digest = `sha256:${hash.digest('hex')}`;
+        if (digest !== `sha256:${path.slice('blobs/sha256/'.length)}`) throw new OciLayoutError(`blob ${path} does not match its digest`);
+        const inMemory = source === undefined || entry.size <= IN_MEMORY_LIMIT;
+        found.set(digest, {
+          mediaType: 'application/octet-stream', size: entry.size,
+          ...(inMemory ? { data: Buffer.from(readFile(entry)) } : { file: { path: tarball as string, offset: entry.offset } }),
+        });
+      }
+      for (const entry of indexSchema.parse(JSON.parse(readFile(indexEntry).toString('utf8'))).manifests) {
+        const name = entry.annotations?.['io.containerd.image.name'];
+        if (!name) continue;
+        const manifest = found.get(entry.digest);
+        if (!manifest?.data || manifest.size !== entry.size) throw new OciLayoutError(`manifest ${entry.digest} of ${name} is missing or of the wrong size`);
+        manifest.mediaType = entry.mediaType;
+        const { host, path, tag } = parseReference(name);
+        const key = `${host}/${path}`;
+        const repo = this.repositories.get(key) ?? { tags: new Map() };
+        repo.tags.set(tag, entry.digest);
+        this.repositories.set(key, repo);
+      }
+      for (const [digest, blob] of found) if (!this.blobs.has(digest) || blob.mediaType !== 'application/octet-stream') this.blobs.set(digest, blob);
+    } finally {
+      if (source !== undefined) closeSync(source);
     }
   }
 
   static async listen(socketPath: string, tarballs: readonly string[]): Promise<OciRegistry> {
     const registry = new OciRegistry();
-    for (const file of tarballs) registry.add(readFileSync(file));
+    for (const file of tarballs) registry.add(file);
     rmSync(socketPath, { force: true });
     const server = createServer((req, res) => registry.handle(req, res));
     await new Promise<void>((resolve, reject) => {
@@ -140,9 +191,12 @@ export class OciRegistry {
     if (!found || (kind === 'manifests' && !isManifest)) return notFound(kind === 'manifests' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', `${digest} is not in this registry`);
     res.writeHead(200, {
       'Content-Type': kind === 'manifests' ? found.mediaType : 'application/octet-stream',
-      'Content-Length': found.data.length,
+      'Content-Length': found.size,
       'Docker-Content-Digest': digest,
     });
-    res.end(req.method === 'HEAD' ? undefined : found.data);
+    if (req.method === 'HEAD') res.end();
+    else if (found.data) res.end(found.data);
+    else if (found.file && found.size > 0) createReadStream(found.file.path, { start: found.file.offset, end: found.file.offset + found.size - 1 }).pipe(res);
+    else res.end();
   }
 }

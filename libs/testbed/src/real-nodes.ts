@@ -565,16 +565,23 @@ export class RealNodes {
 
   /**
    * Resident memory of the real-node machinery: every node's components (containerd, kubelet, kube-proxy, relays),
-   * the pods and their shims (the cgroup trees), the scheduler and the box's controller manager.
+   * the pods and their shims (the cgroup trees), the scheduler, the box's controller manager and its keeper.
    */
-  residentBytes(): { total: number; byComponent: Record<string, number> } {
-    const rss = (pid: number) => {
+  residentBytes(): { total: number; proportional: number; byComponent: Record<string, number> } {
+    // RSS counts the pages that the seven kubelets (and kube-proxies, containerds) share from one binary once per
+    // process; PSS splits each shared page among its users, so its sum is what the box really costs.
+    const kib = (file: string, field: string) => {
       try {
-        const kib = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-        return kib ? Number(kib) * 1024 : 0;
+        const value = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(file, 'utf8'))?.[1];
+        return value ? Number(value) * 1024 : 0;
       } catch {
         return 0;
       }
+    };
+    let proportional = 0;
+    const rss = (pid: number) => {
+      proportional += kib(`/proc/${pid}/smaps_rollup`, 'Pss');
+      return kib(`/proc/${pid}/status`, 'VmRSS');
     };
     const byComponent: Record<string, number> = {};
     const add = (name: string, bytes: number) => (byComponent[name] = (byComponent[name] ?? 0) + bytes);
@@ -588,8 +595,8 @@ export class RealNodes {
       for (const [name, proc] of real.processes) count(name, proc.pid);
       for (const pid of cgroupMounts().flatMap((m) => cgroupProcs(join(m, real.cgroupRoot)))) count('pods', pid);
     }
-    for (const [name, proc] of [['kube-scheduler', this.scheduler], ['kube-controller-manager', this.controllerManager]] as const) if (proc) add(name, rss(proc.pid));
-    return { total: Object.values(byComponent).reduce((a, b) => a + b, 0), byComponent };
+    for (const [name, proc] of [['kube-scheduler', this.scheduler], ['kube-controller-manager', this.controllerManager], ['keeper', this.keeper]] as const) if (proc) add(name, rss(proc.pid));
+    return { total: Object.values(byComponent).reduce((a, b) => a + b, 0), proportional, byComponent };
   }
 
   /** Stops everything by PID, kills the pods through their cgroups, removes the cgroups and the Nodes. */
