@@ -41,10 +41,6 @@ async function expectMatrixPasses(label: string): Promise<void> {
   expect(failed.join('\n')).toBe('');
 }
 
-async function patchGateway(name: string, patch: object): Promise<void> {
-  await rb.kube.patch(RESOURCES.gateways, { name }, patch, 'merge');
-}
-
 beforeAll(async () => {
   cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-l3-cp-')) });
   rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-l3-box-')), cluster: cluster.info() });
@@ -170,23 +166,6 @@ describe('the L3 data path in the box (walkthrough topology, WireGuard)', () => 
     expect(state.links.join(' ')).toMatch(/raven0.*raven-wg0|raven-wg0.*raven0/);
     expect(state.routes.filter((r) => r.includes('raven-wg0'))).toEqual([]);
     await expectMatrixPasses('after the node returned');
-  });
-
-  it('keeps the data path working through a 60 s apiserver outage, and the agents reconnect afterwards', async () => {
-    const ping = rb.box.ping({ from: node(QD_MEMBER).pod, to: node(CLOUD_MEMBER).pod, count: 330, intervalMs: 200, timeoutMs: 2_000 });
-    await new Promise((r) => setTimeout(r, 1_000));
-    await cluster.controlPlane.stopApiserver();
-    await new Promise((r) => setTimeout(r, 60_000));
-    await cluster.controlPlane.startApiserver();
-    const result = await ping;
-    console.log(`apiserver outage of 60 s: ${result.received}/${result.sent} echoes answered`);
-    expect(result.received).toBe(result.sent);
-    // The first request after the restart may meet a dead keep-alive connection: retry until the apiserver answers.
-    await waitFor('the apiserver answers again', () => patchGateway('gw-qingdao', { metadata: { annotations: { 'raven.openyurt.io/extra-allowed-source-cidrs': '192.0.2.0/24' } } }).then(() => true), 30_000, 500);
-    await waitFor('agents act on a change after the outage', async () => {
-      const state = await ravenKernelState(node(CLOUD_GW));
-      return state.routes.some((r) => r.startsWith('192.0.2.0/24 dev raven-wg0'));
-    }, 30_000, 250);
   });
 
   it('removes the matching kernel state when L3 is disabled, a node leaves its Gateway, or a Gateway is deleted', async () => {

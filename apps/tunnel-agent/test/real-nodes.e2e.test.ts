@@ -248,7 +248,7 @@ describe('faults on real nodes', () => {
     expect(await kc(['logs', '-n', 'default', to.name, '--tail=1'])).toBe(`node=${HZ_MEMBER}\n`);
   });
 
-  it('pods keep talking across domains through a 60 s apiserver outage', async () => {
+  it('pods keep talking across domains through a 60 s apiserver outage, and the agents act on changes afterwards', async () => {
     const from = await probeOn(QD_MEMBER);
     const to = await probeOn(HZ_MEMBER);
     // The pings run inside the pod, detached: no kubectl session survives the apiserver.
@@ -267,5 +267,12 @@ describe('faults on real nodes', () => {
     // One echo in 70 may fall to the CPU storm of the apiserver's restart on two cores; a broken path loses dozens.
     expect(out, out).toMatch(/70 packets transmitted/);
     expect(missing.length, out).toBeLessThanOrEqual(1);
+    // The first request after the restart may meet a dead keep-alive connection: retry until the apiserver answers.
+    await waitFor('the apiserver takes a Gateway change', () => kc(['annotate', '--overwrite', 'gateway', 'gw-qingdao', 'raven.openyurt.io/extra-allowed-source-cidrs=192.0.2.0/24']).then(() => true, () => false), 30_000, 500);
+    await waitFor('the agents act on a change after the outage', async () => {
+      const { stdout } = await rb.box.node(WALKTHROUGH_NODES.cloudGateway).exec('ip', ['-4', 'route', 'show', 'table', 'all', '192.0.2.0/24']);
+      return stdout.includes('dev raven-wg0');
+    }, 30_000, 250);
+    await kc(['annotate', 'gateway', 'gw-qingdao', 'raven.openyurt.io/extra-allowed-source-cidrs-']);
   });
 });
