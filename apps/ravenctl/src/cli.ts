@@ -8,12 +8,14 @@ import { viewCertificate } from '@raven/node-certs';
 import { EXIT, UsageError } from './exit.ts';
 import { gatherCommand } from './gather-command.ts';
 import { VERSION } from './version.ts';
+import { benchmarkCommand } from './benchmark-command.ts';
 import { diagnoseCommand } from './diagnose-command.ts';
 import { graphCommand } from './graph-command.ts';
 import { serialize, type OutputFormat } from './render.ts';
 import { buildShowView } from './show.ts';
 import { renderShow } from './show-render.ts';
 import { readSnapshot, type Snapshot } from './snapshot.ts';
+import { verifyCommand } from './verify-command.ts';
 
 export { VERSION };
 
@@ -75,10 +77,9 @@ const COMMANDS: Record<string, Command> = {
   graph: graphCommand,
   diagnose: diagnoseCommand,
   gather: gatherCommand,
+  verify: verifyCommand,
+  benchmark: benchmarkCommand,
 };
-
-/** Commands that need probe Pods on real nodes; named here so that `ravenctl help` tells the whole story. */
-const PLANNED = { verify: 'connectivity matrix with probe Pods on every node kind', benchmark: 'throughput and latency between two domains with Pods' };
 
 function programName(env: Io['env']): string {
   // kubectl runs plugins with their own path as argv[1]; `kubectl raven show` reads better than `kubectl-raven show`.
@@ -88,8 +89,7 @@ function programName(env: Io['env']): string {
 function usage(env: Io['env']): string {
   const name = programName(env);
   const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
-  const planned = Object.entries(PLANNED).map(([n, s]) => `  ${n.padEnd(10)} (not yet available) ${s}`);
-  return `Usage: ${name} <command> [flags]\n\nInspect and troubleshoot Raven through the Kubernetes API.\n\nCommands:\n${rows.join('\n')}\n${planned.join('\n')}\n  ${'version'.padEnd(10)} Print the ravenctl version\n\nRun '${name} <command> --help' for a command's flags. Exit codes: 0 healthy, 1 findings, 2 usage error, 3 cannot reach or read the cluster.\n`;
+  return `Usage: ${name} <command> [flags]\n\nInspect and troubleshoot Raven through the Kubernetes API.\n\nCommands:\n${rows.join('\n')}\n  ${'version'.padEnd(10)} Print the ravenctl version\n\nRun '${name} <command> --help' for a command's flags. Exit codes: 0 healthy, 1 findings, 2 usage error, 3 cannot reach or read the cluster.\n`;
 }
 
 function commandHelp(env: Io['env'], name: string, command: Command): string {
@@ -129,7 +129,6 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       io.stdout(`ravenctl ${VERSION}\n`);
       return EXIT.healthy;
     }
-    if (name in PLANNED) throw new UsageError(`"${name}" is not available yet: it needs probe Pods on real nodes (see the README)`);
     const command = COMMANDS[name];
     if (!command) throw new UsageError(`unknown command "${name}"`);
     let parsed;

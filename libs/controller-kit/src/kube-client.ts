@@ -14,6 +14,8 @@ export interface ResourceType {
 
 export const RESOURCES = {
   nodes: { group: '', version: 'v1', plural: 'nodes', namespaced: false },
+  namespaces: { group: '', version: 'v1', plural: 'namespaces', namespaced: false },
+  serviceAccounts: { group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true },
   pods: { group: '', version: 'v1', plural: 'pods', namespaced: true },
   configMaps: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
   secrets: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
@@ -143,6 +145,17 @@ export class KubeClient {
     const text = Buffer.concat(chunks).toString('utf8');
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : undefined) as T;
+    throw toApiError(status, text, method, path);
+  }
+
+  /** A request whose answer is not JSON (logs, the node proxy), returned as text. */
+  async requestText(method: string, path: string, init: RequestInit = {}): Promise<string> {
+    const res = await this.send(method, path, init);
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return text;
     throw toApiError(status, text, method, path);
   }
 
