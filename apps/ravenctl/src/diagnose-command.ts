@@ -1,9 +1,11 @@
 import type { Command } from './cli.ts';
-import { DEFAULT_DIAGNOSE_OPTIONS, diagnose, type Finding } from './diagnose.ts';
-import { readEnvironment } from './environment.ts';
+import type { KubeClient } from '@raven/controller-kit';
+import { DEFAULT_DIAGNOSE_OPTIONS, diagnose, type DiagnoseOptions, type Finding } from './diagnose.ts';
+import { readEnvironment, type Environment } from './environment.ts';
 import { EXIT, UsageError } from './exit.ts';
 import { checkAgents, checkEnvironment, type Note } from './node-checks.ts';
 import { safeText, serialize } from './render.ts';
+import type { Snapshot } from './snapshot.ts';
 
 export interface DiagnoseReport {
   healthy: boolean;
@@ -46,6 +48,15 @@ function seconds(name: string, value: unknown, fallback: number): number {
   return n;
 }
 
+/** Every check: the snapshot's, then each agent's own view and the environment's hints (read through `kube`). */
+export async function fullDiagnose(snapshot: Snapshot, kube: KubeClient, opts: DiagnoseOptions & { askAgents: boolean }): Promise<{ report: DiagnoseReport; env: Environment }> {
+  const env = await readEnvironment(kube, { namespace: snapshot.namespace, agents: opts.askAgents });
+  const agents = checkAgents(snapshot, env, opts.askAgents);
+  const hints = checkEnvironment(snapshot, env);
+  const findings = [...diagnose(snapshot, opts), ...agents.findings, ...hints.findings];
+  return { report: report(findings, [...agents.notes, ...hints.notes]), env };
+}
+
 export const diagnoseCommand: Command = {
   summary: 'Checks for what breaks Raven, each finding with a one-line fix (exit 1 when there are findings)',
   flags: { 'max-clock-skew': { type: 'string' }, 'skip-agents': { type: 'boolean' } },
@@ -55,13 +66,7 @@ export const diagnoseCommand: Command = {
   },
   async run(ctx) {
     const maxClockSkewSeconds = seconds('max-clock-skew', ctx.values['max-clock-skew'], DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds);
-    const asked = ctx.values['skip-agents'] !== true;
-    const snapshot = await ctx.snapshot();
-    const env = await readEnvironment(await ctx.kube(), { namespace: snapshot.namespace, agents: asked });
-    const agents = checkAgents(snapshot, env, asked);
-    const hints = checkEnvironment(snapshot, env);
-    const findings = [...diagnose(snapshot, { ...DEFAULT_DIAGNOSE_OPTIONS, maxClockSkewSeconds }), ...agents.findings, ...hints.findings];
-    const r = report(findings, [...agents.notes, ...hints.notes]);
+    const { report: r } = await fullDiagnose(await ctx.snapshot(), await ctx.kube(), { ...DEFAULT_DIAGNOSE_OPTIONS, maxClockSkewSeconds, askAgents: ctx.values['skip-agents'] !== true });
     ctx.io.stdout(ctx.output === 'table' ? renderReport(r) : serialize(r, ctx.output));
     return r.healthy ? EXIT.healthy : EXIT.findings;
   },
