@@ -40,6 +40,7 @@ function describe(item: unknown): string {
   if (o.dst !== undefined) parts.push(String(o.dst));
   if (o.table !== undefined) parts.push(`table ${String(o.table)}`);
   if (o.via !== undefined) parts.push(`via ${String(o.via)}`);
+  if (o.dev !== undefined) parts.push(`dev ${String(o.dev)}`);
   if (o.mac !== undefined) parts.push(`mac ${String(o.mac)}`);
   if (o.lladdr !== undefined) parts.push(`lladdr ${String(o.lladdr)}`);
   if (o.name !== undefined) parts.push(String(o.name));

@@ -115,7 +115,7 @@ describe('diffSamples', () => {
   it.each<[string, unknown, ReturnType<typeof diffSamples>]>([
     ['a route missing and a foreign one', { add: [{ table: 9027, dst: '10.9.0.0/24', via: '10.0.0.2' }], remove: [{ table: 9027, dst: '10.8.0.0/24' }], change: [] }, { added: ['10.9.0.0/24 table 9027 via 10.0.0.2'], removed: ['10.8.0.0/24 table 9027'] }],
     ['a changed rule names the wanted one by its key', { add: [], remove: [], change: [{ desired: { key: 'from all fwmark 0x40 lookup 9027' }, actual: {} }] }, { added: ['from all fwmark 0x40 lookup 9027'], removed: [] }],
-    ['an fdb entry', { add: [{ dev: 'raven0', mac: '00:00:00:00:00:00', dst: '10.0.0.3' }], remove: [], change: [] }, { added: ['10.0.0.3 mac 00:00:00:00:00:00'], removed: [] }],
+    ['an fdb entry', { add: [{ dev: 'raven0', mac: '00:00:00:00:00:00', dst: '10.0.0.3' }], remove: [], change: [] }, { added: ['10.0.0.3 dev raven0 mac 00:00:00:00:00:00'], removed: [] }],
     ['not a keyed diff', { script: '-A RAVEN' }, undefined],
   ])('%s', (_name, diff, want) => {
     expect(diffSamples(diff)).toEqual(want);
