@@ -4,16 +4,15 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 /**
- * What `diagnose` reads beyond the snapshot: the node's surroundings (kube-proxy mode, the CNI's DaemonSets, node
- * podCIDRs) and each tunnel-agent's own report, fetched through the apiserver's pod proxy. Read once, checked purely.
+ * What `diagnose` reads beyond the snapshot: the node's surroundings (kube-proxy mode, the CNI's DaemonSets) and each tunnel-agent's own report, fetched through the apiserver's pod proxy. Read once, checked purely.
  */
 export interface Environment {
   /** kube-system/kube-proxy's config.conf: absent when there is no such ConfigMap (flags, or no kube-proxy). */
   kubeProxy: { configMap: boolean; mode?: string };
   daemonSets: DaemonSetView[];
-  /** Nodes and their spec.podCIDRs. */
-  podCIDRs: { node: string; cidrs: string[] }[];
   agents: AgentProbe[];
+  /** What these credentials may not read (so a "none found" is not mistaken for "none there"). */
+  forbidden: string[];
 }
 
 export interface DaemonSetView {
@@ -67,8 +66,6 @@ const agentPodSchema = z.looseObject({
   status: z.looseObject({ phase: z.string().optional(), podIP: z.string().optional() }).optional(),
 });
 
-const nodeSchema = z.looseObject({ metadata: z.looseObject({ name: z.string() }), spec: z.looseObject({ podCIDR: z.string().optional(), podCIDRs: z.array(z.string()).optional() }).optional() });
-
 /** The pod-proxy path of a tunnel-agent's diagnose endpoint. */
 export function agentProxyPath(namespace: string, pod: string, port: number): string {
   return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}:${port}/proxy${AGENT_DIAGNOSE_PATH}`;
@@ -116,20 +113,20 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, f: (item: T)
   return out;
 }
 
-const forbiddenIsEmpty = <T>(load: Promise<{ items: T[] }>): Promise<T[]> => load.then((l) => l.items, (err: unknown) => {
-  if (isNotFound(err) || (err as { status?: number }).status === 403) return [];
-  throw err;
-});
-
 export async function readEnvironment(kube: KubeClient, opts: { namespace: string; agents: boolean }): Promise<Environment> {
-  const [kubeProxyCm, daemonSets, nodes, agentPods] = await Promise.all([
-    kube.get<{ data?: Record<string, string> }>(RESOURCES.configMaps, { namespace: 'kube-system', name: 'kube-proxy' }).catch((err: unknown) => {
-      if (isNotFound(err) || (err as { status?: number }).status === 403) return undefined;
-      throw err;
-    }),
-    Promise.all([...new Set([...CNI_NAMESPACES, opts.namespace])].map((namespace) => forbiddenIsEmpty(kube.list<unknown>(DAEMONSETS, { namespace })))).then((lists) => lists.flat()),
-    forbiddenIsEmpty(kube.listAll<unknown>(RESOURCES.nodes)),
-    opts.agents ? forbiddenIsEmpty(kube.listAll<unknown>(RESOURCES.pods, { namespace: opts.namespace, labelSelector: TUNNEL_AGENT_SELECTOR })) : Promise.resolve([]),
+  const forbidden: string[] = [];
+  const readable = <T>(what: string, load: Promise<T>, empty: T): Promise<T> => load.catch((err: unknown) => {
+    if (isNotFound(err)) return empty;
+    if ((err as { status?: number }).status === 403) {
+      forbidden.push(what);
+      return empty;
+    }
+    throw err;
+  });
+  const [kubeProxyCm, daemonSets, agentPods] = await Promise.all([
+    readable('configmap kube-system/kube-proxy', kube.get<{ data?: Record<string, string> } | undefined>(RESOURCES.configMaps, { namespace: 'kube-system', name: 'kube-proxy' }), undefined),
+    Promise.all([...new Set([...CNI_NAMESPACES, opts.namespace])].map((namespace) => readable(`daemonsets in ${namespace}`, kube.list<unknown>(DAEMONSETS, { namespace }).then((l) => l.items), []))).then((lists) => lists.flat()),
+    opts.agents ? readable(`pods in ${opts.namespace}`, kube.listAll<unknown>(RESOURCES.pods, { namespace: opts.namespace, labelSelector: TUNNEL_AGENT_SELECTOR }).then((l) => l.items), []) : Promise.resolve([]),
   ]);
   return {
     kubeProxy: { configMap: kubeProxyCm !== undefined, ...(kubeProxyCm ? { mode: kubeProxyMode(kubeProxyCm.data?.['config.conf']) } : {}) },
@@ -137,10 +134,7 @@ export async function readEnvironment(kube: KubeClient, opts: { namespace: strin
       const d = daemonSetSchema.parse(raw);
       return { namespace: d.metadata.namespace, name: d.metadata.name, args: (d.spec?.template?.spec?.containers ?? []).flatMap((c) => c.args ?? []) };
     }),
-    podCIDRs: nodes.map((raw) => {
-      const n = nodeSchema.parse(raw);
-      return { node: n.metadata.name, cidrs: n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []) };
-    }),
     agents: await mapLimited(agentPods, AGENT_CONCURRENCY, (raw) => probeAgent(kube, opts.namespace, raw)),
+    forbidden,
   };
 }

@@ -129,7 +129,7 @@ export function vpnDriver(s: Snapshot, env: Environment): 'wireguard' | 'libresw
 
 /** Firewall, MTU, CNI and kube-proxy hints from the API (and the agents' MTUs when they answered). */
 export function checkEnvironment(s: Snapshot, env: Environment): NodeCheckResult {
-  const notes: Note[] = [];
+  const notes: Note[] = env.forbidden.map((what) => ({ topic: 'access', message: `cannot read ${what} with these credentials: the hints below may be incomplete` }));
   const findings: Finding[] = [];
   const mode = env.kubeProxy.mode;
   if (!env.kubeProxy.configMap) {
@@ -154,7 +154,7 @@ export function checkEnvironment(s: Snapshot, env: Environment): NodeCheckResult
     findings.push({ severity: 'warning', check: 'cni', object: cnis.find((c) => c.cni === 'cilium')!.daemonSet, message: "Cilium's eBPF host routing bypasses the host routing tables and iptables chains that Raven programs: cross-domain pod traffic may skip the tunnel", fix: 'helm upgrade cilium cilium/cilium --reuse-values --set bpf.hostLegacyRouting=true' });
   }
   const calico = cnis.some((c) => c.cni === 'calico' || c.cni === 'canal');
-  const bare = env.podCIDRs.filter((n) => n.cidrs.length === 0).map((n) => n.node);
+  const bare = s.nodes.filter((n) => n.podCIDRs?.length === 0).map((n) => n.name);
   if (bare.length > 0 && !calico) {
     notes.push({ topic: 'cni', message: `${bare.length} node(s) have no spec.podCIDR: ${bare.slice(0, 5).join(', ')}${bare.length > 5 ? ', ...' : ''} (fine with Calico IPAM, else their pods are not routed across domains)`, fix: 'kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=<pod CIDR>' });
   }

@@ -16,7 +16,7 @@ const gatewayReport = (): AgentDiagnose => {
 };
 const healthy = (node: string): AgentDiagnose => ({ ...gatewayReport(), node, mtu: { underlayDevice: 'eth0', underlay: 1500, vxlan: 1450, tunnel: 1420 }, subsystems: [], peers: [] });
 const agent = (report: AgentDiagnose, pod = `raven-tunnel-agent-${report.node}`): AgentProbe => ({ pod, node: report.node, report });
-const env = (extra: Partial<Environment> = {}): Environment => ({ kubeProxy: { configMap: true, mode: '' }, daemonSets: [], podCIDRs: [], agents: [], ...extra });
+const env = (extra: Partial<Environment> = {}): Environment => ({ kubeProxy: { configMap: true, mode: '' }, daemonSets: [], agents: [], forbidden: [], ...extra });
 const brief = (f: Finding) => `${f.severity} ${f.check} ${f.object}`;
 
 describe('parsing what an agent answers', () => {
@@ -133,9 +133,16 @@ describe('checkEnvironment', () => {
   });
 
   it('names nodes without a podCIDR unless Calico assigns blocks', () => {
-    const podCIDRs = [{ node: 'hz-1', cidrs: ['10.244.1.0/24'] }, { node: 'hz-2', cidrs: [] }];
-    expect(messages(env({ podCIDRs }), 'cni')).toContainEqual(expect.stringMatching(/^1 node\(s\) have no spec\.podCIDR: hz-2 /));
-    expect(messages(env({ podCIDRs, daemonSets: [{ namespace: 'kube-system', name: 'calico-node', args: [] }] }), 'cni')).toEqual(['CNI: calico (kube-system/calico-node)']);
+    const s = walkthrough();
+    s.nodes[2]!.podCIDRs = ['10.244.1.0/24'];
+    s.nodes[3]!.podCIDRs = [];
+    const cni = (e: Environment) => checkEnvironment(s, e).notes.filter((n) => n.topic === 'cni').map((n) => n.message);
+    expect(cni(env())).toContainEqual(expect.stringMatching(/^1 node\(s\) have no spec\.podCIDR: hz-2 /));
+    expect(cni(env({ daemonSets: [{ namespace: 'kube-system', name: 'calico-node', args: [] }] }))).toEqual(['CNI: calico (kube-system/calico-node)']);
+  });
+
+  it('says what it could not read, so "none found" is not taken for "none there"', () => {
+    expect(messages(env({ forbidden: ['daemonsets in kube-system'] }), 'access')).toEqual(['cannot read daemonsets in kube-system with these credentials: the hints below may be incomplete']);
   });
 
   it('MTU: the agents\' figures when they answered, else the common 1500-byte underlay', () => {
