@@ -52,7 +52,8 @@ const logs = (ns: string, a: AgentProbe) => `kubectl -n ${ns} logs ${q(a.pod)} -
 /** Findings from one agent's own view of its node. */
 export function checkAgentReport(s: Snapshot, a: AgentProbe & { report: AgentDiagnose }): Finding[] {
   const r = a.report;
-  const node = r.node;
+  // The Pod's node (from the API) over the name the agent reports about itself.
+  const node = a.node ?? r.node;
   const obj = `node/${node}`;
   const out: Finding[] = [];
   if (!r.ready || r.lastError) {
@@ -68,7 +69,7 @@ export function checkAgentReport(s: Snapshot, a: AgentProbe & { report: AgentDia
   }
   for (const p of r.peers) {
     const peer = `${p.gateway} (${p.nodeName})`;
-    const peerLogs = `kubectl -n ${s.namespace} logs -l app.kubernetes.io/component=tunnel-agent --field-selector spec.nodeName=${p.nodeName}`;
+    const peerLogs = `kubectl -n ${s.namespace} logs -l app.kubernetes.io/component=tunnel-agent --field-selector ${q(`spec.nodeName=${p.nodeName}`)}`;
     if (p.unconfigured) {
       out.push({ severity: 'error', check: 'tunnel-peer', object: obj, message: `node ${node}: no tunnel to ${peer}: ${p.unconfigured}`, fix: peerLogs });
     } else if (p.relayedVia === undefined && p.handshakeAgeSeconds !== undefined && p.handshakeAgeSeconds > HANDSHAKE_STALE_SECONDS) {
@@ -95,7 +96,7 @@ export function checkAgents(s: Snapshot, env: Pick<Environment, 'agents'>, asked
       continue;
     }
     findings.push(...checkAgentReport(s, { ...a, report: a.report }));
-    for (const sentence of a.report.plan?.dropped ?? []) dropped.set(sentence, [...(dropped.get(sentence) ?? []), a.report.node]);
+    for (const sentence of a.report.plan?.dropped ?? []) dropped.set(sentence, [...(dropped.get(sentence) ?? []), a.node ?? a.report.node]);
   }
   // Every agent screens the same Gateways: one finding per dropped value, not one per node.
   for (const [sentence, nodes] of dropped) {
@@ -161,7 +162,7 @@ export function checkEnvironment(s: Snapshot, env: Environment): NodeCheckResult
 
   const driver = vpnDriver(s, env);
   const overhead = driver === 'wireguard' ? DATAPATH.mtuOverhead.wireguard : DATAPATH.mtuOverhead.ipsec;
-  const reports = env.agents.flatMap((a) => (a.report?.mtu ? [{ node: a.report.node, mtu: a.report.mtu }] : []));
+  const reports = env.agents.flatMap((a) => (a.report?.mtu ? [{ node: a.node ?? a.report.node, mtu: a.report.mtu }] : []));
   const tunnels = reports.filter((r) => r.mtu.tunnel !== undefined);
   if (reports.length === 0) {
     notes.push({ topic: 'mtu', message: `no agent reported its MTUs; on a ${COMMON_UNDERLAY_MTU}-byte underlay the ${driver === 'wireguard' ? 'WireGuard' : 'IPsec'} tunnel carries ${COMMON_UNDERLAY_MTU - overhead} bytes (-${overhead}) and vxlan ${COMMON_UNDERLAY_MTU - DATAPATH.mtuOverhead.vxlan} (-${DATAPATH.mtuOverhead.vxlan}); TCP is clamped, larger UDP/ICMP across domains is fragmented or dropped`, fix: `keep pod MTU <= ${COMMON_UNDERLAY_MTU - overhead} for UDP workloads (the CNI's MTU setting)` });

@@ -80,6 +80,16 @@ describe('checkAgents', () => {
     if (message) expect(findings[0]!.message).toMatch(message);
   });
 
+  it("names the Pod's node, not the one the agent claims, and quotes what the agent reports in commands", () => {
+    const r = gatewayReport();
+    r.node = 'someone-else';
+    r.subsystems = [];
+    r.peers = [{ gateway: 'gw-x', nodeName: "x'; reboot #", reachable: false, unconfigured: 'no key' }];
+    const [f] = checkAgents(walkthrough(), { agents: [{ pod: 'raven-tunnel-agent-abc', node: 'hz-1', report: r }] }, true).findings;
+    expect(f).toMatchObject({ object: 'node/hz-1', check: 'tunnel-peer' });
+    expect(f!.fix).toContain(`--field-selector 'spec.nodeName=x'\\''; reboot #'`);
+  });
+
   it('reports a value every agent dropped once', () => {
     const a = healthy('hz-1');
     const b = healthy('hz-2');
