@@ -3,8 +3,9 @@
 //   --apt       Debian packages for the data path (root only; skipped when already present)
 //   --binaries  the pinned Go-built upstream binaries (kube-apiserver, etcd, ...), cached under $HOME
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ENVTEST_TARGETS, planBinaries } from './envtest-assets.mjs';
 import { preflight } from './preflight.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -53,6 +54,8 @@ const aptNeeds = {
   ip: 'iproute2', iptables: 'iptables', ipset: 'ipset', wg: 'wireguard-tools', 'wireguard-go': 'wireguard-go',
   ipsec: 'libreswan', iperf3: 'iperf3', tcpdump: 'tcpdump', conntrack: 'conntrack', unshare: 'util-linux', nsenter: 'util-linux',
   ping: 'iputils-ping', ethtool: 'ethtool',
+  // `ravenctl graph --layout=graphviz` and its tests (they are skipped without it; the built-in layout needs nothing).
+  dot: 'graphviz',
   // Real nodes in the box: each node's container runtime, its CNI plugins, and the root file system of the busybox image.
   containerd: 'containerd', ctr: 'containerd', runc: 'runc', '/usr/lib/cni/bridge': 'containernetworking-plugins',
   '/usr/lib/cni/host-local': 'containernetworking-plugins', '/bin/busybox': 'busybox-static',
@@ -72,12 +75,15 @@ if (args.has('--apt')) {
 }
 
 if (args.has('--binaries')) {
-  const assets = process.env.KUBEBUILDER_ASSETS;
-  const have = (dir, bins) => dir && bins.every((b) => existsSync(join(dir, b)));
+  const goBinaries = join(root, 'scripts/go-binaries.sh');
   const targets = ['etcd', 'kubernetes', 'kubernetes-node', 'konnectivity', 'helm', 'promtool', 'wireguard-go', 'coredns'];
-  for (const target of targets) {
-    if (target === 'kubernetes' && have(assets, ['kube-apiserver', 'kube-controller-manager', 'kubectl'])) continue;
-    if (target === 'etcd' && have(assets, ['etcd'])) continue;
-    await runWithProgress(target, join(root, 'scripts/go-binaries.sh'), [target]);
-  }
+  const cacheDir = (target) => spawnSync(goBinaries, ['dir', target], { encoding: 'utf8' }).stdout.trim();
+  const singles = Object.values(ENVTEST_TARGETS).flat();
+  const built = new Set([...new Set([...targets, ...singles])].filter((t) => existsSync(join(cacheDir(t), '.complete'))));
+  const dir = process.env.KUBEBUILDER_ASSETS;
+  if (dir && !existsSync(dir)) throw new Error(`KUBEBUILDER_ASSETS=${dir} does not exist`);
+  const assets = dir ? { dir, files: readdirSync(dir) } : undefined;
+  const plan = planBinaries(targets, { assets, built });
+  if (plan.message) say(plan.message);
+  for (const target of plan.build) await runWithProgress(target, goBinaries, [target]);
 }

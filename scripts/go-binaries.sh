@@ -3,6 +3,9 @@
 # from their Go modules, into a cache under $HOME keyed by version. The product itself is TypeScript.
 # Usage: scripts/go-binaries.sh kubernetes|kubernetes-node|etcd|konnectivity|helm|promtool|wireguard-go|coredns|all
 #        (prints the bin dir)
+#        scripts/go-binaries.sh kube-apiserver|kube-controller-manager|kubectl   one control-plane binary alone (what an
+#        envtest KUBEBUILDER_ASSETS directory lacks), into its own cache directory
+#        scripts/go-binaries.sh dir <target>   prints where <target> is cached, building nothing
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
@@ -71,6 +74,13 @@ kubernetes_module() {
   kubernetes_modules_for kube-apiserver kube-controller-manager kubectl
   log "building kube-apiserver, kube-controller-manager, kubectl (several minutes on first run)"
   build_kubernetes_cmds kube-apiserver kube-controller-manager kubectl
+}
+
+# One control-plane command alone, for a KUBEBUILDER_ASSETS directory that has the others.
+kubernetes_single_module() {
+  kubernetes_modules_for "$1"
+  log "building $1 only (the rest comes from KUBEBUILDER_ASSETS)"
+  build_kubernetes_cmds "$1"
 }
 
 # The node side (and the scheduler) from the same pinned module set, cached apart so the control plane stays built.
@@ -189,7 +199,24 @@ coredns_module() {
   GOBIN="$PWD/bin" go install -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
+target_dir() {
+  case "$1" in
+    kubernetes) echo "$CACHE_ROOT/kubernetes-$KUBE_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kubectl) echo "$CACHE_ROOT/$1-$KUBE_VERSION" ;;
+    kubernetes-node) echo "$CACHE_ROOT/kubernetes-node-$KUBE_VERSION" ;;
+    etcd) echo "$CACHE_ROOT/etcd-$ETCD_VERSION" ;;
+    konnectivity) echo "$CACHE_ROOT/konnectivity-$KONNECTIVITY_VERSION" ;;
+    helm) echo "$CACHE_ROOT/helm-$HELM_VERSION" ;;
+    promtool) echo "$CACHE_ROOT/promtool-$PROMETHEUS_VERSION" ;;
+    wireguard-go) echo "$CACHE_ROOT/wireguard-go-$WIREGUARD_GO_VERSION" ;;
+    coredns) echo "$CACHE_ROOT/coredns-$COREDNS_VERSION" ;;
+    *) echo "unknown target $1" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-all}" in
+  dir) target_dir "${2:?usage: $0 dir <target>}" ;;
+  kube-apiserver|kube-controller-manager|kubectl) build_into "$(target_dir "$1")" kubernetes_single_module "$1" ;;
   kubernetes) build_into "$CACHE_ROOT/kubernetes-$KUBE_VERSION" kubernetes_module ;;
   kubernetes-node) build_into "$CACHE_ROOT/kubernetes-node-$KUBE_VERSION" kubernetes_node_module ;;
   etcd) build_into "$CACHE_ROOT/etcd-$ETCD_VERSION" etcd_module ;;
@@ -199,5 +226,5 @@ case "${1:-all}" in
   wireguard-go) build_into "$CACHE_ROOT/wireguard-go-$WIREGUARD_GO_VERSION" wireguard_go_module ;;
   coredns) build_into "$CACHE_ROOT/coredns-$COREDNS_VERSION" coredns_module ;;
   all) for t in etcd kubernetes kubernetes-node konnectivity helm promtool wireguard-go coredns; do "$0" "$t"; done ;;
-  *) echo "usage: $0 kubernetes|kubernetes-node|etcd|konnectivity|helm|promtool|wireguard-go|coredns|all" >&2; exit 2 ;;
+  *) echo "usage: $0 kubernetes|kubernetes-node|etcd|konnectivity|helm|promtool|wireguard-go|coredns|all|kube-apiserver|kube-controller-manager|kubectl|dir <target>" >&2; exit 2 ;;
 esac

@@ -3,6 +3,8 @@ import { gzipSync } from 'node:zlib';
 export interface ArchiveEntry {
   path: string;
   content: string | Buffer;
+  /** File mode (default 0644). */
+  mode?: number;
 }
 
 /** A path segment safe to use in an archive from an untrusted name (Pod, container): no separators, no `..`, bounded. */
@@ -15,7 +17,7 @@ function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
 }
 
-function header(path: string, size: number, mtimeSeconds: number): Buffer {
+function header(path: string, size: number, mtimeSeconds: number, mode = 0o644): Buffer {
   const h = Buffer.alloc(512);
   let name = path;
   let prefix = '';
@@ -26,7 +28,7 @@ function header(path: string, size: number, mtimeSeconds: number): Buffer {
     name = path.slice(cut + 1);
   }
   h.write(name, 0, 100, 'utf8');
-  h.write(octal(0o644, 8), 100, 'ascii');
+  h.write(octal(mode, 8), 100, 'ascii');
   h.write(octal(0, 8), 108, 'ascii');
   h.write(octal(0, 8), 116, 'ascii');
   h.write(octal(size, 12), 124, 'ascii');
@@ -48,7 +50,7 @@ export function tarGz(entries: readonly ArchiveEntry[], mtime = new Date()): Buf
   const parts: Buffer[] = [];
   for (const e of entries) {
     const body = typeof e.content === 'string' ? Buffer.from(e.content, 'utf8') : e.content;
-    parts.push(header(e.path, body.length, seconds), body, Buffer.alloc((512 - (body.length % 512)) % 512));
+    parts.push(header(e.path, body.length, seconds, e.mode), body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(parts));

@@ -6,8 +6,8 @@ import { stringify } from 'yaml';
 import { safeSegment, tarGz, type ArchiveEntry } from './archive.ts';
 import type { Command } from './cli.ts';
 import { VERSION } from './version.ts';
-import { diagnose } from './diagnose.ts';
-import { report } from './diagnose-command.ts';
+import { DEFAULT_DIAGNOSE_OPTIONS } from './diagnose.ts';
+import { fullDiagnose } from './diagnose-command.ts';
 import { EXIT, UsageError } from './exit.ts';
 import { toDot } from './graph.ts';
 import { SecretCollector, redactObject, scrubText } from './redact.ts';
@@ -136,8 +136,11 @@ export const gatherCommand: Command = {
     await collectLogs(ctx.kubeconfig, snapshot.namespace, pods, tail, collected);
     const now = new Date(snapshot.takenAt);
     const root = bundleName(now);
-    const findings = report(diagnose(snapshot));
+    const { report: findings, env } = await fullDiagnose(snapshot, kube, { ...DEFAULT_DIAGNOSE_OPTIONS, askAgents: true });
+    // Each tunnel-agent's own report, as it answered (already schema-checked; it holds no secrets).
+    const agentReports = env.agents.flatMap((a) => (a.report ? [{ path: `agents/${a.pod}.json`, text: JSON.stringify(a.report, null, 2) + '\n' }] : []));
     const entries = bundleEntries(root, collected, [
+      ...agentReports,
       { path: 'version.txt', text: `ravenctl ${VERSION}\ntaken ${now.toISOString()}\n` },
       { path: 'show.json', text: JSON.stringify(buildShowView(snapshot), null, 2) + '\n' },
       { path: 'diagnose.json', text: JSON.stringify(findings, null, 2) + '\n' },

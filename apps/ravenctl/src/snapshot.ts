@@ -33,6 +33,8 @@ export interface NodeSnapshot {
   internalIP?: string;
   externalIP?: string;
   ready: 'True' | 'False' | 'Unknown';
+  /** spec.podCIDRs (or spec.podCIDR); undefined where the snapshot was not read from the API. */
+  podCIDRs?: string[];
 }
 
 export interface LeaseView {
@@ -77,6 +79,7 @@ const time = (s: string | undefined | null) => (s ? Date.parse(s) : undefined);
 
 const nodeSchema = z.looseObject({
   metadata: z.looseObject({ name: z.string(), labels: z.record(z.string(), z.string()).optional(), annotations: z.record(z.string(), z.string()).optional() }),
+  spec: z.looseObject({ podCIDR: z.string().optional(), podCIDRs: z.array(z.string()).optional() }).optional(),
   status: z.looseObject({
     addresses: z.array(z.looseObject({ type: z.string(), address: z.string() })).optional(),
     conditions: z.array(z.looseObject({ type: z.string(), status: z.string() })).optional(),
@@ -91,6 +94,7 @@ export function toNodeSnapshot(raw: unknown): NodeSnapshot {
     name: n.metadata.name, labels: n.metadata.labels ?? {}, annotations: n.metadata.annotations ?? {},
     internalIP: address('InternalIP'), externalIP: address('ExternalIP'),
     ready: ready === 'True' || ready === 'False' ? ready : 'Unknown',
+    podCIDRs: n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []),
   };
 }
 

@@ -32,8 +32,10 @@ describe('parsing API objects', () => {
     expect(toNodeSnapshot({
       metadata: { name: 'n', labels: { a: 'b' } },
       status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }, { type: 'ExternalIP', address: '1.2.3.4' }], conditions: [{ type: 'Ready', status: 'False' }] },
-    })).toEqual({ name: 'n', labels: { a: 'b' }, annotations: {}, internalIP: '10.0.0.1', externalIP: '1.2.3.4', ready: 'False' });
+    })).toEqual({ name: 'n', labels: { a: 'b' }, annotations: {}, internalIP: '10.0.0.1', externalIP: '1.2.3.4', ready: 'False', podCIDRs: [] });
     expect(toNodeSnapshot({ metadata: { name: 'n' } }).ready).toBe('Unknown');
+    expect(toNodeSnapshot({ metadata: { name: 'n' }, spec: { podCIDR: '10.244.0.0/24' } }).podCIDRs).toEqual(['10.244.0.0/24']);
+    expect(toNodeSnapshot({ metadata: { name: 'n' }, spec: { podCIDR: '10.244.0.0/24', podCIDRs: ['10.244.0.0/24', 'fd00::/64'] } }).podCIDRs).toEqual(['10.244.0.0/24', 'fd00::/64']);
   });
 
   it('a Pod: component label, images, version label', () => {

@@ -1,5 +1,5 @@
 import {
-  CONFIGMAPS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, toNodeView, type Connection, type Gateway, type NodeView,
+  CONFIGMAPS, PORTS, RAVEN_CFG_KEYS, gatewayV1beta1Schema, toNodeView, type AgentDiagnose, type Connection, type Gateway, type NodeView,
 } from '@raven/api-types';
 import {
   Controller, HeartbeatRenewer, Informer, RESOURCES, deepEqual, type Check, type KubeClient, type Logger,
@@ -9,8 +9,9 @@ import { hasChanges, type Exec } from '@raven/netlink';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { DataPathApplier } from './datapath.ts';
+import { buildDiagnoseReport } from './diagnose.ts';
 import { HostFactsError, discoverHostFacts, type HostFacts } from './facts.ts';
-import { connectionsWriteDue, peerReports } from './connections.ts';
+import { connectionsWriteDue, peerReports, type PeerReport } from './connections.ts';
 import { TunnelMetrics } from './metrics.ts';
 import { planDataPath, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
@@ -61,6 +62,8 @@ export class TunnelAgent {
   private publicKey?: string;
   private host?: HostFacts;
   private lastPlan?: DataPathPlan;
+  private lastPlanAt?: number;
+  private lastPeers?: { at: number; reports: PeerReport[] };
   private lastError?: string;
   private lastConnectionsWrite = 0;
   private lastDropped = '';
@@ -103,6 +106,21 @@ export class TunnelAgent {
     if (!this.lastPlan) return { ok: false, detail: this.lastError ?? 'no reconcile yet' };
     return { ok: this.lastError === undefined, detail: this.lastError ?? `role ${this.lastPlan.role.kind}` };
   };
+
+  /** The read-only self-report served at /debug/diagnose: built from what the last reconcile and probe round kept. */
+  diagnose(now = Date.now()): AgentDiagnose {
+    const { outcomes, drift } = this.applier.history();
+    const plan = this.lastPlan;
+    // Peer reports belong to the gateway role; a node that left it reports none.
+    const peers = plan?.role.kind === 'gateway' && this.lastPeers
+      ? { ...this.lastPeers, unconfigured: (r: PeerReport) => (r.target.relayed ? undefined : this.opts.driver.unconfigured(r.target.via)) }
+      : undefined;
+    return buildDiagnoseReport({
+      nodeName: this.opts.nodeName, now, driver: this.opts.driver.name,
+      l3Enabled: this.ravenConfig.list()[0]?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
+      ready: this.readiness().ok, lastError: this.lastError, plan, planAt: this.lastPlanAt, host: this.host, outcomes, drift, peers,
+    });
+  }
 
   async start(signal: AbortSignal): Promise<void> {
     this.publicKey = (await this.opts.driver.init()).publicKey;
@@ -167,6 +185,7 @@ export class TunnelAgent {
       if (this.lastPlan?.role.kind === 'gateway' && plan.role.kind !== 'gateway') await this.writeConnections([], true);
       this.metrics.recordPlan(plan, plan.vpn?.peers.filter((p) => !this.opts.driver.unconfigured(p)).length ?? 0);
       this.lastPlan = plan;
+      this.lastPlanAt = Date.now();
       this.lastError = undefined;
     } catch (err) {
       this.lastError = (err as Error).message;
@@ -210,6 +229,7 @@ export class TunnelAgent {
     const { driver } = this.opts;
     const reports = peerReports(plan.probes, (gateway) => this.prober.health(gateway), await driver.status(plan.vpn), (peer) => driver.unconfigured(peer));
     this.metrics.recordPeers(reports, Date.now());
+    this.lastPeers = { at: Date.now(), reports };
     await this.writeConnections(reports.map((r) => r.connection));
   }
 

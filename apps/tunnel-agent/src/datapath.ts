@@ -2,7 +2,8 @@ import {
   AddressReconciler, FdbReconciler, IpsetReconciler, IptablesReconciler, LinkReconciler, NeighbourReconciler, RouteReconciler,
   NO_CHANGES, RuleReconciler, SysctlReconciler, hasChanges, reconcile, sumSummaries, type ApplySummary, type Exec, type Reconciler,
 } from '@raven/netlink';
-import { DATAPATH } from '@raven/api-types';
+import { DATAPATH, type KernelSubsystem } from '@raven/api-types';
+import { diffSamples, type ApplyOutcome, type DriftEvent } from './diagnose.ts';
 import { OWNED, type DataPathPlan } from './planner.ts';
 
 export interface ApplyOptions {
@@ -15,7 +16,10 @@ export interface ApplyOptions {
   verify?: boolean;
 }
 
-type Subsystem = 'links' | 'sysctls' | 'addresses' | 'fdb' | 'routes' | 'rules' | 'ipsets' | 'neighbours' | 'iptables4' | 'iptables6';
+type Subsystem = KernelSubsystem;
+
+/** Drift events kept for the diagnose report (the report counts those within its window). */
+const DRIFT_HISTORY = 256;
 
 /**
  * Applies a DataPathPlan with one reconciler per kernel subsystem, each owning only Raven's objects (links raven0 and
@@ -25,6 +29,9 @@ type Subsystem = 'links' | 'sysctls' | 'addresses' | 'fdb' | 'routes' | 'rules' 
 export class DataPathApplier {
   /** Per subsystem, the desired state it last applied without error (and that state serialised, to compare). */
   private readonly applied = new Map<Subsystem, { json: string; value: unknown }>();
+  /** What the last apply did per subsystem, and the repairs of drift: the diagnose report, at no extra kernel read. */
+  private readonly outcomes = new Map<Subsystem, ApplyOutcome>();
+  private readonly drift: DriftEvent[] = [];
   private readonly links: LinkReconciler;
   private readonly addresses: AddressReconciler;
   private readonly fdb: FdbReconciler;
@@ -34,7 +41,7 @@ export class DataPathApplier {
   private readonly ipsets: IpsetReconciler;
   private readonly iptables4: IptablesReconciler;
   private readonly iptables6: IptablesReconciler;
-  constructor(private readonly exec: Exec) {
+  constructor(private readonly exec: Exec, private readonly now: () => number = Date.now) {
     this.links = new LinkReconciler(exec, { owned: OWNED.links });
     this.addresses = new AddressReconciler(exec, { devices: [DATAPATH.vxlanDevice] });
     this.fdb = new FdbReconciler(exec, { devices: [DATAPATH.vxlanDevice] });
@@ -58,7 +65,8 @@ export class DataPathApplier {
     };
     const json = Object.fromEntries(Object.entries(wanted).map(([name, value]) => [name, JSON.stringify(value)])) as Record<Subsystem, string>;
     const last = new Map(this.applied);
-    const unchanged = (name: Subsystem) => last.get(name)?.json === json[name];
+    let plannedRelink = false;
+    const unchanged = (name: Subsystem) => !plannedRelink && last.get(name)?.json === json[name];
     /**
      * Unchanged and not verifying: nothing to do. Changed: reconciled now, as a diff against what was last applied
      * when the reconciler can say what that left in the kernel (no read), else against a fresh read.
@@ -67,9 +75,11 @@ export class DataPathApplier {
       const previous = last.get(name);
       if (!verify && previous?.json === json[name]) return NO_CHANGES;
       this.applied.delete(name);
-      const summary = !verify && previous && reconciler.assumed
-        ? await reconciler.apply(reconciler.diff(desired, reconciler.assumed(previous.value as D)))
-        : await reconcile(reconciler, desired);
+      const read = verify || !previous || !reconciler.assumed;
+      const summary = await this.recorded(name, read, unchanged(name), async () => {
+        const diff = reconciler.diff(desired, read ? await reconciler.read() : reconciler.assumed!(previous!.value as D));
+        return { summary: await reconciler.apply(diff), samples: diffSamples(diff) };
+      });
       this.applied.set(name, { json: json[name], value: desired });
       return summary;
     };
@@ -77,6 +87,8 @@ export class DataPathApplier {
     const links = await step('links', this.links, plan.links);
     // A link that was (re)created lost what lived on it: everything else is read back this time.
     if (hasChanges(links)) verify = true;
+    // Repairs after a planned link change are its consequence, not drift.
+    plannedRelink = hasChanges(links) && !unchanged('links');
     // Per-device sysctls exist only while their device does, so the owned keys are exactly the planned ones.
     const sysctls = await step('sysctls', new SysctlReconciler(this.exec, { keys: Object.keys(plan.sysctls) }), plan.sysctls);
     // First pass over ipsets: create and fill the wanted sets only (owning just those, so nothing still referenced by
@@ -84,10 +96,19 @@ export class DataPathApplier {
     const wantedSets = new IpsetReconciler(this.exec, { sets: plan.ipsets.map((set) => set.name) });
     const previousSets = last.get('ipsets')?.value as DataPathPlan['ipsets'] | undefined;
     const ipsetsDelta = !verify && previousSets !== undefined;
+    const ipsetsUnchanged = unchanged('ipsets');
+    // The two passes are one outcome: the second records both (it runs whenever the first did).
+    let filled = NO_CHANGES;
     const fillSets = async () => {
-      if (!verify && unchanged('ipsets')) return NO_CHANGES;
+      if (!verify && ipsetsUnchanged) return NO_CHANGES;
       this.applied.delete('ipsets');
-      return ipsetsDelta ? wantedSets.apply(wantedSets.diff(plan.ipsets, this.ipsets.assumed(previousSets))) : reconcile(wantedSets, plan.ipsets);
+      try {
+        filled = ipsetsDelta ? await wantedSets.apply(wantedSets.diff(plan.ipsets, this.ipsets.assumed(previousSets))) : await reconcile(wantedSets, plan.ipsets);
+      } catch (err) {
+        this.failed('ipsets', !ipsetsDelta, err);
+        throw err;
+      }
+      return filled;
     };
     const [addresses, fdb, routes, rules, ipsets] = await Promise.all([
       step('addresses', this.addresses, plan.addresses),
@@ -102,15 +123,52 @@ export class DataPathApplier {
       step('iptables6', this.iptables6, plan.iptables.v6),
     ]);
     let ipsetsAfter = NO_CHANGES;
-    if (verify || !unchanged('ipsets')) {
+    if (verify || !ipsetsUnchanged) {
       // After the first pass the wanted sets hold their members; only sets no longer wanted are left to destroy.
       const names = new Set(plan.ipsets.map((set) => set.name));
-      ipsetsAfter = ipsetsDelta
-        ? await this.ipsets.apply(this.ipsets.diff(plan.ipsets, this.ipsets.assumed([...plan.ipsets, ...previousSets.filter((set) => !names.has(set.name))])))
-        : await reconcile(this.ipsets, plan.ipsets);
+      ipsetsAfter = await this.recorded('ipsets', !ipsetsDelta, ipsetsUnchanged, async () => ({
+        summary: ipsetsDelta
+          ? await this.ipsets.apply(this.ipsets.diff(plan.ipsets, this.ipsets.assumed([...plan.ipsets, ...previousSets.filter((set) => !names.has(set.name))])))
+          : await reconcile(this.ipsets, plan.ipsets),
+      }), filled);
       this.applied.set('ipsets', { json: json.ipsets, value: plan.ipsets });
     }
     return sumSummaries(links, sysctls, addresses, fdb, routes, rules, ipsets, neighbours, v4, v6, ipsetsAfter);
+  }
+
+  /**
+   * Runs one subsystem's apply and records its outcome (with `carried`, what an earlier pass of the same apply did).
+   * A read-back (verified) apply that changed the kernel while the desired state had not changed repaired drift:
+   * someone else changed Raven's objects.
+   */
+  private async recorded(
+    name: Subsystem, verified: boolean, desiredUnchanged: boolean,
+    work: () => Promise<{ summary: ApplySummary; samples?: { added: string[]; removed: string[] } }>, carried: ApplySummary = NO_CHANGES,
+  ): Promise<ApplySummary> {
+    const at = this.now();
+    let result: Awaited<ReturnType<typeof work>>;
+    try {
+      result = await work();
+    } catch (err) {
+      this.failed(name, verified, err);
+      throw err;
+    }
+    const summary = sumSummaries(carried, result.summary);
+    this.outcomes.set(name, { name, at, verified, summary, lastChange: hasChanges(summary) ? { at, summary } : this.outcomes.get(name)?.lastChange });
+    if (verified && desiredUnchanged && hasChanges(summary)) {
+      this.drift.push({ subsystem: name, at, summary, samples: result.samples ?? { added: [], removed: [] } });
+      if (this.drift.length > DRIFT_HISTORY) this.drift.splice(0, this.drift.length - DRIFT_HISTORY);
+    }
+    return result.summary;
+  }
+
+  private failed(name: Subsystem, verified: boolean, err: unknown): void {
+    this.outcomes.set(name, { name, at: this.now(), verified, summary: NO_CHANGES, lastChange: this.outcomes.get(name)?.lastChange, error: (err as Error).message });
+  }
+
+  /** The last apply per subsystem and the recent drift repairs, for the diagnose report (no kernel access). */
+  history(): { outcomes: ApplyOutcome[]; drift: DriftEvent[] } {
+    return { outcomes: [...this.outcomes.values()], drift: [...this.drift] };
   }
 
   /** Removes everything Raven owns in the kernel (uninstall, or the node leaving every role). */

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { HEARTBEAT, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { AGENT_DIAGNOSE_PATH, HEARTBEAT, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
@@ -24,8 +24,9 @@ const flags = {
   'resync-period': { type: 'string', description: 'Read the whole kernel state back and repair it this often', default: '30s' },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
-  'health-port': { type: 'string', description: 'Port for /healthz, /readyz and /metrics', default: String(PORTS.health) },
+  'health-port': { type: 'string', description: `Port for /healthz, /readyz, /metrics and ${AGENT_DIAGNOSE_PATH} (read-only JSON)`, default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
+  'diagnose-endpoint': { type: 'boolean', description: `Serve ${AGENT_DIAGNOSE_PATH} on the health port (read-only; what ravenctl diagnose reads)`, default: true },
 } as const;
 
 const SUMMARY = `Raven L3 agent, one per node (host network). Non-gateway nodes route cross-domain traffic over vxlan raven0
@@ -92,6 +93,8 @@ async function main(): Promise<void> {
     },
   });
   health.addReadinessCheck('data-path', agent.readiness);
+  // Read-only: what the last reconcile planned and had to repair, per subsystem, and the VPN peers (ravenctl diagnose).
+  if (values['diagnose-endpoint'] !== false) health.addJsonEndpoint(AGENT_DIAGNOSE_PATH, () => agent.diagnose());
   // Stopping leaves the kernel state in place on purpose: the next agent adopts it (hitless restart).
   shutdown.onStop('agent', () => agent.stop());
   log.info({ healthPort, driver: driverName, stateDir }, 'starting');

@@ -59,6 +59,10 @@ describe('DataPathApplier between resyncs', () => {
     expect(repaired.added).toBe(2);
     expect(await routes()).toEqual(['10.9.1.0/24', '10.9.2.0/24', '172.31.9.2']);
     expect(await marked()).toEqual(['10.9.1.0/24', '10.9.2.0/24', '172.31.9.2']);
+    // What /debug/diagnose reports: the verifying apply repaired drift, and names what was missing.
+    const drift = shared.history().drift;
+    expect(drift.map((d) => d.subsystem)).toEqual(expect.arrayContaining(['routes', 'ipsets']));
+    expect(drift.find((d) => d.subsystem === 'routes')!.samples.added).toEqual(['10.9.1.0/24 table 9028 dev raven-wg0']);
   });
 
   it('applies a changed input at once, as a diff against the last apply, without reading the kernel back', async () => {

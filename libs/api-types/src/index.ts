@@ -8,3 +8,4 @@ export * from './crd.ts';
 export * from './heartbeat.ts';
 export * from './proxy.ts';
 export * from './node.ts';
+export * from './agent-diagnose.ts';

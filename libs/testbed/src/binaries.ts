@@ -19,6 +19,7 @@ const locations: Record<Binary, [dir: () => string, file: string, envtest: boole
   'kube-apiserver': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-apiserver', true],
   'kube-controller-manager': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-controller-manager', true],
   kubectl: [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kubectl', true],
+  // Also built one at a time (go-binaries.sh <binary>) when KUBEBUILDER_ASSETS has the others: see `alone` below.
   kubelet: [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kubelet', false],
   'kube-proxy': [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kube-proxy', false],
   'kube-scheduler': [() => join(cacheRoot(), `kubernetes-node-${VERSIONS.kubernetes}`), 'kube-scheduler', false],
@@ -41,14 +42,23 @@ export class MissingBinaryError extends Error {
   override readonly name = 'MissingBinaryError';
 }
 
-/** Path of a pinned binary: KUBEBUILDER_ASSETS first (the setup-envtest convention), then our cache. */
+/** The control-plane binaries go-binaries.sh also builds alone, each into its own directory. */
+const alone = (binary: Binary): string | undefined =>
+  ['kube-apiserver', 'kube-controller-manager', 'kubectl'].includes(binary) ? join(cacheRoot(), `${binary}-${VERSIONS.kubernetes}`, binary) : undefined;
+
+/**
+ * Path of a pinned binary: KUBEBUILDER_ASSETS first (the setup-envtest convention: etcd, kube-apiserver, kubectl),
+ * then our cache (the whole target's directory, then the binary built alone for what the assets lack).
+ */
 export function binaryPath(binary: Binary): string {
   const [dir, file, envtest] = locations[binary];
   const assets = process.env.KUBEBUILDER_ASSETS;
   if (envtest && assets && existsSync(join(assets, file))) return join(assets, file);
-  const path = join(dir(), file);
-  if (!existsSync(path)) {
-    throw new MissingBinaryError(`${binary} not found at ${path}; run \`node scripts/bootstrap.mjs --binaries\` (or set KUBEBUILDER_ASSETS)`);
+  const candidates = [join(dir(), file), alone(binary)].filter((p): p is string => p !== undefined);
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    const hint = envtest && assets ? `it is not in KUBEBUILDER_ASSETS=${assets} either; run \`node scripts/bootstrap.mjs --binaries\`, which builds only what that directory lacks` : 'run `node scripts/bootstrap.mjs --binaries` (or set KUBEBUILDER_ASSETS)';
+    throw new MissingBinaryError(`${binary} not found at ${candidates.join(' or ')}; ${hint}`);
   }
   return path;
 }
