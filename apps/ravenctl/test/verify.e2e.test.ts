@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_DIAGNOSE_PATH, PORTS, agentDiagnoseSchema } from '@raven/api-types';
 import { kubectl, RavenBox, realWalkthroughTopology, startCluster, TSX_LOADER, waitFor, WALKTHROUGH_NODES, WORKSPACE_ROOT, type Cluster, type ClusterInfo } from '@raven/testbed';
 import { ravenctlProcess } from './support.ts';
 
@@ -75,6 +76,11 @@ describe('ravenctl verify', () => {
     await waitFor('the agent repairs its routes', async () => (await rb.box.node(HZ_MEMBER).exec('ip', ['route', 'show', 'table', '9027'])).stdout.includes('raven0'), 45_000, 500);
     const again = await ravenctl(['verify']);
     expect(again.code, again.stdout).toBe(0);
+    // The agent's own report (its health port, as `ravenctl diagnose` reads it through the pod proxy) shows the repair as drift.
+    const { stdout } = await rb.box.node(HZ_MEMBER).exec('timeout', ['5', 'busybox', 'wget', '-q', '-O', '-', `http://127.0.0.1:${PORTS.health}${AGENT_DIAGNOSE_PATH}`]);
+    const routes = agentDiagnoseSchema.parse(JSON.parse(stdout)).subsystems.find((sub) => sub.name === 'routes')!;
+    expect(routes.driftRepairs).toBeGreaterThanOrEqual(1);
+    expect(routes.lastDrift?.addedSample.join('\n')).toMatch(/table 9027/);
   });
 
   it('--disruptive fails a Gateway over, times the election, runs the matrix again and restores the Gateway', async () => {
