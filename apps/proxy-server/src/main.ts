@@ -14,7 +14,7 @@ import { InformerClusterView } from './cluster.ts';
 import { NodeProxyAuthorizer } from './authz.ts';
 import { Frontends, type TargetTls } from './frontend.ts';
 import { proxyMetrics } from './metrics.ts';
-import { servedGateway, servingSpec } from './identity.ts';
+import { mayHoldServingIdentity, servedGateway, servingSpec } from './identity.ts';
 import { PodNodes } from './pods.ts';
 import { domainKeyOf } from './cluster-view.ts';
 import { TunnelHub } from './tunnels.ts';
@@ -103,6 +103,8 @@ async function main(): Promise<void> {
   shutdown.onStop('serving-certificate', () => serving.stop());
   health.addReadinessCheck('serving-certificate', () => {
     const s = serving.status();
+    // A proxy-server on a node that is no proxy endpoint is ready to become one; it needs no certificate until then.
+    if (!s.ready && serving instanceof CsrCertificateSource && view.synced() && !mayHoldServingIdentity(nodeName, view)) return { ok: true, detail: 'not a proxy endpoint: no certificate needed' };
     return { ok: s.ready, detail: s.ready ? `expires ${s.notAfter?.toISOString()}` : s.lastError ?? 'waiting for issuance' };
   });
 

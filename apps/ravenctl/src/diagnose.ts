@@ -1,4 +1,4 @@
-import { ANNOTATIONS, HEARTBEAT, LABELS, RAVEN_CFG_KEYS, heartbeatLeaseName, type HeartbeatComponent } from '@raven/api-types';
+import { ANNOTATIONS, HEARTBEAT, LABELS, RAVEN_CFG_KEYS, heartbeatLeaseName, mayHoldProxyClientIdentity, proxyServerGateways, type HeartbeatComponent } from '@raven/api-types';
 import { PSK_SECRET, type IssuedCertificate, type Snapshot } from './snapshot.ts';
 import { activeTunnelNode, isLeaseFresh, leaseAgeSeconds } from './show.ts';
 
@@ -175,7 +175,17 @@ export function checkPsk(s: Snapshot): Finding[] {
   return [];
 }
 
-/** The newest certificate each proxy process got from the CSR API: expired, close to expiry, or refused. */
+/**
+ * The newest certificate each proxy process got from the CSR API: expired, close to expiry, or refused. Only for
+ * nodes that may hold that identity now (the approver's own rule): a proxy on a node that is no candidate has no
+ * certificate by design, and its old refusals say nothing.
+ */
+function mayHoldIdentity(s: Snapshot, component: IssuedCertificate['component'], nodeName: string): boolean {
+  if (component === 'proxy-server') return proxyServerGateways(nodeName, s.gateways).length > 0;
+  const node = s.nodes.find((n) => n.name === nodeName);
+  return !!node && mayHoldProxyClientIdentity({ name: nodeName, gateway: node.labels[LABELS.gateway] }, s.gateways);
+}
+
 export function checkCertificates(s: Snapshot, warnFraction: number): Finding[] {
   if (!s.certificatesReadable) return [{ severity: 'warning', check: 'certificate', object: 'certificatesigningrequests', message: 'cannot list CSRs with these credentials: proxy certificates were not checked', fix: 'rerun with credentials that may list certificatesigningrequests' }];
   const latest = new Map<string, IssuedCertificate[]>();
@@ -185,6 +195,7 @@ export function checkCertificates(s: Snapshot, warnFraction: number): Finding[] 
     const issued = certs.filter((c) => c.notAfter !== undefined).sort((a, b) => b.notAfter! - a.notAfter!)[0];
     const [component, ...rest] = key.split('/');
     const nodeName = rest.join('/');
+    if (!mayHoldIdentity(s, component as IssuedCertificate['component'], nodeName)) continue;
     const fix = `kubectl -n ${ns(s)} delete pod -l app.kubernetes.io/component=${component} --field-selector spec.nodeName=${nodeName}   (a restart requests a new certificate)`;
     if (!issued) {
       const refused = certs.find((c) => c.refused);

@@ -15,6 +15,13 @@ function broken(edit: (s: Snapshot) => void): Snapshot {
 
 const brief = (f: Finding) => `${f.severity} ${f.check} ${f.object}`;
 
+/** Lists `node` as a proxy endpoint of `gateway` (the approver's rule then lets it hold a proxy identity). */
+function listProxy(s: Snapshot, gateway: string, node: string): void {
+  const gw = s.gateways.find((g) => g.metadata.name === gateway)!;
+  gw.spec!.endpoints = [...(gw.spec!.endpoints ?? []), { type: 'proxy', nodeName: node, underNAT: true }];
+  s.heartbeats.push(lease('proxy', node, 0.2));
+}
+
 describe('diagnose', () => {
   it('finds nothing wrong in the healthy walkthrough', () => {
     expect(diagnose(walkthrough())).toEqual([]);
@@ -59,7 +66,7 @@ describe('diagnose', () => {
     { fault: 'PSK not needed without L3', snapshot: broken((s) => { s.psk = { secret: 'missing', hasKey: false }; s.ravenConfig!['enable-l3-tunnel'] = 'false'; }), want: ['warning config configmap/kube-system/raven-cfg'] },
     {
       fault: 'an expired proxy-client certificate',
-      snapshot: broken((s) => { s.certificates = [{ csr: 'raven-proxy-client-hz-1-abc', component: 'proxy-client', nodeName: 'hz-1', notBefore: NOW - 48 * HOUR, notAfter: NOW - HOUR }]; }),
+      snapshot: broken((s) => { listProxy(s, 'gw-hangzhou', 'hz-1'); s.certificates = [{ csr: 'raven-proxy-client-hz-1-abc', component: 'proxy-client', nodeName: 'hz-1', notBefore: NOW - 48 * HOUR, notAfter: NOW - HOUR }]; }),
       want: ['error certificate csr/raven-proxy-client-hz-1-abc'], message: /proxy-client certificate for hz-1 expired/,
     },
     {
@@ -77,8 +84,13 @@ describe('diagnose', () => {
     },
     {
       fault: 'a denied CSR and no certificate',
-      snapshot: broken((s) => { s.certificates = [{ csr: 'raven-proxy-client-qd-1-x', component: 'proxy-client', nodeName: 'qd-1', refused: 'Denied: token not bound to a Pod on qd-1' }]; }),
+      snapshot: broken((s) => { listProxy(s, 'gw-qingdao', 'qd-1'); s.certificates = [{ csr: 'raven-proxy-client-qd-1-x', component: 'proxy-client', nodeName: 'qd-1', refused: 'Denied: token not bound to a Pod on qd-1' }]; }),
       want: ['error certificate csr/raven-proxy-client-qd-1-x'], message: /Denied: token not bound/,
+    },
+    {
+      fault: 'no finding for a refused CSR of a node that may not hold the identity (a standby proxy-server on a node that is no candidate)',
+      snapshot: broken((s) => { s.certificates = [{ csr: 'raven-proxy-server-cloud-2-x', component: 'proxy-server', nodeName: 'cloud-2', refused: 'Denied: node cloud-2 is not a proxy endpoint of an exposed Gateway' }]; }),
+      want: [],
     },
     { fault: 'CSRs not readable', snapshot: broken((s) => { s.certificatesReadable = false; }), want: ['warning certificate certificatesigningrequests'] },
     {

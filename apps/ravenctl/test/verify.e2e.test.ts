@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,6 +115,27 @@ describe('ravenctl verify', () => {
   });
 });
 
+describe('the other commands on the box', () => {
+  it('show, graph, diagnose and gather read the real-node cluster; diagnose finds only what the box does on purpose', async () => {
+    const show = await ravenctl(['show']);
+    expect(show.code, show.stderr).toBe(0);
+    for (const gw of ['gw-cloud', 'gw-hangzhou', 'gw-qingdao']) expect(show.stdout).toContain(gw);
+    const graph = await ravenctl(['graph', '-f', 'svg']);
+    expect(graph.code, graph.stderr).toBe(0);
+    expect(graph.stdout).toMatch(/^<\?xml|^<svg/);
+    const diagnose = await ravenctl(['diagnose', '-o', 'json']);
+    const findings = (JSON.parse(diagnose.stdout) as { findings: { severity: string; check: string; object: string }[] }).findings;
+    // The box runs one gateway-pickup without leader election, and walkthrough 2.3's node in no Gateway.
+    expect(findings.filter((f) => f.severity !== 'info').map((f) => `${f.severity} ${f.check} ${f.object}`).sort())
+      .toEqual(['warning node-gateway-label node/edge-lone-1', 'warning pickup-leader lease/kube-system/raven-gateway-pickup']);
+    const dir = mkdtempSync(join(tmpdir(), 'raven-gather-'));
+    const archive = join(dir, 'bundle.tar.gz');
+    const gather = await ravenctl(['gather', '--file', archive]);
+    expect(gather.code, gather.stderr).toBe(0);
+    expect(statSync(archive).size).toBeGreaterThan(1_000);
+  });
+});
+
 describe('ravenctl benchmark', () => {
   it('measures throughput and latency between two domains with Pods', async () => {
     const r = await ravenctl(['benchmark', '--from', 'gw-qingdao', '--to', 'gw-hangzhou', '--size', '64', '-o', 'json']);
@@ -129,5 +150,21 @@ describe('ravenctl benchmark', () => {
     // Both domains are behind NAT: the cloud gateway relays.
     expect(result.relayedVia).toBe('gw-cloud');
     expect(await probesCleanedUp()).toBe(true);
+  });
+});
+
+describe('a stopped proxy-client (last: it stays stopped)', () => {
+  it('verify names the L7 failures to its domain and diagnose its stale heartbeat', async () => {
+    const qingdao = (await kc(['get', 'gateways.v1beta1.raven.openyurt.io', 'gw-qingdao', '-o', 'jsonpath={.status.activeEndpoints[?(@.type=="proxy")].nodeName}'])).trim();
+    await rb.proxies.get(`proxy-client/${qingdao}`)!.stop(2_000);
+    const qdNodes = rb.box.nodes.filter((n) => n.domain === 'qingdao').map((n) => n.name);
+    const v = await ravenctl(['verify', '-o', 'json']);
+    expect(v.code).toBe(1);
+    const report = JSON.parse(v.stdout) as { rounds: { rows: { kind: string; to: string; state: string }[]; explanations: { problem: string; fix: string }[] }[] };
+    const failed = report.rounds[0]!.rows.filter((r) => r.state !== 'ok');
+    // L3 is untouched; only the apiserver's calls to qingdao's kubelets fail.
+    expect(failed.map((r) => `${r.kind} ${r.to}`).sort()).toEqual(qdNodes.map((n) => `l7 ${n}`).sort());
+    for (const e of report.rounds[0]!.explanations) expect(e.fix).toContain('proxy heartbeats of gw-qingdao');
+    await waitFor('the proxy heartbeat to expire', async () => (await ravenctl(['diagnose'])).stdout.includes(`proxy-client on ${qingdao} stopped heartbeating`), 30_000, 1_000);
   });
 });
