@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { HEARTBEAT, LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
 import { HeartbeatRenewer, RESOURCES, createLogger, isNotFound, microTime, type KubeClient } from '@raven/controller-kit';
 import { createCA, createCsr, issueCertificate } from '@raven/pki';
@@ -15,8 +15,8 @@ const cluster = inject('cluster');
 const s = uniqueName('rd');
 const cloud = `${s}-cloud`;
 const edge = `${s}-edge`;
-const nodes = { c1: `${s}-c1`, e1: `${s}-e1`, loose: `${s}-x`, skew: `${s}-skew` };
-const csrName = `raven-proxy-client-${nodes.e1}-expired`;
+const nodes = { c1: `${s}-c1`, e1: `${s}-e1`, loose: `${s}-x`, skew: `${s}-skew`, alone: `${s}-alone` };
+const csrName = `raven-proxy-client-${nodes.alone}-expired`;
 const pod = `${s}-proxy-client`;
 const PSK = `psk-${s}-0123456789abcdef`;
 let kube: KubeClient;
@@ -133,10 +133,12 @@ describe('ravenctl diagnose against the real control plane, with faults injected
     expect((await findings()).ours.map(brief)).not.toContain('error psk secret/kube-system/raven-agent-secret');
   });
 
-  it('an expired proxy-client certificate issued through the CSR API', async () => {
+  it('an expired proxy-client certificate issued through the CSR API (of a node in no Gateway, which serves itself)', async () => {
+    await registerNode(kube, { name: nodes.alone, internalIP: '127.0.0.1' });
+    onTestFinished(() => deleteNode(kube, nodes.alone));
     const ca = await createCA('expired-test-ca');
-    const { csrPem } = await createCsr({ commonName: `raven:proxy-client:${nodes.e1}` });
-    const { certPem } = await issueCertificate(ca, { commonName: `raven:proxy-client:${nodes.e1}`, usages: ['client'], validityDays: -1 / 1440 });
+    const { csrPem } = await createCsr({ commonName: `raven:proxy-client:${nodes.alone}` });
+    const { certPem } = await issueCertificate(ca, { commonName: `raven:proxy-client:${nodes.alone}`, usages: ['client'], validityDays: -1 / 1440 });
     // A signer nobody serves, so that only this test writes the certificate; the name is what proxy-client uses.
     await kube.create(RESOURCES.csrs, {
       apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest', metadata: { name: csrName },
@@ -148,7 +150,7 @@ describe('ravenctl diagnose against the real control plane, with faults injected
     await kube.replace(RESOURCES.csrs, { name: csrName, subresource: 'status' }, { ...approved, status: { ...approved.status, certificate: Buffer.from(certPem).toString('base64') } });
     const f = (await findings()).ours.find((x) => x.check === 'certificate');
     expect(f).toMatchObject({ severity: 'error', object: `csr/${csrName}` });
-    expect(f!.message).toMatch(new RegExp(`proxy-client certificate for ${nodes.e1} expired`));
+    expect(f!.message).toMatch(new RegExp(`proxy-client certificate for ${nodes.alone} expired`));
   });
 
   it('a node clock a minute ahead, seen in its heartbeat Lease', async () => {
