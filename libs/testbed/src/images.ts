@@ -131,11 +131,16 @@ class Builder {
     if (this.hasImage(name)) return;
     const id = (await this.buildah(`loading ${name}`, 'pull', '-q', `oci-archive:${archive}`)).trim().split('\n').at(-1)!;
     await this.buildah(`tagging ${name}`, 'tag', id, name);
+    await this.dropOtherTags(name);
+    this.prune(archive);
+  }
+
+  /** Removes the storage's other builds of `name` (same repository, other tag). */
+  async dropOtherTags(name: string): Promise<void> {
     const repository = name.slice(0, name.lastIndexOf(':'));
     const stale = (await this.buildah('listing images', 'images', '--format', '{{.Name}}:{{.Tag}}')).split('\n')
       .filter((n) => n.startsWith(`${repository}:`) && n !== name);
     if (stale.length > 0) await this.buildah('removing superseded base images', 'rmi', ...stale);
-    this.prune(archive);
   }
 
   /** Removes the cache's other builds of what `kept` is a build of (same name up to its key). */
@@ -253,6 +258,7 @@ class Builder {
     await this.buildah('adding the CA bundle', 'copy', ctr, join(this.tmp, 'ca.crt'), '/etc/ssl/certs/ca-certificates.crt');
     await this.buildah('adding the npm config', 'copy', ctr, join(this.tmp, 'npmrc'), '/usr/local/etc/npmrc');
     await this.buildah('committing the build-stage image', 'commit', '--rm', ctr, name);
+    await this.dropOtherTags(name);
     return name;
   }
 
@@ -333,7 +339,9 @@ class Builder {
     const proxyArgs = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']
       .filter((k) => process.env[k]).flatMap((k) => ['--build-arg', `${k}=${process.env[k]}`]);
     await this.run(`building ${app}`, 'buildah', [
-      ...this.storage, 'bud', '--network', 'host', '--pull=never', '--layers=false',
+      // npm ci opens many cache files at once: RUN steps get all the open files this process may have (buildah's
+      // default made it fail with EMFILE now and then).
+      ...this.storage, 'bud', '--network', 'host', '--pull=never', '--layers=false', '--ulimit', `nofile=${maxOpenFiles()}:${maxOpenFiles()}`,
       '--build-arg', `NODE_IMAGE=${bases.node.name}`, '--build-arg', `NODE_BUILD_IMAGE=${nodeBuild}`,
       ...(agent ? ['--build-arg', `GOLANG_IMAGE=${bases.golang.name}`] : []),
       '--build-arg', `VERSION=${version}`, ...proxyArgs,
@@ -348,6 +356,12 @@ class Builder {
     this.log(`built ${reference} in ${elapsed(started)}`);
     return { archive, reference, ...contents };
   }
+}
+
+/** This process's hard limit of open files (what a child may raise its soft limit to). */
+function maxOpenFiles(): number {
+  const limit = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim());
+  return Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1 << 20) : 1024;
 }
 
 /** Runs a program inside an unpacked image root (chroot, as root); returns its first output line. */
