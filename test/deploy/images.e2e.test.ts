@@ -1,12 +1,12 @@
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  AGENT_TOOLS, ensureRavenImages, extractRootfs, openOciArchive, RAVEN_APPS, runInRoot, WORKSPACE_ROOT,
-  type AppName, type OpenedOciArchive, type RavenImage,
+  AGENT_TOOLS, CRI_NAMESPACE, ensureRavenImages, extractRootfs, importRavenImages, ManagedProcess, openOciArchive, RAVEN_APPS,
+  runInRoot, waitFor, WORKSPACE_ROOT, type AppName, type OpenedOciArchive, type RavenImage,
 } from '@raven/testbed';
-import { readManifests, type Workload } from './support.ts';
+import { readManifests, run, type Workload } from './support.ts';
 
 /**
  * Acceptance 3, the built half: `npm run images` (ensureRavenImages) builds each app's image from its Dockerfile, and
@@ -102,4 +102,56 @@ describe.each(RAVEN_APPS)('the %s image', (app) => {
   it.skipIf(agent)('has none of the agent\'s tools', () => {
     for (const p of ['usr/sbin/ip', 'usr/bin/wg', 'usr/sbin/iptables', 'usr/local/bin/wireguard-go']) expect(existsSync(join(root, p)), p).toBe(false);
   });
+});
+
+/**
+ * What the box will do on every node: `ctr -n k8s.io images import`. A throwaway containerd (no CRI, its root, state
+ * and socket in a temporary directory, a private tmpfs over /run for its shims) is started and stopped here by PID.
+ */
+describe('the archives imported into containerd', () => {
+  const dir = join(scratch, 'containerd');
+  const socket = join(dir, 'containerd.sock');
+  let containerd: ManagedProcess;
+  const ctr = (args: string[]) => run('nsenter', ['-t', String(containerd.pid), '-m', 'ctr', ...args]);
+
+  beforeAll(async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.toml'), [
+      'version = 2',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]',
+      '[grpc]', `  address = "${socket}"`, '[ttrpc]', `  address = "${socket}.ttrpc"`,
+      '[plugins."io.containerd.internal.v1.opt"]', `  path = "${dir}/opt"`, '',
+    ].join('\n'));
+    containerd = ManagedProcess.start({
+      name: 'containerd', command: 'unshare', logFile: join(dir, 'containerd.log'),
+      args: ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs /run && exec containerd --config ${dir}/config.toml --log-level warn`],
+    });
+    await waitFor('the throwaway containerd', async () => {
+      containerd.assertRunning();
+      return existsSync(socket) && (await ctr(['--address', socket, 'version'])).includes('Server');
+    }, 30_000, 200);
+  }, 60_000);
+  afterAll(async () => {
+    await containerd?.stop(10_000);
+  });
+
+  it('has each image under its reference in k8s.io, unpacked into a root that runs its Node', async () => {
+    await importRavenImages(RAVEN_APPS.map((app) => images[app]), socket, ctr);
+    const names = (await ctr(['--address', socket, '-n', CRI_NAMESPACE, 'images', 'ls', '-q'])).split('\n');
+    for (const app of RAVEN_APPS) expect(names, app).toContain(images[app].reference);
+    for (const app of ['gateway-pickup', 'tunnel-agent'] as const) {
+      const target = join(dir, `mnt-${app}`);
+      mkdirSync(target);
+      await ctr(['--address', socket, '-n', CRI_NAMESPACE, 'images', 'mount', images[app].reference, target]);
+      try {
+        const inside = await run('nsenter', ['-t', String(containerd.pid), '-m', 'chroot', target, 'node', '-e',
+          "console.log(process.version, require('node:fs').statSync('/app/main.js').size > 0)"]);
+        expect(inside.trim(), app).toBe(`v${pinnedNode} true`);
+      } finally {
+        await ctr(['--address', socket, '-n', CRI_NAMESPACE, 'images', 'unmount', '--rm', target]);
+      }
+    }
+  }, 180_000);
 });

@@ -430,3 +430,21 @@ export async function ensureRavenImages(opts: EnsureImagesOptions = {}): Promise
     rmSync(builder.tmp, { recursive: true, force: true });
   }
 }
+
+/** The CRI's containerd namespace: images the kubelet runs must be there. */
+export const CRI_NAMESPACE = 'k8s.io';
+
+/**
+ * `ctr` arguments that import an image archive into a containerd's k8s.io namespace under its reference, unpacked.
+ * buildah's archives annotate the full reference as `org.opencontainers.image.ref.name`, which ctr keeps only when
+ * `--base-name` matches it (otherwise it names the image `import-<date>`).
+ */
+export function ctrImportArgs(image: Pick<RavenImage, 'archive' | 'reference'>, address: string): string[] {
+  const base = image.reference.slice(0, image.reference.lastIndexOf(':'));
+  return ['--address', address, '-n', CRI_NAMESPACE, 'images', 'import', '--base-name', base, image.archive];
+}
+
+/** Imports the images into the containerd at `address`; `ctr` runs `ctr` (e.g. inside a node's mount namespace). */
+export async function importRavenImages(images: Iterable<Pick<RavenImage, 'archive' | 'reference'>>, address: string, ctr: (args: string[]) => Promise<unknown>): Promise<void> {
+  for (const image of images) await ctr(ctrImportArgs(image, address));
+}
