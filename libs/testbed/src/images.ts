@@ -3,10 +3,12 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { WORKSPACE_ROOT, type AppName } from './apps.ts';
 import { extractRootfs, openOciArchive } from './oci-archive.ts';
 import { imageCacheRoot, ociImageTarball } from './oci-image.ts';
+import { pidAlive } from './process.ts';
 
 /**
  * The four Raven images, built from apps/<app>/Dockerfile with Debian's buildah (no Docker engine, no registry).
@@ -314,8 +316,8 @@ class Builder {
       }
     };
     for (const input of inputs) {
-      if (input.includes('.') || input.includes('/')) files.push(input);
-      else walk(input);
+      if (statSync(join(WORKSPACE_ROOT, input)).isDirectory()) walk(input);
+      else files.push(input);
     }
     const h = createHash('sha256');
     for (const f of files.sort()) h.update(f).update('\0').update(readFileSync(join(WORKSPACE_ROOT, f))).update('\0');
@@ -415,6 +417,7 @@ async function describeImage(app: AppName, archive: string): Promise<{ sizeBytes
 export async function ensureRavenImages(opts: EnsureImagesOptions = {}): Promise<Record<AppName, RavenImage>> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`[images] ${line}\n`));
   if (process.getuid?.() !== 0) throw new ImageBuildError('building the images needs root (mmdebstrap, buildah)');
+  const release = await lockCache(log);
   const builder = new Builder(log);
   try {
     const version = workspaceVersion();
@@ -428,6 +431,41 @@ export async function ensureRavenImages(opts: EnsureImagesOptions = {}): Promise
     return images;
   } finally {
     rmSync(builder.tmp, { recursive: true, force: true });
+    release();
+  }
+}
+
+/**
+ * One builder at a time per cache (a test run and `npm run images` may overlap): a lock file holding the builder's
+ * PID, taken over when that process is gone.
+ */
+async function lockCache(log: (line: string) => void): Promise<() => void> {
+  mkdirSync(imageCacheRoot(), { recursive: true });
+  const path = join(imageCacheRoot(), 'images.lock');
+  const started = Date.now();
+  let said = 0;
+  for (;;) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder: number;
+    try {
+      holder = Number(readFileSync(path, 'utf8').trim());
+    } catch {
+      continue; // released meanwhile
+    }
+    if (!Number.isInteger(holder) || holder <= 0 || !pidAlive(holder)) {
+      rmSync(path, { force: true });
+      continue;
+    }
+    if (Date.now() - said > 30_000) {
+      log(`waiting for another image build (pid ${holder}) to finish (${elapsed(started)})`);
+      said = Date.now();
+    }
+    await sleep(1_000);
   }
 }
 
