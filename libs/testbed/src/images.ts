@@ -93,6 +93,7 @@ const elapsed = (since: number) => {
 class Builder {
   readonly cache = imageCacheRoot();
   readonly tmp: string;
+  private steps = 0;
   private readonly storage = ['--root', join(this.cache, 'buildah/storage'), '--runroot', join(this.cache, 'buildah/run'), '--storage-driver', 'overlay'];
 
   constructor(readonly log: (line: string) => void) {
@@ -102,8 +103,8 @@ class Builder {
 
   /** Runs a long step with its output in a log file, saying every 30 s how long it has run and its last line. */
   run(what: string, cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
-    const logFile = join(this.tmp, `${what.replace(/[^\w.-]+/g, '_')}.log`);
-    const fd = openSync(logFile, 'a');
+    const logFile = join(this.tmp, `${++this.steps}-${what.replace(/[^\w.-]+/g, '_')}.log`);
+    const fd = openSync(logFile, 'w');
     const child = spawn(cmd, args, { cwd: opts.cwd ?? this.tmp, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     const started = Date.now();
