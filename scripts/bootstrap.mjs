@@ -59,6 +59,8 @@ const aptNeeds = {
   // Real nodes in the box: each node's container runtime, its CNI plugins, and the root file system of the busybox image.
   containerd: 'containerd', ctr: 'containerd', runc: 'runc', '/usr/lib/cni/bridge': 'containernetworking-plugins',
   '/usr/lib/cni/host-local': 'containernetworking-plugins', '/bin/busybox': 'busybox-static',
+  // The Raven images (npm run images): Dockerfiles built without a daemon, on base images made from Debian's archive.
+  buildah: 'buildah', mmdebstrap: 'mmdebstrap',
 };
 // A need is a command on PATH, or (when it starts with /) a file that the package installs off PATH.
 const present = (need) => (need.startsWith('/') ? existsSync(need) : onPath(need));

@@ -11,7 +11,7 @@ import { APPS, readManifests, type App, type Workload } from './support.ts';
  */
 interface Instruction { cmd: string; args: string }
 
-function instructions(path: string): { lines: string[]; stages: Instruction[][] } {
+function instructions(path: string): { lines: string[]; args: Record<string, string>; stages: Instruction[][] } {
   const lines = readFileSync(path, 'utf8').split('\n');
   const joined = lines.filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\\\n/g, ' ');
   const all = joined.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
@@ -20,12 +20,26 @@ function instructions(path: string): { lines: string[]; stages: Instruction[][] 
     return { cmd: m[1]!, args: m[2]!.replace(/\s+/g, ' ') };
   });
   const stages: Instruction[][] = [];
+  // ARGs before the first FROM: the base image references, which FROM lines may only name as ${ARG}.
+  const args: Record<string, string> = {};
+  const expand = (text: string) => text.replace(/\$\{(\w+)\}/g, (_, name: string) => {
+    if (!(name in args)) throw new Error(`${path}: \${${name}} is not a global ARG`);
+    return args[name]!;
+  });
   for (const i of all) {
     if (i.cmd === 'FROM') stages.push([]);
+    if (stages.length === 0 && i.cmd === 'ARG') {
+      const [name, value] = i.args.split('=', 2);
+      args[name!] = expand(value ?? '');
+    }
     stages.at(-1)?.push(i);
   }
-  return { lines, stages };
+  return { lines, args, stages };
 }
+
+/** A stage's base image with the global ARGs' defaults substituted: what a plain `docker build` pulls. */
+const baseImage = (stage: Instruction[], args: Record<string, string>) =>
+  stage[0]!.args.replace(/\$\{(\w+)\}/g, (_, name: string) => args[name]!);
 
 const dockerfile = (app: App) => join(WORKSPACE_ROOT, 'apps', app, 'Dockerfile');
 const NODE_IMAGE = /^node:(22)\.(\d+)\.(\d+)-bookworm-slim(@sha256:[0-9a-f]{64})?$/;
@@ -33,7 +47,7 @@ const GO_STAGE = / AS wireguard-go$/;
 const WIREGUARD_GO_COPY = { cmd: 'COPY', args: '--from=wireguard-go /out/wireguard-go /usr/local/bin/wireguard-go' };
 
 describe.each(APPS)('apps/%s/Dockerfile', (app) => {
-  const { lines, stages: all } = instructions(dockerfile(app));
+  const { lines, args, stages: all } = instructions(dockerfile(app));
   const stages = all.filter((s) => !GO_STAGE.test(s[0]!.args));
   const [build, runtime] = stages;
   const manifest = readManifests(join(WORKSPACE_ROOT, 'k8s/base', `${app}.yaml`)).find((o): o is Workload => o.kind === 'Deployment' || o.kind === 'DaemonSet')!;
@@ -42,11 +56,22 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
     expect(lines[0]).toBe('# syntax=docker/dockerfile:1');
     expect(stages).toHaveLength(2);
     expect(all).toHaveLength(app === 'tunnel-agent' ? 3 : 2);
-    const froms = stages.map((s) => s[0]!.args);
+    const froms = stages.map((s) => baseImage(s, args));
     expect(froms[0]).toMatch(/ AS build$/);
     const images = froms.map((f) => f.replace(/ AS build$/, ''));
     for (const image of images) expect(image).toMatch(NODE_IMAGE);
     expect(images[1]).toBe(images[0]);
+  });
+
+  it('names its base images only through build arguments whose defaults are the public images', () => {
+    expect(args).toEqual({
+      NODE_IMAGE: expect.stringMatching(NODE_IMAGE), NODE_BUILD_IMAGE: args.NODE_IMAGE,
+      ...(app === 'tunnel-agent' ? { GOLANG_IMAGE: expect.stringMatching(/^golang:1\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})?$/) } : {}),
+    });
+    expect(all.map((s) => s[0]!.args)).toEqual([
+      '${NODE_BUILD_IMAGE} AS build', ...(app === 'tunnel-agent' ? ['${GOLANG_IMAGE} AS wireguard-go'] : []), '${NODE_IMAGE}',
+    ]);
+    expect(lines.join('\n')).toContain('ARG NODE_BUILD_IMAGE=${NODE_IMAGE}');
   });
 
   it('bundles this app in the build stage, without running install scripts', () => {
@@ -79,7 +104,10 @@ describe.each(APPS)('apps/%s/Dockerfile', (app) => {
 
 describe('the images together', () => {
   it('share one Node version, an LTS line', () => {
-    const images = new Set(APPS.map((app) => instructions(dockerfile(app)).stages.at(-1)![0]!.args));
+    const images = new Set(APPS.map((app) => {
+      const { args, stages } = instructions(dockerfile(app));
+      return baseImage(stages.at(-1)!, args);
+    }));
     expect(images.size).toBe(1);
     const [, major] = NODE_IMAGE.exec([...images][0]!)!;
     expect(Number(major) % 2).toBe(0);
@@ -110,9 +138,9 @@ describe('the images together', () => {
   });
 
   it('tunnel-agent builds wireguard-go in a Go stage at the version the test bed and scripts/go-binaries.sh pin', () => {
-    const { stages } = instructions(dockerfile('tunnel-agent'));
+    const { args, stages } = instructions(dockerfile('tunnel-agent'));
     const go = stages.find((s) => GO_STAGE.test(s[0]!.args))!;
-    expect(go[0]!.args).toMatch(/^golang:1\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})? AS wireguard-go$/);
+    expect(baseImage(go, args)).toMatch(/^golang:1\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})? AS wireguard-go$/);
     const pinned = VERSIONS['wireguard-go'];
     expect(go.find((i) => i.cmd === 'ARG')?.args).toBe(`WIREGUARD_GO_VERSION=${pinned}`);
     const script = readFileSync(join(WORKSPACE_ROOT, 'scripts/go-binaries.sh'), 'utf8');

@@ -21,3 +21,5 @@ export * from './oci-image.ts';
 export * from './real-nodes.ts';
 export * from './oci-registry.ts';
 export * from './real-walkthrough.ts';
+export * from './oci-archive.ts';
+export * from './images.ts';

@@ -192,7 +192,8 @@ export function corednsImage(corednsPath: string): string {
   return path;
 }
 
-const imageCacheRoot = () => process.env.RAVEN_IMAGE_CACHE ?? join(homedir(), '.cache/raven-ts/images');
+/** Where image tarballs are cached: RAVEN_IMAGE_CACHE, else ~/.cache/raven-ts/images. */
+export const imageCacheRoot = () => process.env.RAVEN_IMAGE_CACHE ?? join(homedir(), '.cache/raven-ts/images');
 
 /**
  * The busybox and sandbox image tarballs from Debian's busybox-static, cached under ~/.cache/raven-ts/images in a
