@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     try {
       if (!(await realNodesDemo(cluster.info(), rb))) process.exitCode = 1;
       if (keep) {
-        writeFileSync(STATE, JSON.stringify({ pids: [rb.pickup.proc.pid] }, null, 2));
+        writeFileSync(STATE, JSON.stringify({ pids: rb.pickup ? [rb.pickup.proc.pid] : [] }, null, 2));
         kept = true;
         const node = rb.box.node(HZ_2);
         step('Kept running');

@@ -51,10 +51,13 @@ export class FileCertificateSource extends CertificateSource {
       this.digest = digest;
       const view = viewCertificate(certPem);
       this.opts.log.info({ cert: this.name, file: this.opts.certFile, subject: view.commonName, notAfter: view.notAfter }, 'certificate loaded from file');
+      this.lastError = undefined;
       this.publish({ certPem, keyPem });
     } catch (err) {
-      this.lastError = `${this.opts.certFile}: ${(err as Error).message}`;
-      this.opts.log.warn({ cert: this.name, err: this.lastError }, 'cannot load the certificate files');
+      const error = `${this.opts.certFile}: ${(err as Error).message}`;
+      // Once per distinct failure: an optional Secret that is absent would otherwise warn every poll.
+      if (error !== this.lastError) this.opts.log.warn({ cert: this.name, err: error }, 'cannot load the certificate files');
+      this.lastError = error;
     }
   }
 }

@@ -10,6 +10,11 @@ import { ManagedProcess, waitFor } from './process.ts';
 export interface ClusterOptions {
   dir: string;
   detached?: boolean;
+  /**
+   * Serve the CRD's conversion webhook from a gateway-pickup process beside the control plane (default true). Off
+   * for a cluster where Raven is installed as Pods: their gateway-pickup serves it.
+   */
+  webhook?: boolean;
 }
 
 /** What tests receive (through vitest's provide/inject) to reach the shared cluster. */
@@ -50,6 +55,12 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       { server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem }, SYSTEM_NAMESPACE, 'raven-gateway-pickup', join(opts.dir, 'pki'),
     );
     const webhookPort = await freePort();
+    const info: ClusterInfo = {
+      dir: opts.dir, server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem,
+      caCertFile: controlPlane.caFiles.cert, caKeyFile: controlPlane.caFiles.key, webhookPort,
+    };
+    const cluster: Cluster = { controlPlane, info: () => info, destroy: () => controlPlane.destroy() };
+    if (opts.webhook === false) return cluster;
     const { command, args } = appCommand('gateway-pickup');
     const webhook = ManagedProcess.start({
       name: 'gateway-pickup-webhook',
@@ -68,15 +79,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const out = await kubectl(kubeconfig, ['get', `crd/${GATEWAY_CRD_NAME}`, '-o', 'jsonpath={.spec.conversion.webhook.clientConfig.caBundle}']);
       return out.length > 0;
     }, 60_000, 250);
-    const info: ClusterInfo = {
-      dir: opts.dir, server: controlPlane.server, kubeconfig, caPem: controlPlane.caPem,
-      caCertFile: controlPlane.caFiles.cert, caKeyFile: controlPlane.caFiles.key, webhookPort,
-    };
-    return {
-      controlPlane,
-      info: () => info,
-      destroy: () => controlPlane.destroy(),
-    };
+    return cluster;
   } catch (err) {
     await controlPlane.stop();
     throw err;

@@ -14,6 +14,7 @@ import { kubectl } from './kubectl.ts';
 import { boundKubeconfig, clusterCa, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
+import { deployRaven } from './raven-deploy.ts';
 import { RealNodes, realNodeRelays } from './real-nodes.ts';
 
 export interface RavenBoxOptions {
@@ -38,6 +39,12 @@ export interface RavenBoxOptions {
    * Default: on with real nodes.
    */
   l7?: boolean;
+  /**
+   * Install Raven as Pods of its own images instead of host processes (real nodes only): the images imported into
+   * every containerd, then `kubectl apply --server-side -k` of this overlay (default k8s/overlays/box), as the README's
+   * "Install on a cluster" says. Use with a cluster started with `webhook: false`.
+   */
+  deploy?: { overlay?: string; log?: (line: string) => void };
 }
 
 /** Domains whose nodes run proxy-server (the rest run proxy-client). */
@@ -61,7 +68,8 @@ export class RavenBox {
   realNodes?: RealNodes;
 
   private constructor(
-    readonly box: Box, readonly pickup: AppProcess, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
+    /** The host-process gateway-pickup; none when Raven runs as Pods (`deploy`). */
+    readonly box: Box, readonly pickup: AppProcess | undefined, readonly kube: KubeClient, private readonly opts: RavenBoxOptions,
     /** The userspace WireGuard binary every agent runs. */
     readonly wireguardGo: string,
   ) {}
@@ -77,6 +85,13 @@ export class RavenBox {
     try {
       const kube = await adminClient(opts.cluster);
       if (opts.realNodes) realNodes = await RealNodes.up({ box, cluster: opts.cluster, kube, cloudDomains: CLOUD_DOMAINS });
+      if (opts.deploy) {
+        if (!realNodes) throw new Error('RavenBox: deploy needs realNodes');
+        await deployRaven({ box, realNodes, cluster: opts.cluster, cloudDomains: CLOUD_DOMAINS, overlay: opts.deploy.overlay, log: opts.deploy.log });
+        const rb = new RavenBox(box, undefined, kube, opts, wireguardGo);
+        rb.realNodes = realNodes;
+        return rb;
+      }
       if (opts.walkthrough ?? true) {
         await kubectl(opts.cluster.kubeconfig, ['apply', '-f', join(WALKTHROUGH_DIR, 'raven-cfg.yaml'), '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
       }
@@ -156,7 +171,9 @@ export class RavenBox {
 
   /** GET on a tunnel-agent's health server inside its node namespace. */
   async agentHealth(node: string, path: '/readyz' | '/healthz' | '/metrics'): Promise<{ status: number; body: string }> {
-    const script = `fetch('http://127.0.0.1:10275${path}').then(async (r) => { process.stdout.write(r.status + '\\n' + await r.text()); }, (e) => { process.stdout.write('0\\n' + e.message); })`;
+    // As a Pod (the DaemonSet) the agent serves on its node's InternalIP; as a host process on loopback.
+    const host = this.opts.deploy ? this.box.node(node).internalIP : '127.0.0.1';
+    const script = `fetch('http://${host}:10275${path}').then(async (r) => { process.stdout.write(r.status + '\\n' + await r.text()); }, (e) => { process.stdout.write('0\\n' + e.message); })`;
     const { stdout } = await this.box.node(node).exec(process.execPath, ['-e', script]);
     const [status, ...body] = stdout.split('\n');
     return { status: Number(status), body: body.join('\n') };
@@ -218,7 +235,7 @@ export class RavenBox {
 
   async down(): Promise<void> {
     for (const proc of [...this.proxies.values(), ...this.agents.values()]) await proc.stop(2_000).catch(() => undefined);
-    await this.pickup.stop().catch(() => undefined);
+    await this.pickup?.stop().catch(() => undefined);
     for (const pod of this.agentPods) await deletePod(this.kube, pod).catch(() => undefined);
     await this.realNodes?.down().catch(() => undefined);
     this.kube.close();

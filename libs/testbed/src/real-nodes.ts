@@ -28,8 +28,11 @@ import { ManagedProcess, pidAlive, waitFor } from './process.ts';
 
 export const EDGE_WORKER_LABEL = 'openyurt.io/is-edge-worker';
 export const CNI_BIN_DIR = '/usr/lib/cni';
-const CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
-const PRIVATE_TMPFS = ['/run/containerd', '/var/lib/containerd', '/var/lib/kubelet', '/var/lib/cni', '/var/log/pods', '/var/log/containers', '/run/netns'];
+export const CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
+// /var/lib/raven and /var/lib/raven-proxy: the hostPath state of Raven's own Pods, one per node as on real machines.
+const PRIVATE_TMPFS = ['/run/containerd', '/var/lib/kubelet', '/var/lib/cni', '/var/log/pods', '/var/log/containers', '/run/netns', '/var/lib/raven', '/var/lib/raven-proxy'];
+/** Images and their unpacked snapshots live on disk (a node of Raven's images holds about 0.5 GB), bound over this path. */
+const CONTAINERD_ROOT = '/var/lib/containerd';
 /** What the kubelet expects of the kernel (protectKernelDefaults); shimmed read-only inside every node. */
 const KERNEL_DEFAULTS: Record<string, string> = {
   'vm/overcommit_memory': '1', 'vm/panic_on_oom': '0', 'kernel/panic': '10', 'kernel/panic_on_oops': '1',
@@ -104,6 +107,8 @@ export class RealNode {
     mkdirSync(shimDir, { recursive: true });
     const lines = ['set -e', 'echo "$0" > /proc/sys/kernel/hostname'];
     for (const path of PRIVATE_TMPFS) lines.push(`mkdir -p ${path}`, `mount -t tmpfs -o mode=0755 raven-node ${path}`);
+    mkdirSync(this.containerdRoot, { recursive: true });
+    lines.push(`mkdir -p ${CONTAINERD_ROOT}`, `mount --bind ${this.containerdRoot} ${CONTAINERD_ROOT}`);
     for (const [key, value] of Object.entries(KERNEL_DEFAULTS)) {
       const file = join(shimDir, key.replace(/\//g, '.'));
       writeFileSync(file, `${value}\n`);
@@ -132,6 +137,13 @@ export class RealNode {
     this.processes.clear();
     await this.holder?.kill().catch(() => undefined);
     this.holder = undefined;
+    // The snapshots' mounts went with the mount namespace; what is left is plain files.
+    rmSync(this.containerdRoot, { recursive: true, force: true });
+  }
+
+  /** containerd's root on disk, bound over /var/lib/containerd inside the node. */
+  get containerdRoot(): string {
+    return join(this.dir, 'containerd-root');
   }
 }
 

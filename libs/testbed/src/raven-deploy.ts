@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { LABELS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { issueCertificate } from '@raven/pki';
+import { WORKSPACE_ROOT } from './apps.ts';
+import { WALKTHROUGH_DIR, type Box } from './box/index.ts';
+import type { ClusterInfo } from './cluster.ts';
+import { ensureRavenImages, importRavenImages } from './images.ts';
+import { kubectl } from './kubectl.ts';
+import { clusterCa } from './l7.ts';
+import { CONTAINERD_SOCKET, type RealNodes } from './real-nodes.ts';
+
+/**
+ * Raven installed on a real-node box as a platform team installs it (README, "Install on a cluster"): its four images,
+ * built from their Dockerfiles, imported into every node's containerd; the PSK Secret; the node labels; `kubectl apply
+ * --server-side -k` of an overlay; the Gateways. Then Raven runs as Pods of its own images.
+ */
+
+export const BOX_OVERLAY = join(WORKSPACE_ROOT, 'k8s/overlays/box');
+/** The user proxy-server's kubelet client certificate names (README, install section 5). */
+export const PROXY_KUBELET_CLIENT_USER = 'raven:proxy-server-kubelet-client';
+export const PROXY_KUBELET_CLIENT_SECRET = 'raven-proxy-server-kubelet-client';
+
+export interface DeployOptions {
+  box: Box;
+  realNodes: RealNodes;
+  cluster: ClusterInfo;
+  /** Domains whose gateway nodes run proxy-server. */
+  cloudDomains: readonly string[];
+  overlay?: string;
+  log?: (line: string) => void;
+}
+
+export async function deployRaven(opts: DeployOptions): Promise<void> {
+  const log = opts.log ?? (() => undefined);
+  const k = (args: string[], input?: string) => kubectl(opts.cluster.kubeconfig, args, input);
+  const images = Object.values(await ensureRavenImages({ log }));
+  const started = Date.now();
+  // Two nodes at a time: the imports unpack about 0.5 GB each, on two cores.
+  const nodes = [...opts.realNodes.nodes.values()];
+  for (let i = 0; i < nodes.length; i += 2) {
+    await Promise.all(nodes.slice(i, i + 2).map((real) => importRavenImages(images, CONTAINERD_SOCKET, (args) => real.exec('ctr', args))));
+  }
+  log(`imported ${images.length} images into ${nodes.length} nodes in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+  // 1. The tunnel PSK Secret.
+  const psk = await k(['-n', SYSTEM_NAMESPACE, 'create', 'secret', 'generic', 'raven-agent-secret', `--from-literal=vpn-connection-psk=${randomBytes(48).toString('base64')}`, '--dry-run=client', '-o', 'yaml']);
+  await k(['apply', '-f', '-'], psk);
+  // 2. The node labels: Gateways, where the proxy runs (server on the cloud gateway nodes, client on the other
+  // Gateways' proxy endpoints and on nodes in no Gateway).
+  for (const node of opts.box.nodes) {
+    const labels = node.gateway ? [`${LABELS.gateway}=${node.gateway}`] : [];
+    const endpoint = opts.box.nodes.find((n) => n.domain === node.domain && n.gateway)?.name;
+    if (opts.cloudDomains.includes(node.domain)) {
+      if (node.name === endpoint || !endpoint) labels.push('raven.openyurt.io/proxy=server');
+    } else if (!node.gateway || node.name === endpoint) labels.push('raven.openyurt.io/proxy=client');
+    if (labels.length > 0) await k(['label', '--overwrite', 'node', node.name, ...labels]);
+  }
+  // 5 (L7). proxy-server's client identity towards kubelets, from the kubelet client CA, bound to kubelet-api-admin.
+  const identity = await issueCertificate(await clusterCa(opts.cluster), { commonName: PROXY_KUBELET_CLIENT_USER, usages: ['client'], validityDays: 2 });
+  await k(['apply', '--server-side', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: PROXY_KUBELET_CLIENT_SECRET, namespace: SYSTEM_NAMESPACE },
+    stringData: { 'tls.crt': identity.certPem, 'tls.key': identity.keyPem },
+  }));
+  await k(['create', 'clusterrolebinding', 'raven-proxy-server-kubelet-client', '--clusterrole=system:kubelet-api-admin', `--user=${PROXY_KUBELET_CLIENT_USER}`, '--dry-run=client', '-o', 'yaml'])
+    .then((manifest) => k(['apply', '-f', '-'], manifest));
+  // 3. Install.
+  log(`kubectl apply --server-side -k ${opts.overlay ?? BOX_OVERLAY}`);
+  await k(['apply', '--server-side', '--force-conflicts', '-k', opts.overlay ?? BOX_OVERLAY]);
+  await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-gateway-pickup', '--timeout=180s']);
+  await k(['wait', '--for=condition=Established', 'crd/gateways.raven.openyurt.io', '--timeout=60s']);
+  // 4. The Gateways (and raven-cfg as the walkthrough has it).
+  await k(['apply', '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
+  for (const ds of ['raven-tunnel-agent', 'raven-proxy-client']) await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', `daemonset/${ds}`, '--timeout=180s']);
+  await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-proxy-server', '--timeout=180s']);
+  log(`Raven's Pods rolled out ${((Date.now() - started) / 1000).toFixed(1)} s after the imports began`);
+}
