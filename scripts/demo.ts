@@ -1,7 +1,7 @@
 // npm run demo [-- --keep | --down]: the walkthrough made real on one machine.
 // A real control plane and the walkthrough's three network domains (cloud, hangzhou and qingdao behind NAT) as
-// network namespaces whose nodes run real kubelets, containerd and kube-proxy, with gateway-pickup, a tunnel-agent,
-// proxy-server or proxy-client in every node. Then the walkthrough's own kubectl commands.
+// network namespaces whose nodes run real kubelets, containerd and kube-proxy; Raven installed from its own images
+// with kubectl apply -k, as the README says. Then the walkthrough's own kubectl commands.
 // --keep leaves the cluster and the box running (.demo/cluster/kubeconfig); --down removes them.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,11 +41,16 @@ async function main(): Promise<void> {
   rmSync(DEMO_DIR, { recursive: true, force: true });
   mkdirSync(DEMO_DIR, { recursive: true });
 
-  step('1. A real control plane: etcd, kube-apiserver, kube-controller-manager, and the Gateway CRD with its conversion webhook');
-  const cluster = await startCluster({ dir: join(DEMO_DIR, 'cluster'), detached: keep });
+  step('1. A real control plane: etcd, kube-apiserver, kube-controller-manager');
+  // Raven's own gateway-pickup Pods serve the Gateway CRD's conversion webhook.
+  const cluster = await startCluster({ dir: join(DEMO_DIR, 'cluster'), detached: keep, webhook: false });
   let kept = false;
   try {
-    const rb = await RavenBox.up({ dir: join(DEMO_DIR, 'box'), cluster: cluster.info(), realNodes: true, topology: realWalkthroughTopology(), detached: keep });
+    step('2. The cluster in a box, on real nodes: kubelet, containerd (CNI bridge), kube-proxy on seven nodes in four network domains; kube-scheduler. Raven installed from its own images, as the README says: images imported into each containerd, PSK Secret, node labels, kubectl apply --server-side -k k8s/overlays/box, the Gateways');
+    const rb = await RavenBox.up({
+      dir: join(DEMO_DIR, 'box'), cluster: cluster.info(), realNodes: true, topology: realWalkthroughTopology(), detached: keep,
+      deploy: { log: (line) => console.log(`   ${line}`) },
+    });
     try {
       if (!(await realNodesDemo(cluster.info(), rb))) process.exitCode = 1;
       if (keep) {
@@ -55,7 +60,8 @@ async function main(): Promise<void> {
         step('Kept running');
         console.log(`kubectl:       KUBECONFIG=${join(DEMO_DIR, 'cluster/kubeconfig')} kubectl get pods -A -o wide   (npm run kubectl -- ... works too)`);
         console.log(`enter a node:  ip netns exec ${node.netns} bash`);
-        console.log(`node logs:     ${node.logDir}/{kubelet,containerd,kube-proxy,tunnel-agent}.log`);
+        console.log(`node logs:     ${node.logDir}/{kubelet,containerd,kube-proxy}.log`);
+        console.log('Raven logs:    kubectl -n kube-system logs -l app.kubernetes.io/part-of=raven --prefix');
         console.log('tear down:     npm run demo -- --down');
       }
     } finally {
@@ -79,7 +85,6 @@ async function realNodesDemo(cluster: ClusterInfo, rb: RavenBox): Promise<boolea
   const shown = async (args: string[], input?: string) => {
     console.log(`${bold(`$ kubectl ${args.join(' ')}`)}\n${(await k(args, input)).trimEnd()}`);
   };
-  step('2. The cluster in a box, on real nodes: kubelet, containerd (CNI bridge), kube-proxy on seven nodes in four network domains; kube-scheduler; raven-proxy-dns (CoreDNS)');
   {
     console.log(rb.box.describe());
     console.log('waiting for the election, the WireGuard keys, the tunnels and the L7 proxy ...');
@@ -87,6 +92,8 @@ async function realNodesDemo(cluster: ClusterInfo, rb: RavenBox): Promise<boolea
     const edge = rb.box.nodes.filter((n) => n.domain !== 'cloud').map((n) => n.name);
     await waitFor('the apiserver reaching every edge kubelet', async () => (await Promise.all(edge.map((n) => k(['get', '--raw', `/api/v1/nodes/${n}/proxy/healthz`]).catch(() => '')))).every((a) => a === 'ok'), 90_000, 500);
     await shown(['get', 'nodes', '-o', 'wide']);
+    const system = await k(['-n', 'kube-system', 'get', 'pod', '-o', 'wide']);
+    console.log(`${bold('$ kubectl get pod -n kube-system -o wide | grep raven')}\n${system.split('\n').filter((l) => /^NAME|raven/.test(l)).join('\n')}`);
     await shown(['get', 'gateways']);
 
     step('3. Walkthrough 2.2: the busybox Deployment on the edge workers');

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kubectl, leftoverBoxCgroups, RavenBox, realWalkthroughTopology, startCluster, TSX_LOADER, waitFor, WORKSPACE_ROOT, type Cluster, type ClusterInfo } from '@raven/testbed';
+import { kubectl, leftoverBoxCgroups, RavenBox, realWalkthroughTopology, startCluster, TSX_LOADER, waitFor, WALKTHROUGH_NODES, WORKSPACE_ROOT, type Cluster, type ClusterInfo } from '@raven/testbed';
 
 /**
  * Issue 11's first proof: Raven runs as Pods of its own images. The box builds the four images from their
@@ -17,6 +17,7 @@ let cluster: ClusterInfo;
 let rb: RavenBox;
 const kc = (args: string[]) => kubectl(cluster.kubeconfig, args);
 const started = Date.now();
+const { hzGateway: HZ_GATEWAY } = WALKTHROUGH_NODES;
 
 interface PodRow { name: string; node: string; ready: boolean; phase: string; app: string }
 async function ravenPods(): Promise<PodRow[]> {
@@ -48,6 +49,8 @@ beforeAll(async () => {
     deploy: { log: (line) => console.log(`[deploy ${((Date.now() - started) / 1000).toFixed(0)} s] ${line}`) },
   });
   await rb.waitConverged(180_000);
+  const edge = rb.box.nodes.filter((n) => n.domain !== 'cloud').map((n) => n.name);
+  await waitFor('the apiserver reaching every edge kubelet through the L7 proxy', async () => (await Promise.all(edge.map((n) => kc(['get', '--raw', `/api/v1/nodes/${n}/proxy/healthz`]).catch(() => '')))).every((a) => a === 'ok'), 120_000, 500);
   console.log(`Raven deployed from its images and converged after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }, 1_200_000);
 
@@ -90,22 +93,51 @@ describe('Raven as Pods of its own images, installed with kubectl apply -k', () 
   });
 
   it('deleting the leader gateway-pickup Pod: the other replica takes over within the lease', async () => {
-    const lease = async () => (await kc(['-n', 'kube-system', 'get', 'lease', 'raven-gateway-pickup', '-o', 'jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds}'])).trim().split(' ');
+    const lease = async () => {
+      const { spec } = JSON.parse(await kc(['-n', 'kube-system', 'get', 'lease', 'raven-gateway-pickup', '-o', 'json'])) as { spec: { holderIdentity?: string; leaseDurationSeconds?: number } };
+      return [spec.holderIdentity ?? '', String(spec.leaseDurationSeconds ?? '')] as const;
+    };
     const [holder, duration] = await lease();
     const leaderPod = (await ravenPods()).find((p) => p.name.startsWith('raven-gateway-pickup-') && holder!.startsWith(p.name))!;
     const t = Date.now();
     await kc(['-n', 'kube-system', 'delete', 'pod', leaderPod.name, '--wait=false']);
     let next = '';
     await waitFor('another gateway-pickup leads', async () => {
-      [next = ''] = await lease();
+      [next] = await lease();
       return next !== '' && !next.startsWith(leaderPod.name);
     }, 60_000, 200);
     const seconds = (Date.now() - t) / 1000;
     expect((await ravenPods()).some((p) => p.name.startsWith('raven-gateway-pickup-') && p.name !== leaderPod.name && next.startsWith(p.name))).toBe(true);
     console.log(`gateway-pickup leader ${leaderPod.name} deleted: ${next} leads after ${seconds.toFixed(1)} s (lease ${duration} s)`);
     expect(seconds).toBeLessThanOrEqual(Number(duration) + 2);
-    // The new leader acts: the DNS ConfigMap it owns, deleted, comes back.
-    await kc(['-n', 'kube-system', 'delete', 'configmap', 'edge-tunnel-nodes']);
-    await waitFor('the new leader recreates edge-tunnel-nodes', async () => (await kc(['-n', 'kube-system', 'get', 'configmap', 'edge-tunnel-nodes', '-o', 'jsonpath={.data.tunnel-nodes}']).catch(() => '')).includes('edge-lone-1'), 30_000, 500);
+    // The new leader acts: a new Gateway gets its status (conditions) from it.
+    await kubectl(cluster.kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name: 'gw-after-failover' }, spec: {} }));
+    await waitFor('the new leader writes the new Gateway\'s status', async () => (await kc(['get', 'gateway', 'gw-after-failover', '-o', 'jsonpath={.status.conditions[*].type}'])).includes('Ready'), 30_000, 250);
+    await kc(['delete', 'gateway', 'gw-after-failover']);
+  });
+
+  it('kubectl delete -k removes Raven, and the stopping agents leave no Raven state in any node\'s kernel (last)', async () => {
+    const before = await rb.box.node(HZ_GATEWAY).exec('ip', ['link', 'show', 'raven-wg0']);
+    expect(before.stdout).toContain('raven-wg0');
+    const t = Date.now();
+    // The README's uninstall: the overlay, the PSK Secret, and what gateway-pickup created at run time.
+    await kc(['delete', '-k', join(WORKSPACE_ROOT, 'k8s/overlays/box'), '--ignore-not-found', '--wait=false']);
+    await kc(['-n', 'kube-system', 'delete', 'secret', 'raven-agent-secret', 'raven-proxy-server-kubelet-client', '--ignore-not-found']);
+    await kc(['-n', 'kube-system', 'delete', 'service,endpointslice,configmap,secret', '-l', 'app.kubernetes.io/managed-by=raven-ts', '--ignore-not-found']);
+    await waitFor('every Raven Pod gone', async () => (await ravenPods()).length === 0, 120_000, 500);
+    console.log(`kubectl delete -k: every Raven Pod gone after ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    const leftovers: string[] = [];
+    for (const node of rb.box.nodes) {
+      const sh = (cmd: string, args: string[]) => node.exec(cmd, args).then((r) => r.stdout, () => '');
+      const links = (await sh('ip', ['-o', 'link', 'show'])).split('\n').filter((l) => /raven/.test(l));
+      const rules = (await sh('ip', ['rule'])).split('\n').filter((l) => /lookup (9027|9028)/.test(l));
+      const routes = (await sh('ip', ['route', 'show', 'table', 'all'])).split('\n').filter((l) => /table (9027|9028)/.test(l));
+      // Raven's own chains and sets (kube-proxy's rules for Services of other names are not Raven's).
+      const chains = (await sh('iptables-save', [])).split('\n').filter((l) => /^:RAVEN|-[AIj] RAVEN|--match-set raven-/.test(l) || /x-raven-proxy-internal-svc|raven-proxy-dns/.test(l));
+      const sets = (await sh('ipset', ['list', '-n'])).split('\n').filter((l) => /raven/.test(l));
+      for (const line of [...links, ...rules, ...routes, ...chains, ...sets]) leftovers.push(`${node.name}: ${line}`);
+    }
+    expect(leftovers).toEqual([]);
+    expect(await kc(['-n', 'kube-system', 'get', 'all,configmaps,secrets,endpointslices', '-o', 'name'])).not.toMatch(/raven/);
   });
 });

@@ -7,6 +7,7 @@ import { hostExec } from '@raven/netlink';
 import { TunnelAgent } from './agent.ts';
 import { DataPathApplier } from './datapath.ts';
 import { PresharedKey } from './psk.ts';
+import { ownerState, parseOwnerFlag, removesStateOnStop } from './uninstall.ts';
 import type { VpnDriver } from './vpn/driver.ts';
 import { LibreswanDriver } from './vpn/libreswan.ts';
 import { WireguardDriver } from './vpn/wireguard.ts';
@@ -26,6 +27,7 @@ const flags = {
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
   'health-port': { type: 'string', description: `Port for /healthz, /readyz, /metrics and ${AGENT_DIAGNOSE_PATH} (read-only JSON)`, default: String(PORTS.health) },
   'health-bind': { type: 'string', description: 'Address of the health/metrics server', default: '0.0.0.0' },
+  'uninstall-with': { type: 'string', description: 'namespace/name of this agent\'s DaemonSet: when it is gone or being deleted at stop, remove every kernel object and VPN device (uninstall) instead of keeping them for the next agent' },
   'diagnose-endpoint': { type: 'boolean', description: `Serve ${AGENT_DIAGNOSE_PATH} on the health port (read-only; what ravenctl diagnose reads)`, default: true },
 } as const;
 
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
     return;
   }
 
+  const uninstallWith = values['uninstall-with'] ? parseOwnerFlag(values['uninstall-with']) : undefined;
   const kube = await KubeClient.load({ kubeconfig: values.kubeconfig, userAgent: `raven-tunnel-agent/${nodeName}` });
   const shutdown = new Shutdown(log);
   const health = new HealthServer('raven_tunnel');
@@ -95,8 +98,20 @@ async function main(): Promise<void> {
   health.addReadinessCheck('data-path', agent.readiness);
   // Read-only: what the last reconcile planned and had to repair, per subsystem, and the VPN peers (ravenctl diagnose).
   if (values['diagnose-endpoint'] !== false) health.addJsonEndpoint(AGENT_DIAGNOSE_PATH, () => agent.diagnose());
-  // Stopping leaves the kernel state in place on purpose: the next agent adopts it (hitless restart).
-  shutdown.onStop('agent', () => agent.stop());
+  // Stopping leaves the kernel state in place on purpose: the next agent adopts it (hitless restart). Unless Raven is
+  // being uninstalled: then no agent follows.
+  shutdown.onStop('agent', async () => {
+    await agent.stop();
+    if (!uninstallWith) return;
+    const owner = await ownerState(kube, uninstallWith);
+    if (!removesStateOnStop(owner)) {
+      log.info({ daemonSet: uninstallWith, owner }, 'keeping the kernel state for the next agent');
+      return;
+    }
+    await driver.cleanup();
+    const removed = await new DataPathApplier(hostExec).cleanup();
+    log.info({ daemonSet: uninstallWith, owner, removed }, 'uninstalled: removed every kernel object and VPN device the agent owned');
+  });
   log.info({ healthPort, driver: driverName, stateDir }, 'starting');
   await agent.start(shutdown.signal);
 }

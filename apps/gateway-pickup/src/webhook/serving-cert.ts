@@ -1,4 +1,5 @@
 import { createCA, describeCertificate, issueCertificate, loadCA, rotationDeadline, type KeyPairPem } from '@raven/pki';
+import { LABELS, MANAGED_BY } from '@raven/api-types';
 import { RESOURCES, isAlreadyExists, isConflict, isNotFound, type KubeClient, type Logger } from '@raven/controller-kit';
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
@@ -77,7 +78,8 @@ export async function ensureServingCertificate(
     // A Secret's type is immutable: one created by hand keeps its own.
     const body = {
       apiVersion: 'v1', kind: 'Secret', type: existing?.type ?? type,
-      metadata: { name, namespace: opts.namespace, ...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}) },
+      // The label lets an uninstall find what gateway-pickup created at run time.
+      metadata: { name, namespace: opts.namespace, labels: { [LABELS.managedBy]: MANAGED_BY }, ...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}) },
       data,
     };
     if (existing) await kube.replace(RESOURCES.secrets, { namespace: opts.namespace, name }, body);
