@@ -21,6 +21,7 @@ const VALUES: Record<Overlay, Record<string, string>> = {
   'l3-only': { 'modes.l7': 'false' },
   'l7-only': { 'modes.l3': 'false', 'proxyServer.replicas': '2' },
   dev: { logLevel: 'debug', ...devImages },
+  box: { k8sServiceHost: '127.0.0.1', k8sServicePort: '6443' },
 };
 
 function normalise(objects: readonly K8sObject[]): Map<string, K8sObject> {
@@ -93,6 +94,8 @@ describe('chart values are checked', () => {
     [{ vpnDriver: 'ipsec' }, /vpnDriver must be wireguard or libreswan, got "ipsec"/],
     [{ 'modes.l3': 'false', 'modes.l7': 'false' }, /at least one of l3 and l7 must be on/],
     [{ logLevel: 'loud' }, /logLevel must be empty or one of/],
+    [{ k8sServiceHost: '127.0.0.1\nevil: true', k8sServicePort: '6443' }, /k8sServiceHost must be an IPv4 address or a DNS name/],
+    [{ k8sServiceHost: '127.0.0.1' }, /k8sServicePort must be a port number when k8sServiceHost is set, got ""/],
   ] as const)('%o is refused', async (values, message) => {
     const err = await renderChart(values).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(CommandFailedError);

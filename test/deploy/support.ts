@@ -8,7 +8,7 @@ import { parseManifests, type K8sObject } from './manifests.ts';
 
 export * from './manifests.ts';
 
-export const OVERLAYS = ['wireguard', 'libreswan', 'l3-only', 'l7-only', 'dev'] as const;
+export const OVERLAYS = ['wireguard', 'libreswan', 'l3-only', 'l7-only', 'dev', 'box'] as const;
 export type Overlay = (typeof OVERLAYS)[number];
 
 export const APPS = ['gateway-pickup', 'tunnel-agent', 'proxy-server', 'proxy-client'] as const;

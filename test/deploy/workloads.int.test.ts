@@ -147,6 +147,7 @@ describe('what each overlay installs', () => {
     ['wireguard', 'true', 'true', COMPONENTS],
     ['libreswan', 'true', 'true', COMPONENTS],
     ['dev', 'true', 'true', COMPONENTS],
+    ['box', 'true', 'true', COMPONENTS],
     ['l3-only', 'true', 'false', ['gateway-pickup', 'tunnel-agent']],
     ['l7-only', 'false', 'true', ['gateway-pickup', 'proxy-client', 'proxy-dns', 'proxy-server']],
   ] as const)('%s: enable-l3-tunnel %s, enable-l7-proxy %s', (overlay, l3, l7, want) => {

@@ -9,6 +9,7 @@ import { csrApproverController } from './controllers/csr-approver.ts';
 import { dnsController } from './controllers/dns.ts';
 import { gatewayStatusController } from './controllers/gateway-status.ts';
 import { internalServiceController } from './controllers/internal-service.ts';
+import { managedLabels } from './controllers/manifests.ts';
 import { publicServiceController } from './controllers/public-service.ts';
 import { HeartbeatTracker } from './heartbeats.ts';
 import { startWebhook } from './webhook/index.ts';
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
     leaseDurationMs: durationFlag('leader-elect-lease-duration', values['leader-elect-lease-duration'], 15_000),
     renewDeadlineMs: durationFlag('leader-elect-renew-deadline', values['leader-elect-renew-deadline'], 10_000),
     retryPeriodMs: durationFlag('leader-elect-retry-period', values['leader-elect-retry-period'], 2_000),
-    registry: health.registry, metricPrefix: 'raven_pickup',
+    registry: health.registry, metricPrefix: 'raven_pickup', labels: managedLabels,
   });
   health.addReadinessCheck('leader-election', () => ({ ok: elector.healthy(), detail: elector.isLeader() ? 'leader' : 'standby' }));
   // Stoppers run last-registered first: controllers drain, then the lease is handed over.

@@ -69,6 +69,12 @@ env:
   valueFrom:
     fieldRef:
       fieldPath: status.hostIP
+{{- with .Values.k8sServiceHost }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.k8sServicePort | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "raven.validate" -}}
@@ -77,6 +83,14 @@ env:
 {{- end }}
 {{- if not (or .Values.modes.l3 .Values.modes.l7) }}
 {{- fail "modes: at least one of l3 and l7 must be on" }}
+{{- end }}
+{{- if .Values.k8sServiceHost }}
+{{- if not (regexMatch "^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)$" (toString .Values.k8sServiceHost)) }}
+{{- fail (printf "k8sServiceHost must be an IPv4 address or a DNS name, got %q" (toString .Values.k8sServiceHost)) }}
+{{- end }}
+{{- if not (regexMatch "^[0-9]{1,5}$" (toString .Values.k8sServicePort)) }}
+{{- fail (printf "k8sServicePort must be a port number when k8sServiceHost is set, got %q" (toString .Values.k8sServicePort)) }}
+{{- end }}
 {{- end }}
 {{- if not (has .Values.logLevel (list "" "trace" "debug" "info" "warn" "error")) }}
 {{- fail (printf "logLevel must be empty or one of trace, debug, info, warn, error, got %q" .Values.logLevel) }}

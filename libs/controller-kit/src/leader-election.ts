@@ -19,6 +19,8 @@ export interface LeaderElectionOptions {
   retryPeriodMs?: number;
   registry?: Registry;
   metricPrefix?: string;
+  /** Labels the Lease carries (so that an uninstall can find it). */
+  labels?: Readonly<Record<string, string>>;
 }
 
 const leaseSchema = z.object({
@@ -122,7 +124,7 @@ export class LeaderElector {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: this.opts.name, namespace: this.opts.namespace, ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}) },
+      metadata: { name: this.opts.name, namespace: this.opts.namespace, ...(this.opts.labels ? { labels: { ...this.opts.labels } } : {}), ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}) },
       spec: {
         holderIdentity: this.identity,
         leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1_000),
@@ -189,7 +191,7 @@ export class LeaderElector {
       if (current.spec?.holderIdentity !== this.identity) return;
       await kube.replace(RESOURCES.leases, { namespace, name }, {
         apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
-        metadata: { name, namespace, resourceVersion: current.metadata.resourceVersion },
+        metadata: { name, namespace, ...(this.opts.labels ? { labels: { ...this.opts.labels } } : {}), resourceVersion: current.metadata.resourceVersion },
         spec: { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() },
       });
       log.info({ lease: name }, 'released the leader lease');

@@ -23,3 +23,4 @@ export * from './oci-registry.ts';
 export * from './real-walkthrough.ts';
 export * from './oci-archive.ts';
 export * from './images.ts';
+export * from './raven-deploy.ts';

@@ -14,7 +14,7 @@ import { kubectl } from './kubectl.ts';
 import { boundKubeconfig, clusterCa, deletePod } from './l7.ts';
 import type { ManagedProcess } from './process.ts';
 import { waitFor } from './process.ts';
-import { deployRaven } from './raven-deploy.ts';
+import { deployRaven, installRaven, type InstallMethod } from './raven-deploy.ts';
 import { RealNodes, realNodeRelays } from './real-nodes.ts';
 
 export interface RavenBoxOptions {
@@ -44,7 +44,7 @@ export interface RavenBoxOptions {
    * every containerd, then `kubectl apply --server-side -k` of this overlay (default k8s/overlays/box), as the README's
    * "Install on a cluster" says. Use with a cluster started with `webhook: false`.
    */
-  deploy?: { overlay?: string; log?: (line: string) => void };
+  deploy?: { install?: InstallMethod; log?: (line: string) => void };
 }
 
 /** Domains whose nodes run proxy-server (the rest run proxy-client). */
@@ -87,7 +87,7 @@ export class RavenBox {
       if (opts.realNodes) realNodes = await RealNodes.up({ box, cluster: opts.cluster, kube, cloudDomains: CLOUD_DOMAINS });
       if (opts.deploy) {
         if (!realNodes) throw new Error('RavenBox: deploy needs realNodes');
-        await deployRaven({ box, realNodes, cluster: opts.cluster, cloudDomains: CLOUD_DOMAINS, overlay: opts.deploy.overlay, log: opts.deploy.log });
+        await deployRaven({ box, realNodes, cluster: opts.cluster, cloudDomains: CLOUD_DOMAINS, install: opts.deploy.install, log: opts.deploy.log });
         const rb = new RavenBox(box, undefined, kube, opts, wireguardGo);
         rb.realNodes = realNodes;
         return rb;
@@ -170,13 +170,24 @@ export class RavenBox {
   }
 
   /** GET on a tunnel-agent's health server inside its node namespace. */
-  async agentHealth(node: string, path: '/readyz' | '/healthz' | '/metrics'): Promise<{ status: number; body: string }> {
+  agentHealth(node: string, path: '/readyz' | '/healthz' | '/metrics'): Promise<{ status: number; body: string }> {
     // As a Pod (the DaemonSet) the agent serves on its node's InternalIP; as a host process on loopback.
-    const host = this.opts.deploy ? this.box.node(node).internalIP : '127.0.0.1';
-    const script = `fetch('http://${host}:10275${path}').then(async (r) => { process.stdout.write(r.status + '\\n' + await r.text()); }, (e) => { process.stdout.write('0\\n' + e.message); })`;
+    return this.nodeGet(node, this.opts.deploy ? this.box.node(node).internalIP : '127.0.0.1', 10275, path);
+  }
+
+  /** An HTTP GET from inside a node's network namespace (health ports bound to the node's address); status 0 when unreachable. */
+  async nodeGet(node: string, host: string, port: number, path: string): Promise<{ status: number; body: string }> {
+    const url = new URL(path, `http://${host}:${port}`).href;
+    const script = `fetch(${JSON.stringify(url)}).then(async (r) => { process.stdout.write(r.status + '\\n' + await r.text()); }, (e) => { process.stdout.write('0\\n' + e.message); })`;
     const { stdout } = await this.box.node(node).exec(process.execPath, ['-e', script]);
     const [status, ...body] = stdout.split('\n');
     return { status: Number(status), body: body.join('\n') };
+  }
+
+  /** Installs Raven again on a box deployed with `deploy` after an uninstall (the images are on the nodes already). */
+  async reinstall(install: InstallMethod): Promise<void> {
+    if (!this.opts.deploy) throw new Error('RavenBox.reinstall: the box was not deployed from images');
+    await installRaven({ box: this.box, cluster: this.opts.cluster, cloudDomains: CLOUD_DOMAINS, install, log: this.opts.deploy.log });
   }
 
   /**
@@ -214,16 +225,18 @@ export class RavenBox {
         }
       }
       return true;
-    }, timeoutMs, 250).catch((err: Error) => {
+    }, timeoutMs, 250).catch(async (err: Error) => {
       // The box's logs go with it; keep the agents' last words in the failure.
-      const tails = this.box.nodes.filter((n) => n.isUp).map((n) => `--- ${n.name}\n${this.agentLogTail(n.name, 8)}`).join('\n');
-      throw new Error(`${err.message}; ${missing}\n${tails}`);
+      const tails = await Promise.all(this.box.nodes.filter((n) => n.isUp).map(async (n) => `--- ${n.name}\n${await this.agentLogTail(n.name, 8)}`));
+      throw new Error(`${err.message}; ${missing}\n${tails.join('\n')}`);
     });
   }
 
-  private agentLogTail(node: string, lines: number): string {
+  private async agentLogTail(node: string, lines: number): Promise<string> {
     try {
-      return this.agentLog(node).trimEnd().split('\n').slice(-lines).join('\n');
+      if (!this.opts.deploy) return this.agentLog(node).trimEnd().split('\n').slice(-lines).join('\n');
+      const pod = (await kubectl(this.opts.cluster.kubeconfig, ['-n', 'kube-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=raven-tunnel-agent', '--field-selector', `spec.nodeName=${node}`, '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+      return pod ? (await kubectl(this.opts.cluster.kubeconfig, ['-n', 'kube-system', 'logs', pod, `--tail=${lines}`])).trimEnd() : '(no tunnel-agent Pod)';
     } catch {
       return '(no log)';
     }

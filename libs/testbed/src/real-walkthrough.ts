@@ -18,9 +18,15 @@ export const WALKTHROUGH_NODES = {
 export const CONFLICTING_IP = '172.16.2.103';
 const LONE_DOMAIN: BoxDomainSpec = { name: 'lone', lan: '172.16.2.0/24', wanIP: '198.18.0.41', nodes: [{ name: WALKTHROUGH_NODES.lone, internalIP: CONFLICTING_IP, podCIDR: '10.224.3.0/26' }] };
 
+/** The cloud member's public address: a second proxy-server there is reachable from the edge (scaling proxy-server). */
+export const CLOUD_MEMBER_PUBLIC_IP = '198.18.0.12';
+
 export function realWalkthroughTopology(): BoxTopology {
   const walkthrough = walkthroughTopology();
-  return { ...walkthrough, domains: [...walkthrough.domains, LONE_DOMAIN] };
+  const domains = walkthrough.domains.map((d) => ({
+    ...d, nodes: d.nodes.map((n) => (n.name === WALKTHROUGH_NODES.cloudMember ? { ...n, publicIP: CLOUD_MEMBER_PUBLIC_IP } : n)),
+  }));
+  return { ...walkthrough, domains: [...domains, LONE_DOMAIN] };
 }
 
 /** k8s/examples/walkthrough/busybox.yaml: the walkthrough's Deployment, verbatim. */
