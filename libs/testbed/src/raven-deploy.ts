@@ -9,6 +9,7 @@ import { WALKTHROUGH_DIR, type Box } from './box/index.ts';
 import type { ClusterInfo } from './cluster.ts';
 import { ensureRavenImages, importRavenImages } from './images.ts';
 import { kubectl } from './kubectl.ts';
+import { waitFor } from './process.ts';
 import { clusterCa } from './l7.ts';
 import { CONTAINERD_SOCKET, type RealNodes } from './real-nodes.ts';
 
@@ -94,21 +95,31 @@ export async function installRaven(opts: Omit<DeployOptions, 'realNodes'>): Prom
   }
   await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-gateway-pickup', '--timeout=180s']);
   await k(['wait', '--for=condition=Established', 'crd/gateways.raven.openyurt.io', '--timeout=60s']);
-  // 4. The Gateways (and raven-cfg as the walkthrough has it).
-  await k(['apply', '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]);
+  // 4. The Gateways (and raven-cfg as the walkthrough has it). Until kube-proxy on the apiserver's side has the new
+  // webhook Service's rules, converting the v1alpha1 Gateways fails: retried, as an operator would.
+  await waitFor('the Gateways applied', () => k(['apply', '-f', join(WALKTHROUGH_DIR, 'gateways.yaml')]).then(() => true, (err: unknown) => {
+    log(`kubectl apply of the Gateways failed, retrying: ${String(err).slice(0, 300)}`);
+    return false;
+  }), 90_000, 2_000);
   for (const ds of ['raven-tunnel-agent', 'raven-proxy-client']) await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', `daemonset/${ds}`, '--timeout=180s']);
   await k(['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-proxy-server', '--timeout=180s']);
   log(`Raven's Pods rolled out ${((Date.now() - started) / 1000).toFixed(1)} s after the install began`);
 }
 
 /**
- * The README's uninstall: the overlay (`kubectl delete -k`) or the release (`helm uninstall`), the Secrets the
- * operator created, and what gateway-pickup created at run time (labelled managed-by=raven-ts). Does not wait.
+ * The README's uninstall: the overlay (`kubectl delete -k`) or the release (`helm uninstall`); once Raven's Pods are
+ * gone (so that none writes again), the Secrets and the binding the operator created and what gateway-pickup created
+ * at run time (labelled managed-by=raven-ts).
  */
-export async function uninstallRaven(cluster: ClusterInfo, install: InstallMethod = { kind: 'kustomize' }): Promise<void> {
+export async function uninstallRaven(cluster: ClusterInfo, install: InstallMethod = { kind: 'kustomize' }, opts: { forceDeletePodsOn?: readonly string[] } = {}): Promise<void> {
   const k = (args: string[]) => kubectl(cluster.kubeconfig, args);
   if (install.kind === 'kustomize') await k(['delete', '-k', install.overlay ?? BOX_OVERLAY, '--ignore-not-found', '--wait=false']);
-  else await runHelm(cluster, ['uninstall', HELM_RELEASE, '--namespace', SYSTEM_NAMESPACE, '--wait=false']);
+  else await runHelm(cluster, ['uninstall', HELM_RELEASE, '--namespace', SYSTEM_NAMESPACE]);
+  // No kubelet confirms the end of Pods on a node that is down: remove them by hand, as an operator does.
+  for (const node of opts.forceDeletePodsOn ?? []) {
+    await k(['-n', SYSTEM_NAMESPACE, 'delete', 'pods', '-l', 'app.kubernetes.io/part-of=raven', '--field-selector', `spec.nodeName=${node}`, '--force', '--grace-period=0', '--ignore-not-found']);
+  }
+  await k(['-n', SYSTEM_NAMESPACE, 'wait', '--for=delete', 'pod', '-l', 'app.kubernetes.io/part-of=raven', '--timeout=120s']);
   await k(['-n', SYSTEM_NAMESPACE, 'delete', 'secret', 'raven-agent-secret', PROXY_KUBELET_CLIENT_SECRET, '--ignore-not-found']);
   await k(['delete', 'clusterrolebinding', 'raven-proxy-server-kubelet-client', '--ignore-not-found']);
   await k(['-n', SYSTEM_NAMESPACE, 'delete', 'service,endpointslice,configmap,secret,lease', '-l', 'app.kubernetes.io/managed-by=raven-ts', '--ignore-not-found']);
