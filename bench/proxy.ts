@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { get, routes, rssMB, startProxyStack, type ProxyStack, type Route } from './proxy-stack.ts';
-import { printReport } from './report.ts';
+import { metricValue, printReport } from './report.ts';
 import { alternate, pairedDifferences, pairedRatios, samplesNeeded, summarize } from './stats.ts';
 
 const MiB = 1024 * 1024;
@@ -90,6 +90,14 @@ async function streamCapacity(stack: ProxyStack): Promise<{ held: number; rssAtH
   return { held, rssAtHeld, rssAt10k, baseline };
 }
 
+/**
+ * p99 event-loop delay from prom-client's default metrics (perf_hooks.monitorEventLoopDelay sampled every 10 ms, so
+ * an idle loop reads 10 ms): the part beyond the sampling interval, i.e. how long a ready callback waited.
+ */
+function eventLoopDelayP99(metrics: string): number {
+  return metricValue(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000 - 10;
+}
+
 /** CPU time (user + system) a process has used so far, in ms: immune to other load on the machine. */
 export function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -99,6 +107,9 @@ export function cpuMs(pid: number): number {
 /** One round of one route: the figures, and the proxy processes' CPU per 1,000 small GETs and per GiB streamed. */
 interface RoundFigures {
   rps: number;
+  /** Event-loop delay p99 (ms) of proxy-server and proxy-client during the concurrent load; ours only. */
+  serverLagP99?: number;
+  clientLagP99?: number;
   p99: number;
   idleP99: number;
   mibps: number;
@@ -112,7 +123,8 @@ export async function run(): Promise<void> {
   if (process.argv[3] === 'soak') return (await import('./proxy-soak.ts')).soak();
   const rounds = Number(process.env.BENCH_ROUNDS ?? samplesNeeded());
   console.log(`L7 proxy benchmark: ${CONCURRENCY} concurrent small GETs (${LOAD_MS / 1000} s), one at a time (2 s), 64 MiB streamed; direct / ours / konnectivity v0.34.0 alternated round by round, ${rounds} rounds; loopback, one shared machine`);
-  const stack = await startProxyStack({ konnectivity: true });
+  // The capacity row measures memory, not the front end's per-source and total connection caps (2,000 / 10,000).
+  const stack = await startProxyStack({ konnectivity: true, serverArgs: [`--max-frontend-connections=${STREAM_MAX + STREAM_STEP}`, `--max-frontend-connections-per-source=${STREAM_MAX + STREAM_STEP}`] });
   try {
     const [directRoute, oursRoute, konnRoute] = routes(stack) as [Route, Route, Route];
     const pids: Record<RouteName, number[]> = {
@@ -122,20 +134,22 @@ export async function run(): Promise<void> {
     };
     const cpu = (name: RouteName) => pids[name].reduce((sum, pid) => sum + cpuMs(pid), 0);
     const measure = (name: RouteName, route: Route) => async (): Promise<RoundFigures> => {
+      if (name === 'ours') await Promise.all([stack.server.metrics(), stack.client.metrics()]); // a scrape resets the delay histograms
       const c0 = cpu(name);
       const load = await smallGets(route, CONCURRENCY, LOAD_MS);
       if (load.errors > 0) throw new Error(`${route.name}: ${load.errors} failed requests`);
       const c1 = cpu(name);
+      const lag = name === 'ours' ? await Promise.all([stack.server.metrics(), stack.client.metrics()].map(async (m) => eventLoopDelayP99(await m))) : [];
       const idle = await smallGets(route, 1, 2_000);
       const c2 = cpu(name);
       const mibps = await blob(route);
       const c3 = cpu(name);
-      return { rps: load.rps, p99: load.p99, idleP99: idle.p99, mibps, cpuPerKReq: (c1 - c0) / (load.rps * LOAD_MS / 1e6), cpuPerGiB: (c3 - c2) / 1000 / (BLOB / 2 ** 30) };
+      return { rps: load.rps, serverLagP99: lag[0], clientLagP99: lag[1], p99: load.p99, idleP99: idle.p99, mibps, cpuPerKReq: (c1 - c0) / (load.rps * LOAD_MS / 1e6), cpuPerGiB: (c3 - c2) / 1000 / (BLOB / 2 ** 30) };
     };
     for (const route of [directRoute, oursRoute, konnRoute]) await smallGets(route, CONCURRENCY, 1_000); // warm-up: connections, JIT
     const figures = await alternate({ direct: measure('direct', directRoute), ours: measure('ours', oursRoute), konnectivity: measure('konnectivity', konnRoute) }, rounds,
       (round, v) => console.log(`  round ${round + 1}/${rounds} req/s: direct ${v.direct.rps.toFixed(0)}, ours ${v.ours.rps.toFixed(0)}, konnectivity ${v.konnectivity.rps.toFixed(0)}`));
-    const of = (name: RouteName, key: keyof RoundFigures) => figures[name].map((f) => f[key]);
+    const of = (name: RouteName, key: keyof RoundFigures) => figures[name].map((f) => f[key] ?? NaN);
     console.log(`\n${'route (median)'.padEnd(14)} ${'req/s'.padStart(8)} ${'p99 ms'.padStart(8)} ${'1-conc p99'.padStart(10)} ${'MiB/s'.padStart(7)} ${'CPU ms/1k req'.padStart(14)} ${'CPU s/GiB'.padStart(10)}`);
     for (const name of ['direct', 'ours', 'konnectivity'] as const) {
       const m = (key: keyof RoundFigures) => summarize(of(name, key)).median;
@@ -153,6 +167,8 @@ export async function run(): Promise<void> {
       { what: "konnectivity's added p99, 1 request at a time", samples: pairedDifferences(of('konnectivity', 'idleP99'), of('direct', 'idleP99')), unit: 'ms' },
       { what: `added p99 latency over direct, ${CONCURRENCY} concurrent`, samples: pairedDifferences(of('ours', 'p99'), of('direct', 'p99')), unit: 'ms', goal: { op: '<=', value: 1 } },
       { what: `konnectivity's added p99, ${CONCURRENCY} concurrent`, samples: pairedDifferences(of('konnectivity', 'p99'), of('direct', 'p99')), unit: 'ms' },
+      { what: `event-loop delay p99 under x${CONCURRENCY}: proxy-server`, samples: of('ours', 'serverLagP99'), unit: 'ms' },
+      { what: `event-loop delay p99 under x${CONCURRENCY}: proxy-client`, samples: of('ours', 'clientLagP99'), unit: 'ms' },
       // Counted, not timed: how many held streams fit under the budget is the same on a loaded machine.
       { what: `streams one server holds within ${RSS_BUDGET_MB} MB RSS`, value: capacity.held, exact: true, unit: 'streams', goal: { op: '>=', value: 10_000 } },
       { what: 'proxy-server RSS at 10k streams', value: capacity.rssAt10k ?? NaN, unit: `MB (idle ${capacity.baseline.toFixed(0)})` },

@@ -266,8 +266,9 @@ class PendingDial {
 }
 
 /**
- * One TCP connection opened for the server. Socket bytes are pulled with read() only while the
- * tunnel has room, so a congested tunnel leaves data in the kernel and TCP pushes back on the
+ * One TCP connection opened for the server. Socket bytes flow as 'data' events (one call per read, without the
+ * 'readable' + read() round trip through process.nextTick) while the tunnel has room; once it is congested the
+ * socket is paused until the link drains, so a congested tunnel leaves data in the kernel and TCP pushes back on the
  * target. The protocol has no half-close: the target's EOF closes the connection (CLOSE_RSP).
  */
 class EndpointConnection {
@@ -282,12 +283,12 @@ class EndpointConnection {
   start(): void {
     const socket = this.socket;
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
-    socket.on('readable', this.pump);
     socket.on('drain', this.onSocketDrain);
     socket.on('end', () => this.closeByRemote(undefined));
     socket.on('error', (error) => this.closeByRemote(error));
     socket.on('close', () => this.closeByRemote(undefined));
-    this.pump();
+    socket.on('data', this.onData);
+    if (this.host.link.congested) this.pause();
   }
 
   write(data: Buffer): void {
@@ -300,7 +301,7 @@ class EndpointConnection {
     if (!this.open) return;
     this.finish('');
     const socket = this.socket;
-    socket.removeListener('readable', this.pump);
+    socket.removeListener('data', this.onData);
     socket.resume(); // discard further input so the target's FIN is seen and the socket can close
     this.endSocket();
   }
@@ -328,7 +329,7 @@ class EndpointConnection {
   private finish(error: string): void {
     this.open = false;
     const link = this.host.link;
-    link.cancelWhenWritable(this.pump);
+    link.cancelWhenWritable(this.resume);
     link.release(this);
     this.host.forget(this.connectId);
     link.send({ type: PacketType.CLOSE_RSP, connectId: this.connectId, error });
@@ -338,21 +339,33 @@ class EndpointConnection {
     this.host.link.release(this);
   };
 
-  private readonly pump = (): void => {
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.open) return;
     const link = this.host.link;
-    while (this.open) {
-      if (link.congested) {
-        link.whenWritable(this.pump);
-        return;
-      }
-      const chunk = this.socket.read() as Buffer | null;
-      if (chunk === null) return;
-      for (let offset = 0; offset < chunk.length; offset += MAX_DATA_CHUNK) {
-        const data = chunk.length <= MAX_DATA_CHUNK ? chunk : chunk.subarray(offset, offset + MAX_DATA_CHUNK);
-        link.send({ type: PacketType.DATA, connectId: this.connectId, data, error: '' });
-      }
-      this.host.countBytesToServer(chunk.length);
+    for (let offset = 0; offset < chunk.length; offset += MAX_DATA_CHUNK) {
+      const data = chunk.length <= MAX_DATA_CHUNK ? chunk : chunk.subarray(offset, offset + MAX_DATA_CHUNK);
+      link.send({ type: PacketType.DATA, connectId: this.connectId, data, error: '' });
     }
+    this.host.countBytesToServer(chunk.length);
+    if (link.congested) this.pause();
+  };
+
+  /** Stops taking the target's bytes until the link drains (the socket reads at most its high-water mark ahead). */
+  private pause(): void {
+    this.socket.pause();
+    this.host.link.whenWritable(this.resume);
+  }
+
+  /**
+   * Runs inside the link's drain, which wakes waiters only while the link has room: what the socket buffered while
+   * paused is sent now (read() emits it as 'data'), not on a later tick, so one drain cannot wake thousands of
+   * connections into overfilling the link.
+   */
+  private readonly resume = (): void => {
+    const socket = this.socket;
+    if (!this.open) return;
+    socket.resume();
+    while (this.open && !this.host.link.congested && socket.readableLength > 0 && socket.read() !== null);
   };
 }
 
