@@ -176,7 +176,9 @@ export class Informer<T extends ObjectWithMeta> {
 
   private async relist(): Promise<void> {
     const { kube, type, namespace, labelSelector, fieldSelector } = this.opts;
+    const started = performance.now();
     const page = await kube.listAll<unknown>(type, { namespace, labelSelector, fieldSelector });
+    const listedMs = performance.now() - started;
     const fresh = new Map<string, T>();
     for (const raw of page.items) {
       const obj = this.parse(raw);
@@ -195,6 +197,7 @@ export class Informer<T extends ObjectWithMeta> {
     }
     this.resourceVersion = page.metadata.resourceVersion ?? '';
     if (!this.synced) {
+      this.opts.log.info({ resource: this.resource, items: this.store.size, listMs: Math.round(listedMs), totalMs: Math.round(performance.now() - started) }, 'cache synced');
       this.synced = true;
       for (const wake of this.syncWaiters.splice(0)) wake();
     }

@@ -71,14 +71,26 @@ export interface WatchEvent<T> {
 }
 
 const CREDENTIAL_REFRESH_MS = 60_000;
+/** Default bound on concurrent requests (watches excluded); each keeps its TLS connection for the next one. */
+export const DEFAULT_MAX_CONNECTIONS = 32;
+
+export interface KubeClientOptions {
+  kubeconfig?: string;
+  userAgent: string;
+  /** Connections for requests other than watches; more concurrent requests wait for a free one. */
+  maxConnections?: number;
+}
 
 /**
- * A lean JSON client for the Kubernetes API on node:https with one keep-alive agent. Credentials come from
+ * A lean JSON client for the Kubernetes API on node:https. Requests share a bounded pool of keep-alive connections
+ * (a burst queues for a connection instead of opening, and TLS-handshaking, one per request and closing the excess);
+ * watches, which hold a connection for minutes, have their own agent so they never take a slot from requests. Credentials come from
  * `--kubeconfig`, then $KUBECONFIG, then the in-cluster ServiceAccount (see credentials.ts); headers (bearer tokens)
  * are re-read periodically so that rotated projected ServiceAccount tokens keep working.
  */
 export class KubeClient {
-  private agent: Agent;
+  private readonly agent: Agent;
+  private readonly watchAgent: Agent;
   private headers: Record<string, string> = {};
   private headersAt = 0;
   private requests?: Counter<'verb' | 'code'>;
@@ -86,14 +98,16 @@ export class KubeClient {
   /** The cluster CA (PEM) of the configuration, when it names one. */
   readonly caPem?: string;
 
-  private constructor(private readonly credentials: Credentials, readonly userAgent: string) {
+  private constructor(private readonly credentials: Credentials, readonly userAgent: string, maxConnections: number) {
     this.server = credentials.server;
     this.caPem = credentials.caPem;
-    this.agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16, ...credentials.tls });
+    if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, not ${maxConnections}`);
+    this.agent = new Agent({ keepAlive: true, maxSockets: maxConnections, maxFreeSockets: maxConnections, scheduling: 'lifo', ...credentials.tls });
+    this.watchAgent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 4, ...credentials.tls });
   }
 
-  static async load(opts: { kubeconfig?: string; userAgent: string }): Promise<KubeClient> {
-    const client = new KubeClient(await loadCredentials(opts.kubeconfig), opts.userAgent);
+  static async load(opts: KubeClientOptions): Promise<KubeClient> {
+    const client = new KubeClient(await loadCredentials(opts.kubeconfig), opts.userAgent, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     await client.refreshHeaders();
     return client;
   }
@@ -116,7 +130,7 @@ export class KubeClient {
     return new Promise((resolve, reject) => {
       const req = request(url, {
         method,
-        agent: this.agent,
+        agent: init.query?.watch ? this.watchAgent : this.agent,
         headers: {
           ...this.headers,
           Accept: 'application/json',
@@ -241,8 +255,15 @@ export class KubeClient {
     }
   }
 
+  /** Open connections of the request pool (busy or idle), never more than `maxConnections`. */
+  pooledConnections(): number {
+    const count = (m: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(m).reduce((n, list) => n + (list?.length ?? 0), 0);
+    return count(this.agent.sockets) + count(this.agent.freeSockets);
+  }
+
   close(): void {
     this.agent.destroy();
+    this.watchAgent.destroy();
   }
 }
 
