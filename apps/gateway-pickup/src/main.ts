@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   const startControllers = async (signal: AbortSignal) => {
     await Promise.all(caches.all.map((i) => i.waitForSync(signal)));
     if (signal.aborted) return;
-    log.info({ controllers: controllers.map((c) => c.name) }, 'caches synced; controllers running');
+    log.info({ controllers: controllers.map((c) => c.name), sinceStartMs: Math.round(performance.now()) }, 'caches synced; controllers running');
     for (const c of controllers) c.start();
   };
   const stopControllers = () => shutdown.onStop('controllers', () => Promise.all(controllers.map((c) => c.stop())).then(() => undefined));
