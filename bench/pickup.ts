@@ -1,6 +1,6 @@
 // gateway-pickup at scale against the real apiserver: 10,000 Nodes, 1,000 Gateways of 10 members each.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LABELS } from '@raven/api-types';
 import { Informer, RESOURCES, createLogger, type KubeClient } from '@raven/controller-kit';
@@ -66,16 +66,28 @@ async function clearStatuses(kube: KubeClient, elected: () => number): Promise<v
   await waitFor('statuses cleared', async () => elected() === 0, 60_000, 50);
 }
 
-function startPickup(cluster: ClusterInfo): Promise<AppProcess> {
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function conversions(kube: KubeClient): Promise<number> {
+  return metricValue(await kube.requestText('GET', '/metrics'), 'apiserver_crd_conversion_webhook_duration_seconds_count');
+}
+
+function startPickup(cluster: ClusterInfo, extraArgs: string[]): Promise<AppProcess> {
   return startApp('gateway-pickup', {
     access: cluster, serviceAccount: 'raven-gateway-pickup', waitReady: false,
-    args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false', `--resync-period=${RESYNC_S}s`, `--log-level=${process.env.BENCH_PICKUP_LOG_LEVEL ?? 'warn'}`],
+    args: ['--controllers=gatewaypickup,gatewaydns,gatewayinternalservice,gatewaypublicservice', '--leader-elect=false', `--resync-period=${RESYNC_S}s`, `--log-level=${process.env.BENCH_PICKUP_LOG_LEVEL ?? 'warn'}`, ...extraArgs],
   });
 }
 
 export async function run(): Promise<void> {
   console.log(`gateway-pickup benchmark: ${NODES} nodes, ${GATEWAYS} gateways x ${MEMBERS} members, real kube-apiserver; ${ROUNDS} cold starts`);
-  const cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-bench-pickup-')) });
+  const dir = mkdtempSync(join(tmpdir(), 'raven-bench-pickup-'));
+  const cluster = await startCluster({ dir });
+  const controlPlane = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pids: Record<string, number> };
   const kube = await adminClient(cluster.info());
   const view = watchElections(kube);
   try {
@@ -86,10 +98,16 @@ export async function run(): Promise<void> {
     let rssPeak = 0;
     let pickup: AppProcess | undefined;
     // Each round: a fresh process against the populated cluster, every Gateway's status cleared first.
+    // BENCH_PICKUP_VARIANTS="--workers=4|--workers=16" compares flag sets, alternating round by round.
+    const variants = (process.env.BENCH_PICKUP_VARIANTS ?? '').split('|').map((v) => v.split(' ').filter(Boolean));
+    const byVariant = variants.map(() => [] as number[]);
     for (let round = 1; round <= ROUNDS; round++) {
+      const variant = (round - 1) % variants.length;
       await clearStatuses(kube, view.elected);
+      const conversionsBefore = await conversions(kube);
+      const cpuBefore = Object.fromEntries(Object.entries(controlPlane.pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
       const started = performance.now();
-      pickup = await startPickup(cluster.info());
+      pickup = await startPickup(cluster.info(), variants[variant]!);
       const proc = pickup.proc;
       await waitFor('every gateway elected', async () => {
         proc.assertRunning();
@@ -97,8 +115,11 @@ export async function run(): Promise<void> {
       }, 120_000, 10);
       const seconds = (performance.now() - started) / 1000;
       coldStarts.push(seconds);
+      byVariant[variant]!.push(seconds);
       rssPeak = Math.max(rssPeak, peakRssMB(proc.pid));
-      console.log(`round ${round}/${ROUNDS}: all ${GATEWAYS} statuses written ${seconds.toFixed(2)} s after start (log ${pickup.logFile})`);
+      const cpu = Object.entries(controlPlane.pids).map(([name, pid]) => `${name} ${(cpuSeconds(pid) - cpuBefore[name]!).toFixed(1)}`);
+      const converted = (await conversions(kube)) - conversionsBefore;
+      console.log(`round ${round}/${ROUNDS}${variants.length > 1 ? ` [${variants[variant]!.join(' ')}]` : ''}: all ${GATEWAYS} statuses written ${seconds.toFixed(2)} s after start; CPU s: pickup ${cpuSeconds(proc.pid).toFixed(1)}, ${cpu.join(', ')}; conversion webhook calls ${converted}; load ${loadavg()[0]!.toFixed(1)} (log ${pickup.logFile})`);
       if (round < ROUNDS) await pickup.stop();
     }
     if (!pickup) throw new Error('BENCH_ROUNDS must be at least 1');
@@ -109,9 +130,16 @@ export async function run(): Promise<void> {
       const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, verb) => sum + metricValue(text, 'raven_pickup_api_requests_total', { verb }), 0);
       return { text, writes, resyncs: metricValue(text, 'raven_pickup_resyncs_total', { controller: 'gatewaypickup' }) };
     };
-    // The last round's process stays: let its first resync pass, then measure clean resyncs one after another.
-    const first = await scrape();
-    await waitFor('a resync', async () => (await scrape()).resyncs > first.resyncs, (RESYNC_S + 30) * 1000, 500);
+    // The last round's process stays: let it finish what the start changed (the Events of 1,000 elections, the DNS
+    // ConfigMap) and a first resync, then measure clean resyncs one after another.
+    let last = await scrape();
+    await waitFor('writes to settle', async () => {
+      const now = await scrape();
+      const quiet = now.writes === last.writes && now.resyncs > 0;
+      last = now;
+      return quiet;
+    }, 300_000, 3_000);
+    await waitFor('a resync', async () => (await scrape()).resyncs > last.resyncs, (RESYNC_S + 30) * 1000, 500);
     const resyncSeconds: number[] = [];
     const writesPerResync: number[] = [];
     for (let i = 0; i < RESYNCS; i++) {
@@ -124,6 +152,7 @@ export async function run(): Promise<void> {
     rssPeak = Math.max(rssPeak, peakRssMB(app.proc.pid));
     await app.stop();
     printReport(`gateway-pickup, ${NODES} nodes / ${GATEWAYS} gateways`, [
+      ...(variants.length > 1 ? variants.map((v, i) => ({ what: `cold start with ${v.join(' ') || 'defaults'}`, samples: byVariant[i]!, unit: 's' })) : []),
       { what: 'cold start: process start to all statuses written', samples: coldStarts, unit: 's', goal: { op: '<=', value: COLD_START_GOAL_S } },
       { what: 'one full resync, nothing changed', samples: resyncSeconds, unit: 's', goal: { op: '<=', value: 2 } },
       { what: `API writes during those ${RESYNCS} resyncs`, value: writesPerResync.reduce((a, b) => a + b, 0), exact: true, unit: 'writes', goal: { op: '<=', value: 0 } },

@@ -73,6 +73,8 @@ export interface WatchEvent<T> {
 const CREDENTIAL_REFRESH_MS = 60_000;
 /** Default bound on concurrent requests (watches excluded); each keeps its TLS connection for the next one. */
 export const DEFAULT_MAX_CONNECTIONS = 32;
+/** Objects per list page: two pages for 10,000 Nodes, each small enough to decode without a long pause. */
+export const LIST_PAGE_SIZE = 5_000;
 
 export interface KubeClientOptions {
   kubeconfig?: string;
@@ -182,17 +184,34 @@ export class KubeClient {
     return this.request('GET', resourcePath(type, { namespace }), { query, timeoutMs: 120_000 });
   }
 
-  /** Lists every page (chunked with `limit`/`continue`), returning all items and the list's resourceVersion. */
-  async listAll<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {}): Promise<ListResult<T>> {
+  /**
+   * Yields every page of a chunked list (`limit`/`continue`). The next page is already being fetched while the
+   * caller works on the current one, so decoding a large list overlaps with the apiserver producing it.
+   */
+  async *listPages<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number } = {}): AsyncGenerator<ListResult<T>> {
+    const query = { ...opts, limit: opts.limit ?? LIST_PAGE_SIZE };
+    let next: Promise<ListResult<T>> | undefined = this.list<T>(type, query);
+    try {
+      while (next) {
+        const page: ListResult<T> = await next;
+        const cont = page.metadata.continue || undefined;
+        next = cont ? this.list<T>(type, { ...query, continue: cont }) : undefined;
+        yield page;
+      }
+    } finally {
+      // A caller that stops early leaves a prefetch in flight: its failure is nobody's business.
+      next?.catch(() => undefined);
+    }
+  }
+
+  /** Lists every page, returning all items and the list's resourceVersion. */
+  async listAll<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number } = {}): Promise<ListResult<T>> {
     const items: T[] = [];
-    let cont: string | undefined;
     let resourceVersion: string | undefined;
-    do {
-      const page = await this.list<T>(type, { ...opts, limit: 5_000, continue: cont });
-      items.push(...page.items);
-      cont = page.metadata.continue || undefined;
+    for await (const page of this.listPages<T>(type, opts)) {
+      for (const item of page.items) items.push(item);
       resourceVersion = page.metadata.resourceVersion;
-    } while (cont);
+    }
     return { items, metadata: { resourceVersion } };
   }
 
