@@ -95,6 +95,7 @@ describe('chart values are checked', () => {
     [{ 'modes.l3': 'false', 'modes.l7': 'false' }, /at least one of l3 and l7 must be on/],
     [{ logLevel: 'loud' }, /logLevel must be empty or one of/],
     [{ k8sServiceHost: '127.0.0.1\nevil: true', k8sServicePort: '6443' }, /k8sServiceHost must be an IPv4 address or a DNS name/],
+    [{ 'proxyDns.clusterIP': '10.96.0.53; rm' }, /proxyDns.clusterIP must be an IPv4 address/],
     [{ k8sServiceHost: '127.0.0.1' }, /k8sServicePort must be a port number when k8sServiceHost is set, got ""/],
   ] as const)('%o is refused', async (values, message) => {
     const err = await renderChart(values).then(() => undefined, (e: unknown) => e);

@@ -27,7 +27,8 @@ const flags = {
   'leader-elect-retry-period': { type: 'string', description: 'Interval between election attempts', default: '2s' },
   'leader-elect-lease-name': { type: 'string', description: 'Name of the leader Lease', default: 'raven-gateway-pickup' },
   'resync-period': { type: 'string', description: 'Every period, every object is reconciled again', default: '1m' },
-  workers: { type: 'string', description: 'Concurrent reconciles of the election controller', default: '4' },
+  workers: { type: 'string', description: 'Concurrent reconciles (status writes) of the election controller', default: '16' },
+  'event-concurrency': { type: 'string', description: 'Events created at once; more wait (up to 10,000, then dropped), so a burst does not slow status writes', default: '2' },
   'csr-require-node-binding': { type: 'boolean', description: 'Approve proxy certificates only for requesters whose token is bound to a Pod on the named node', default: true },
   'protected-cidrs': { type: 'string', description: 'Comma-separated ranges (the Service CIDR, the apiserver network) that no extra-allowed-source-cidrs entry may overlap', default: '' },
   'public-ip-from-external-ip': { type: 'boolean', description: "Use a node's ExternalIP as an endpoint's public IP when spec and annotation give none", default: false },
@@ -100,8 +101,8 @@ async function main(): Promise<void> {
   const common = { kube, caches, log, registry: health.registry, namespace, resyncMs };
   const builders: Record<Exclude<ControllerName, 'webhook'>, () => Controller> = {
     gatewaypickup: () => gatewayStatusController({
-      ...common, heartbeats: new HeartbeatTracker(() => caches.heartbeats.sessionStartedAt), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity),
-      workers: intFlag('workers', values.workers, 4), publicIPFromExternalIP: values['public-ip-from-external-ip'], protectedCidrs: protectedCidrs(values['protected-cidrs']),
+      ...common, heartbeats: new HeartbeatTracker(() => caches.heartbeats.sessionStartedAt), events: new EventRecorder(kube, log, 'raven.openyurt.io/gateway-pickup', identity, { concurrency: intFlag('event-concurrency', values['event-concurrency'], 2) }),
+      workers: intFlag('workers', values.workers, 16), publicIPFromExternalIP: values['public-ip-from-external-ip'], protectedCidrs: protectedCidrs(values['protected-cidrs']),
     }),
     gatewaydns: () => dnsController(common),
     gatewayinternalservice: () => internalServiceController(common),
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
   const startControllers = async (signal: AbortSignal) => {
     await Promise.all(caches.all.map((i) => i.waitForSync(signal)));
     if (signal.aborted) return;
-    log.info({ controllers: controllers.map((c) => c.name) }, 'caches synced; controllers running');
+    log.info({ controllers: controllers.map((c) => c.name), sinceStartMs: Math.round(performance.now()) }, 'caches synced; controllers running');
     for (const c of controllers) c.start();
   };
   const stopControllers = () => shutdown.onStop('controllers', () => Promise.all(controllers.map((c) => c.stop())).then(() => undefined));

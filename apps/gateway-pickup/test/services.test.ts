@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { gatewayV1beta1Schema, type Gateway, type NodeView } from '@raven/api-types';
 import { tunnelNodesFile } from '../src/controllers/dns.ts';
-import { planInternalService } from '../src/controllers/internal-service.ts';
-import { planPublicServices, publicServiceName } from '../src/controllers/public-service.ts';
+import { internalServiceInputs, planInternalService } from '../src/controllers/internal-service.ts';
+import { planPublicServices, publicServiceInputs, publicServiceName } from '../src/controllers/public-service.ts';
 
 const node = (name: string, internalIPs: string[]): NodeView => ({ metadata: { name }, internalIPs, externalIPs: [], podCIDRs: [], ready: 'True', calico: false });
 const nodes = new Map([node('a', ['10.0.0.1']), node('b', ['fd00::2']), node('c', ['10.0.0.3']), node('d', [])].map((n) => [n.metadata.name, n]));
@@ -91,5 +91,32 @@ describe('tunnelNodesFile', () => {
     ['with the proxy ClusterIP every node resolves to it', [node('b', ['10.0.0.2']), node('a', []), node('c', ['10.0.0.3'])], '10.96.0.10', '10.96.0.10\ta\n10.96.0.10\tb\n10.96.0.10\tc'],
   ])('%s', (_what, list, clusterIP, want) => {
     expect(tunnelNodesFile(list, clusterIP)).toBe(want);
+  });
+});
+
+describe('which Gateway updates the Service controllers reconcile', () => {
+  type Active = Array<{ nodeName: string; type: 'proxy' | 'tunnel'; port?: number }>;
+  const gw = (spec: object, active: Active = [], conditions: object[] = []) => {
+    const g = gateway('g', spec, active);
+    return { ...g, status: { ...g.status, conditions } } as Gateway;
+  };
+  const ready = [{ type: 'Ready', status: 'True', reason: 'x', message: 'x', lastTransitionTime: '2025-01-01T00:00:00Z' }];
+  const exposedSpec = { exposeType: 'PublicIP', proxyConfig: { Replicas: 1, proxyHTTPPort: '80' } };
+  const lbSpec = { exposeType: 'LoadBalancer', proxyConfig: { Replicas: 1 } };
+  const natSpec = { proxyConfig: { Replicas: 1, proxyHTTPPort: '80' } };
+
+  it.each<[string, Gateway, Gateway, { internal: boolean; public: boolean }]>([
+    ['a status write of a Gateway that is not exposed', gw(natSpec), gw(natSpec, [{ nodeName: 'a', type: 'proxy' }, { nodeName: 'a', type: 'tunnel' }], ready), { internal: false, public: false }],
+    ['new conditions only, exposed', gw(exposedSpec, [{ nodeName: 'a', type: 'proxy' }]), gw(exposedSpec, [{ nodeName: 'a', type: 'proxy' }], ready), { internal: false, public: false }],
+    ['an exposed Gateway elects another proxy', gw(exposedSpec, [{ nodeName: 'a', type: 'proxy' }]), gw(exposedSpec, [{ nodeName: 'c', type: 'proxy' }]), { internal: true, public: false }],
+    ['an exposed Gateway elects another tunnel only', gw(exposedSpec, [{ nodeName: 'a', type: 'tunnel' }]), gw(exposedSpec, [{ nodeName: 'c', type: 'tunnel' }]), { internal: false, public: false }],
+    ['proxy ports change', gw(exposedSpec), gw({ ...exposedSpec, proxyConfig: { Replicas: 1, proxyHTTPPort: '80,8080' } }), { internal: true, public: false }],
+    ['a Gateway becomes exposed', gw(natSpec), gw(exposedSpec), { internal: true, public: false }],
+    ['a Gateway becomes a LoadBalancer', gw(natSpec, [{ nodeName: 'a', type: 'tunnel' }]), gw({ ...lbSpec, proxyConfig: natSpec.proxyConfig }, [{ nodeName: 'a', type: 'tunnel' }]), { internal: true, public: true }],
+    ['a LoadBalancer Gateway elects another tunnel', gw(lbSpec, [{ nodeName: 'a', type: 'tunnel' }]), gw(lbSpec, [{ nodeName: 'b', type: 'tunnel' }]), { internal: false, public: true }],
+    ['a LoadBalancer endpoint changes port', gw(lbSpec, [{ nodeName: 'a', type: 'tunnel' }]), gw(lbSpec, [{ nodeName: 'a', type: 'tunnel', port: 4501 }]), { internal: false, public: true }],
+    ['a LoadBalancer Gateway gets new conditions only', gw(lbSpec, [{ nodeName: 'a', type: 'tunnel' }]), gw(lbSpec, [{ nodeName: 'a', type: 'tunnel' }], ready), { internal: false, public: false }],
+  ])('%s', (_what, before, after, want) => {
+    expect({ internal: internalServiceInputs(before) !== internalServiceInputs(after), public: publicServiceInputs(before) !== publicServiceInputs(after) }).toEqual(want);
   });
 });

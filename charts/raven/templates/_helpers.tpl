@@ -84,6 +84,11 @@ env:
 {{- if not (or .Values.modes.l3 .Values.modes.l7) }}
 {{- fail "modes: at least one of l3 and l7 must be on" }}
 {{- end }}
+{{- with .Values.proxyDns.clusterIP }}
+{{- if not (regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" (toString .)) }}
+{{- fail (printf "proxyDns.clusterIP must be an IPv4 address, got %q" (toString .)) }}
+{{- end }}
+{{- end }}
 {{- if .Values.k8sServiceHost }}
 {{- if not (regexMatch "^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?)$" (toString .Values.k8sServiceHost)) }}
 {{- fail (printf "k8sServiceHost must be an IPv4 address or a DNS name, got %q" (toString .Values.k8sServiceHost)) }}

@@ -176,12 +176,18 @@ export class Informer<T extends ObjectWithMeta> {
 
   private async relist(): Promise<void> {
     const { kube, type, namespace, labelSelector, fieldSelector } = this.opts;
-    const page = await kube.listAll<unknown>(type, { namespace, labelSelector, fieldSelector });
+    const started = performance.now();
     const fresh = new Map<string, T>();
-    for (const raw of page.items) {
-      const obj = this.parse(raw);
-      if (obj) fresh.set(objectKey(obj), obj);
+    let resourceVersion = '';
+    // Each page is validated while the next one is fetched.
+    for await (const page of kube.listPages<unknown>(type, { namespace, labelSelector, fieldSelector })) {
+      for (const raw of page.items) {
+        const obj = this.parse(raw);
+        if (obj) fresh.set(objectKey(obj), obj);
+      }
+      resourceVersion = page.metadata.resourceVersion ?? '';
     }
+    const listedMs = performance.now() - started;
     for (const [key, old] of this.store) {
       if (!fresh.has(key)) {
         this.setObject(key, undefined);
@@ -193,8 +199,9 @@ export class Informer<T extends ObjectWithMeta> {
       if (!old) this.emit('add', obj);
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('update', old, obj);
     }
-    this.resourceVersion = page.metadata.resourceVersion ?? '';
+    this.resourceVersion = resourceVersion;
     if (!this.synced) {
+      this.opts.log.info({ resource: this.resource, items: this.store.size, listMs: Math.round(listedMs), totalMs: Math.round(performance.now() - started) }, 'cache synced');
       this.synced = true;
       for (const wake of this.syncWaiters.splice(0)) wake();
     }

@@ -71,14 +71,28 @@ export interface WatchEvent<T> {
 }
 
 const CREDENTIAL_REFRESH_MS = 60_000;
+/** Default bound on concurrent requests (watches excluded); each keeps its TLS connection for the next one. */
+export const DEFAULT_MAX_CONNECTIONS = 32;
+/** Objects per list page: two pages for 10,000 Nodes, each small enough to decode without a long pause. */
+export const LIST_PAGE_SIZE = 5_000;
+
+export interface KubeClientOptions {
+  kubeconfig?: string;
+  userAgent: string;
+  /** Connections for requests other than watches; more concurrent requests wait for a free one. */
+  maxConnections?: number;
+}
 
 /**
- * A lean JSON client for the Kubernetes API on node:https with one keep-alive agent. Credentials come from
+ * A lean JSON client for the Kubernetes API on node:https. Requests share a bounded pool of keep-alive connections
+ * (a burst queues for a connection instead of opening, and TLS-handshaking, one per request and closing the excess);
+ * watches, which hold a connection for minutes, have their own agent so they never take a slot from requests. Credentials come from
  * `--kubeconfig`, then $KUBECONFIG, then the in-cluster ServiceAccount (see credentials.ts); headers (bearer tokens)
  * are re-read periodically so that rotated projected ServiceAccount tokens keep working.
  */
 export class KubeClient {
-  private agent: Agent;
+  private readonly agent: Agent;
+  private readonly watchAgent: Agent;
   private headers: Record<string, string> = {};
   private headersAt = 0;
   private requests?: Counter<'verb' | 'code'>;
@@ -86,14 +100,16 @@ export class KubeClient {
   /** The cluster CA (PEM) of the configuration, when it names one. */
   readonly caPem?: string;
 
-  private constructor(private readonly credentials: Credentials, readonly userAgent: string) {
+  private constructor(private readonly credentials: Credentials, readonly userAgent: string, maxConnections: number) {
     this.server = credentials.server;
     this.caPem = credentials.caPem;
-    this.agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 16, ...credentials.tls });
+    if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer, not ${maxConnections}`);
+    this.agent = new Agent({ keepAlive: true, maxSockets: maxConnections, maxFreeSockets: maxConnections, scheduling: 'lifo', ...credentials.tls });
+    this.watchAgent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 4, ...credentials.tls });
   }
 
-  static async load(opts: { kubeconfig?: string; userAgent: string }): Promise<KubeClient> {
-    const client = new KubeClient(await loadCredentials(opts.kubeconfig), opts.userAgent);
+  static async load(opts: KubeClientOptions): Promise<KubeClient> {
+    const client = new KubeClient(await loadCredentials(opts.kubeconfig), opts.userAgent, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
     await client.refreshHeaders();
     return client;
   }
@@ -116,7 +132,7 @@ export class KubeClient {
     return new Promise((resolve, reject) => {
       const req = request(url, {
         method,
-        agent: this.agent,
+        agent: init.query?.watch ? this.watchAgent : this.agent,
         headers: {
           ...this.headers,
           Accept: 'application/json',
@@ -168,17 +184,34 @@ export class KubeClient {
     return this.request('GET', resourcePath(type, { namespace }), { query, timeoutMs: 120_000 });
   }
 
-  /** Lists every page (chunked with `limit`/`continue`), returning all items and the list's resourceVersion. */
-  async listAll<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {}): Promise<ListResult<T>> {
+  /**
+   * Yields every page of a chunked list (`limit`/`continue`). The next page is already being fetched while the
+   * caller works on the current one, so decoding a large list overlaps with the apiserver producing it.
+   */
+  async *listPages<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number } = {}): AsyncGenerator<ListResult<T>> {
+    const query = { ...opts, limit: opts.limit ?? LIST_PAGE_SIZE };
+    let next: Promise<ListResult<T>> | undefined = this.list<T>(type, query);
+    try {
+      while (next) {
+        const page: ListResult<T> = await next;
+        const cont = page.metadata.continue || undefined;
+        next = cont ? this.list<T>(type, { ...query, continue: cont }) : undefined;
+        yield page;
+      }
+    } finally {
+      // A caller that stops early leaves a prefetch in flight: its failure is nobody's business.
+      next?.catch(() => undefined);
+    }
+  }
+
+  /** Lists every page, returning all items and the list's resourceVersion. */
+  async listAll<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; limit?: number } = {}): Promise<ListResult<T>> {
     const items: T[] = [];
-    let cont: string | undefined;
     let resourceVersion: string | undefined;
-    do {
-      const page = await this.list<T>(type, { ...opts, limit: 5_000, continue: cont });
-      items.push(...page.items);
-      cont = page.metadata.continue || undefined;
+    for await (const page of this.listPages<T>(type, opts)) {
+      for (const item of page.items) items.push(item);
       resourceVersion = page.metadata.resourceVersion;
-    } while (cont);
+    }
     return { items, metadata: { resourceVersion } };
   }
 
@@ -241,8 +274,15 @@ export class KubeClient {
     }
   }
 
+  /** Open connections of the request pool (busy or idle), never more than `maxConnections`. */
+  pooledConnections(): number {
+    const count = (m: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(m).reduce((n, list) => n + (list?.length ?? 0), 0);
+    return count(this.agent.sockets) + count(this.agent.freeSockets);
+  }
+
   close(): void {
     this.agent.destroy();
+    this.watchAgent.destroy();
   }
 }
 

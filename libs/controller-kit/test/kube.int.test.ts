@@ -36,6 +36,28 @@ describe('KubeClient', () => {
     for (let i = 0; i < 7; i++) await kube.create(RESOURCES.configMaps, cm(`page-${i}`, {}));
     const all = await kube.listAll<Cm>(RESOURCES.configMaps, { namespace });
     expect(all.items.filter((c) => c.metadata.name.startsWith('page-'))).toHaveLength(7);
+    const pages: string[][] = [];
+    for await (const page of kube.listPages<Cm>(RESOURCES.configMaps, { namespace, limit: 3 })) pages.push(page.items.map((c) => c.metadata.name).filter((n) => n.startsWith('page-')));
+    expect(pages.flat().sort()).toEqual([...Array(7).keys()].map((i) => `page-${i}`));
+    expect(pages.every((p) => p.length <= 3)).toBe(true);
+    // Stopping early leaves no failure behind (the prefetched page is dropped).
+    for await (const page of kube.listPages<Cm>(RESOURCES.configMaps, { namespace, limit: 3 })) if (page.items.length > 0) break;
+  });
+
+  it('runs a burst of requests on at most maxConnections connections, watches aside', async () => {
+    const small = await adminClient(cluster, 'raven-test-pool', { maxConnections: 3 });
+    try {
+      const informer = new Informer<Cm>({ kube: small, log, type: RESOURCES.configMaps, namespace, transform: (raw) => raw as Cm });
+      informer.start();
+      await informer.waitForSync();
+      const results = await Promise.all(Array.from({ length: 40 }, () => small.list<Cm>(RESOURCES.configMaps, { namespace, limit: 1 })));
+      expect(results).toHaveLength(40);
+      expect(small.pooledConnections()).toBeGreaterThan(0);
+      expect(small.pooledConnections()).toBeLessThanOrEqual(3);
+      await informer.stop();
+    } finally {
+      small.close();
+    }
   });
 });
 

@@ -187,7 +187,11 @@ export class RavenBox {
   /** Installs Raven again on a box deployed with `deploy` after an uninstall (the images are on the nodes already). */
   async reinstall(install: InstallMethod): Promise<void> {
     if (!this.opts.deploy) throw new Error('RavenBox.reinstall: the box was not deployed from images');
-    await installRaven({ box: this.box, cluster: this.opts.cluster, cloudDomains: CLOUD_DOMAINS, install, log: this.opts.deploy.log });
+    // The apiserver's egress proxy resolves node names through raven-proxy-dns at the address it had at the box's
+    // start: a reinstall keeps it, as an operator pins it for the apiserver's dnsConfig.
+    const dnsIP = this.realNodes?.proxyDnsIP;
+    const pinned: InstallMethod = install.kind === 'helm' && dnsIP ? { ...install, values: { 'proxyDns.clusterIP': dnsIP, ...install.values } } : install;
+    await installRaven({ box: this.box, cluster: this.opts.cluster, cloudDomains: CLOUD_DOMAINS, install: pinned, log: this.opts.deploy.log });
   }
 
   /**

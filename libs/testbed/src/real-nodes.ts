@@ -344,11 +344,15 @@ export class RealNodes {
    * k8s/base's raven-proxy-dns, applied unchanged: CoreDNS pods on the cloud nodes serving the edge-tunnel-nodes
    * hosts file. Then the apiserver's egress proxy on the control-plane node resolves node names through its ClusterIP.
    */
+  /** raven-proxy-dns's ClusterIP, which the apiserver's egress proxy resolves node names with. */
+  proxyDnsIP?: string;
+
   private async deployProxyDns(): Promise<void> {
     const { cluster } = this.opts;
     await kubectl(cluster.kubeconfig, ['apply', '-f', PROXY_DNS_MANIFEST]);
     await kubectl(cluster.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'rollout', 'status', 'deployment/raven-proxy-dns', '--timeout=120s']);
     const dnsIP = await kubectl(cluster.kubeconfig, ['-n', SYSTEM_NAMESPACE, 'get', 'service', 'raven-proxy-dns', '-o', 'jsonpath={.spec.clusterIP}']);
+    this.proxyDnsIP = dnsIP.trim();
     const host = this.controlPlaneNode;
     const socket = join(cluster.dir, CLUSTER_EGRESS_SOCKET);
     const proxy = host.spawn('apiserver-egress', process.execPath, [CONNECT_PROXY_SCRIPT, `unix:${socket}`, `dns:${dnsIP.trim()}`, ...(this.opts.box.detached ? [] : [`watch-pid:${process.pid}`])]);

@@ -56,6 +56,16 @@ export function planInternalService(input: {
   return { service, slices, conflicts };
 }
 
+/**
+ * What of one Gateway the internal Service depends on. An update that leaves it alone (a status write of a Gateway
+ * that is not exposed, new conditions, ...) needs no reconcile, which would read every Gateway again.
+ */
+export function internalServiceInputs(gw: Gateway): string {
+  if (!isExposed(gw)) return '';
+  const proxy = gw.spec?.proxyConfig;
+  return JSON.stringify([proxy?.proxyHTTPPort ?? '', proxy?.proxyHTTPSPort ?? '', activeEndpointsOfType(gw, 'proxy').map((e) => e.nodeName)]);
+}
+
 export function internalServiceController(opts: { kube: KubeClient; caches: Caches; log: Logger; registry: Registry; namespace: string; resyncMs: number }): Controller {
   const { kube, caches, namespace } = opts;
   // After one successful cleanup there is nothing to delete until we create the Service again.
@@ -88,7 +98,7 @@ export function internalServiceController(opts: { kube: KubeClient; caches: Cach
     },
   });
   const enqueue = () => controller.enqueue(KEY);
-  caches.gateways.on({ add: enqueue, update: enqueue, delete: enqueue });
+  caches.gateways.on({ add: enqueue, update: (o, g) => internalServiceInputs(o) !== internalServiceInputs(g) && enqueue(), delete: enqueue });
   caches.ravenConfig.on({ add: enqueue, update: enqueue, delete: enqueue });
   caches.nodes.on({ update: (o, n) => o.internalIPs[0] !== n.internalIPs[0] && enqueue() });
   caches.services.on({ delete: (s) => s.metadata.name === KEY && enqueue() });

@@ -49,6 +49,12 @@ export function planPublicServices(input: {
   });
 }
 
+/** What of one Gateway its LoadBalancer Services depend on; an update that leaves it alone needs no reconcile. */
+export function publicServiceInputs(gw: Gateway): string {
+  if (gw.spec?.exposeType !== 'LoadBalancer') return '';
+  return JSON.stringify([gw.metadata.uid ?? '', (gw.status?.activeEndpoints ?? []).map((e) => [e.type, e.nodeName, endpointPort(e)])]);
+}
+
 export function publicServiceController(opts: { kube: KubeClient; caches: Caches; log: Logger; registry: Registry; namespace: string; resyncMs: number }): Controller {
   const { kube, caches, namespace } = opts;
   const controller = new Controller({
@@ -71,7 +77,11 @@ export function publicServiceController(opts: { kube: KubeClient; caches: Caches
       }
     },
   });
-  caches.gateways.on({ add: (g) => controller.enqueue(g.metadata.name), update: (_o, g) => controller.enqueue(g.metadata.name), delete: (g) => controller.enqueue(g.metadata.name) });
+  caches.gateways.on({
+    add: (g) => controller.enqueue(g.metadata.name),
+    update: (o, g) => publicServiceInputs(o) !== publicServiceInputs(g) && controller.enqueue(g.metadata.name),
+    delete: (g) => controller.enqueue(g.metadata.name),
+  });
   caches.services.on({ delete: (s) => controller.enqueue(s.metadata.labels?.[LABELS.gateway]) });
   return controller;
 }
