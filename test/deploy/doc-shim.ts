@@ -8,7 +8,8 @@ import { GATEWAY_CRD_FILE, parseManifests, readManifests, type K8sObject } from 
  * `node --import tsx doc-shim.ts <kubectl|helm> <args...>` from wrappers on PATH). Every call is logged.
  *
  * RAVEN_DOC_MODE=real passes kubectl through. RAVEN_DOC_MODE=dry-run turns every write into a server-side dry run:
- *  - `kubectl <write verb> ...` gets `--dry-run=server`;
+ *  - `kubectl <write verb> ...` gets `--dry-run=server`, and `kubectl wait --for=delete` (of what a dry run did not
+ *    delete) returns at once;
  *  - `kubectl apply -k DIR` becomes the rendered DIR minus the Gateway CRD, which must be the generated file that
  *    the test bed installed for real (its webhook points the live CRD at a URL, so it cannot be re-applied);
  *  - `helm install NAME CHART [flags]` becomes `helm template` of the same, applied as a server-side dry run.
@@ -63,6 +64,8 @@ const dryApply = (objects: readonly K8sObject[]): never =>
 
 if (tool === 'kubectl') {
   const verb = verbOf(args);
+  // A dry-run delete deleted nothing, so there is nothing to wait for (the shared cluster holds other tests' Pods).
+  if (mode === 'dry-run' && verb === 'wait' && args.includes('--for=delete')) process.exit(0);
   if (mode === 'real' || !verb || !WRITE_VERBS.has(verb)) exec(kubectl, args);
   const k = args.indexOf('-k');
   if (verb === 'apply' && k >= 0) {

@@ -112,8 +112,13 @@ async function expectCleanUninstall(install: InstallMethod): Promise<void> {
   // Pods on a node that is gone stay until someone removes them, as on any cluster.
   await uninstallRaven(cluster, install, { forceDeletePodsOn: [...stoppedNodes] });
   await waitFor('every Raven Pod gone', async () => (await kc(['-n', 'kube-system', 'get', 'pods', '-o', 'name'])).split('\n').every((l) => !/raven/.test(l)), 120_000, 500);
-  if (install.kind === 'kustomize') await waitFor('the Gateway CRD gone', async () => !/gateways\.raven/.test(await kc(['get', 'crds', '-o', 'name'])), 60_000, 500);
-  await waitFor('the raven-heartbeats namespace gone', async () => !/raven/.test(await kc(['get', 'namespaces', '-o', 'name'])), 60_000, 500);
+  // Helm keeps the chart's CRDs: the README's last step of a full removal deletes it (and with it the Gateways).
+  if (install.kind === 'helm') await kc(['delete', 'crd', 'gateways.raven.openyurt.io', '--ignore-not-found', '--wait=false']);
+  await waitFor('the Gateway CRD gone', async () => !/gateways\.raven/.test(await kc(['get', 'crds', '-o', 'name'])), 90_000, 500);
+  await waitFor('the raven-heartbeats namespace gone', async () => !/raven/.test(await kc(['get', 'namespaces', '-o', 'name'])), 120_000, 500).catch(async (err: unknown) => {
+    const status = await kc(['get', 'namespace', 'raven-heartbeats', '-o', 'jsonpath={.status}']).catch(() => '');
+    throw new Error(`${String(err)}: ${status}`);
+  });
   console.log(`${install.kind === 'helm' ? 'helm uninstall' : 'kubectl delete -k'}: every Raven Pod gone after ${seconds(t)}`);
   const leftovers: string[] = [];
   for (const node of rb.box.nodes.filter((n) => !stoppedNodes.has(n.name))) {
