@@ -117,17 +117,23 @@ async function expectCleanUninstall(install: InstallMethod): Promise<void> {
     await waitFor('the Gateway CRD gone', async () => !/gateways\.raven/.test(await kc(['get', 'crds', '-o', 'name'])), 90_000, 500);
     await waitFor('the raven-heartbeats namespace gone', async () => !/raven/.test(await kc(['get', 'namespaces', '-o', 'name'])), 60_000, 500);
   }
-  const leftovers: string[] = [];
-  for (const node of rb.box.nodes.filter((n) => !stoppedNodes.has(n.name))) {
-    const sh = (cmd: string, args: string[]) => node.exec(cmd, args).then((r) => r.stdout, () => '');
-    const links = (await sh('ip', ['-o', 'link', 'show'])).split('\n').filter((l) => /raven/.test(l));
-    const rules = (await sh('ip', ['rule'])).split('\n').filter((l) => /lookup (9027|9028)/.test(l));
-    const routes = (await sh('ip', ['route', 'show', 'table', 'all'])).split('\n').filter((l) => /table (9027|9028)/.test(l));
-    // Raven's own chains and sets (kube-proxy's rules for Services of other names are not Raven's).
-    const chains = (await sh('iptables-save', [])).split('\n').filter((l) => /^:RAVEN|-[AIj] RAVEN|--match-set raven-/.test(l) || /x-raven-proxy-internal-svc|raven-proxy-dns/.test(l));
-    const sets = (await sh('ipset', ['list', '-n'])).split('\n').filter((l) => /raven/.test(l));
-    for (const line of [...links, ...rules, ...routes, ...chains, ...sets]) leftovers.push(`${node.name}: ${line}`);
-  }
+  const kernelLeftovers = async (): Promise<string[]> => {
+    const leftovers: string[] = [];
+    for (const node of rb.box.nodes.filter((n) => !stoppedNodes.has(n.name))) {
+      const sh = (cmd: string, args: string[]) => node.exec(cmd, args).then((r) => r.stdout, () => '');
+      const links = (await sh('ip', ['-o', 'link', 'show'])).split('\n').filter((l) => /raven/.test(l));
+      const rules = (await sh('ip', ['rule'])).split('\n').filter((l) => /lookup (9027|9028)/.test(l));
+      const routes = (await sh('ip', ['route', 'show', 'table', 'all'])).split('\n').filter((l) => /table (9027|9028)/.test(l));
+      // Raven's own chains and sets (kube-proxy's rules for Services of other names are not Raven's).
+      const chains = (await sh('iptables-save', [])).split('\n').filter((l) => /^:RAVEN|-[AIj] RAVEN|--match-set raven-/.test(l) || /x-raven-proxy-internal-svc|raven-proxy-dns/.test(l));
+      const sets = (await sh('ipset', ['list', '-n'])).split('\n').filter((l) => /raven/.test(l));
+      for (const line of [...links, ...rules, ...routes, ...chains, ...sets]) leftovers.push(`${node.name}: ${line}`);
+    }
+    return leftovers;
+  };
+  // kube-proxy drops a deleted Service's rules on its next sync: give it a few seconds.
+  let leftovers: string[] = [];
+  await waitFor('no Raven state in any running node\'s kernel', async () => (leftovers = await kernelLeftovers()).length === 0, 30_000, 1_000).catch(() => undefined);
   expect(leftovers).toEqual([]);
   if (install.kind === 'helm') {
     // Known gap (issue 11): after helm uninstall the raven-heartbeats namespace was seen to stay Terminating for
