@@ -491,7 +491,7 @@ describe('faults on the kubectl apply -k deployment', () => {
 describe('kubectl delete -k, then helm install of the chart', () => {
   it('kubectl delete -k removes Raven, and the stopping agents leave no Raven state in any node\'s kernel', async () => {
     await expectCleanUninstall(KUSTOMIZE);
-  });
+  }, 300_000);
 
   it('helm install (with tunnelAgent.forwardNodeIP=true) gives the same Pods, Running and Ready, and ravenctl verify passes (the matrix and L7 by node name)', async () => {
     const t = Date.now();
@@ -576,5 +576,5 @@ describe('faults on the helm release', () => {
 describe('helm uninstall (last)', () => {
   it('removes the release, and no running node keeps Raven state in its kernel', async () => {
     await expectCleanUninstall(HELM);
-  });
+  }, 300_000);
 });
