@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -104,13 +104,39 @@ async function waitL7(timeoutMs: number): Promise<void> {
   });
 }
 
+/** Why Raven Pods still exist: each one's state, and what its node's kubelet and containerd last said of it. */
+async function stuckPodReport(): Promise<string> {
+  const list = JSON.parse(await kc(['-n', 'kube-system', 'get', 'pods', '-l', 'app.kubernetes.io/part-of=raven', '-o', 'json'])) as {
+    items: { metadata: { name: string; uid: string; deletionTimestamp?: string; finalizers?: string[] }; spec: { nodeName?: string }; status: unknown }[];
+  };
+  const out: string[] = [];
+  for (const pod of list.items) {
+    out.push(`--- ${pod.metadata.name} on ${pod.spec.nodeName ?? '?'}, deletion ${pod.metadata.deletionTimestamp ?? 'none'}, finalizers ${JSON.stringify(pod.metadata.finalizers ?? [])}`);
+    out.push(JSON.stringify(pod.status));
+    out.push(await kc(['-n', 'kube-system', 'get', 'events', '--field-selector', `involvedObject.name=${pod.metadata.name}`]).catch((err: unknown) => String(err)));
+    const node = rb.box.nodes.find((n) => n.name === pod.spec.nodeName);
+    for (const file of ['kubelet.log', 'containerd.log']) {
+      try {
+        const lines = readFileSync(join(node!.logDir, file), 'utf8').split('\n');
+        const own = lines.filter((l) => l.includes(pod.metadata.name) || l.includes(pod.metadata.uid));
+        out.push(`${file} (${own.length} lines of this Pod, last 25; then the file's last 15):`, ...own.slice(-25), '...', ...lines.slice(-15));
+      } catch (err) {
+        out.push(`${file}: ${String(err)}`);
+      }
+    }
+  }
+  return out.join('\n');
+}
+
 /** Uninstalls Raven; then no Raven Pod, object, or kernel state is left on any running node. */
 async function expectCleanUninstall(install: InstallMethod): Promise<void> {
   const gateway = (await kc(['get', 'gateways.v1beta1.raven.openyurt.io', 'gw-qingdao', '-o', 'jsonpath={.status.activeEndpoints[?(@.type=="tunnel")].nodeName}'])).trim();
   expect((await rb.box.node(gateway).exec('ip', ['link', 'show', 'raven-wg0'])).stdout).toContain('raven-wg0');
   const t = Date.now();
   // Pods on a node that is gone stay until someone removes them, as on any cluster.
-  await uninstallRaven(cluster, install, { forceDeletePodsOn: [...stoppedNodes] });
+  await uninstallRaven(cluster, install, { forceDeletePodsOn: [...stoppedNodes], slowPodsReport: stuckPodReport }).catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\n${await stuckPodReport()}`);
+  });
   await waitFor('every Raven Pod gone', async () => (await kc(['-n', 'kube-system', 'get', 'pods', '-o', 'name'])).split('\n').every((l) => !/raven/.test(l)), 120_000, 500);
   console.log(`${install.kind === 'helm' ? 'helm uninstall' : 'kubectl delete -k'}: every Raven Pod gone after ${seconds(t)}`);
   if (install.kind === 'kustomize') {
@@ -491,7 +517,7 @@ describe('faults on the kubectl apply -k deployment', () => {
 describe('kubectl delete -k, then helm install of the chart', () => {
   it('kubectl delete -k removes Raven, and the stopping agents leave no Raven state in any node\'s kernel', async () => {
     await expectCleanUninstall(KUSTOMIZE);
-  }, 300_000);
+  }, 480_000);
 
   it('helm install (with tunnelAgent.forwardNodeIP=true) gives the same Pods, Running and Ready, and ravenctl verify passes (the matrix and L7 by node name)', async () => {
     const t = Date.now();
@@ -576,5 +602,5 @@ describe('faults on the helm release', () => {
 describe('helm uninstall (last)', () => {
   it('removes the release, and no running node keeps Raven state in its kernel', async () => {
     await expectCleanUninstall(HELM);
-  }, 300_000);
+  }, 480_000);
 });

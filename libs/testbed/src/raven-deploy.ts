@@ -111,7 +111,7 @@ export async function installRaven(opts: Omit<DeployOptions, 'realNodes'>): Prom
  * gone (so that none writes again), the Secrets and the binding the operator created and what gateway-pickup created
  * at run time (labelled managed-by=raven-ts).
  */
-export async function uninstallRaven(cluster: ClusterInfo, install: InstallMethod = { kind: 'kustomize' }, opts: { forceDeletePodsOn?: readonly string[] } = {}): Promise<void> {
+export async function uninstallRaven(cluster: ClusterInfo, install: InstallMethod = { kind: 'kustomize' }, opts: { forceDeletePodsOn?: readonly string[]; slowPodsReport?: () => Promise<string> } = {}): Promise<void> {
   const k = (args: string[]) => kubectl(cluster.kubeconfig, args);
   if (install.kind === 'kustomize') await k(['delete', '-k', install.overlay ?? BOX_OVERLAY, '--ignore-not-found', '--wait=false']);
   else await runHelm(cluster, ['uninstall', HELM_RELEASE, '--namespace', SYSTEM_NAMESPACE]);
@@ -119,7 +119,15 @@ export async function uninstallRaven(cluster: ClusterInfo, install: InstallMetho
   for (const node of opts.forceDeletePodsOn ?? []) {
     await k(['-n', SYSTEM_NAMESPACE, 'delete', 'pods', '-l', 'app.kubernetes.io/part-of=raven', '--field-selector', `spec.nodeName=${node}`, '--force', '--grace-period=0', '--ignore-not-found']);
   }
-  await k(['-n', SYSTEM_NAMESPACE, 'wait', '--for=delete', 'pod', '-l', 'app.kubernetes.io/part-of=raven', '--timeout=120s']);
+  const podsGone = (seconds: number) => k(['-n', SYSTEM_NAMESPACE, 'wait', '--for=delete', 'pod', '-l', 'app.kubernetes.io/part-of=raven', `--timeout=${seconds}s`]);
+  try {
+    await podsGone(120);
+  } catch (err) {
+    // A kubelet was seen once to take over 2 minutes to end a Pod after helm uninstall: say why, then give it longer.
+    if (!opts.slowPodsReport) throw err;
+    console.warn(`Raven Pods still there after 120 s of uninstall:\n${await opts.slowPodsReport()}`);
+    await podsGone(180);
+  }
   await k(['-n', SYSTEM_NAMESPACE, 'delete', 'secret', 'raven-agent-secret', PROXY_KUBELET_CLIENT_SECRET, '--ignore-not-found']);
   await k(['delete', 'clusterrolebinding', 'raven-proxy-server-kubelet-client', '--ignore-not-found']);
   await k(['-n', SYSTEM_NAMESPACE, 'delete', 'service,endpointslice,configmap,secret,lease', '-l', 'app.kubernetes.io/managed-by=raven-ts', '--ignore-not-found']);

@@ -536,7 +536,7 @@ export class RealNodes {
     const labels = { [EDGE_WORKER_LABEL]: (this.opts.cloudDomains ?? ['cloud']).includes(node.domain) ? 'false' : 'true' };
     real.spawn('kubelet', binaryPath('kubelet'), [
       `--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${kubeconfig}`, `--hostname-override=${node.name}`,
-      `--node-ip=${node.internalIP}`, `--node-labels=${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}`, '--v=1',
+      `--node-ip=${node.internalIP}`, `--node-labels=${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}`, '--v=2',
     ]);
   }
 
