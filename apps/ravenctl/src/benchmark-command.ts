@@ -4,7 +4,8 @@ import { EXIT, UsageError } from './exit.ts';
 import { ProbeRun } from './probe-run.ts';
 import { chooseProbeSites, type ProbeSite } from './probes.ts';
 import { serialize } from './render.ts';
-import { imageFlag, positiveSeconds } from './verify-command.ts';
+import { seconds } from './flags.ts';
+import { imageFlag } from './verify-command.ts';
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -39,14 +40,14 @@ export const benchmarkCommand: Command = {
     streams: 'parallel TCP streams (default 1)',
     pings: 'pings for the latency figures (default 20)',
     image: 'image with busybox\'s sh, ping, wget, httpd and dd (default busybox)',
-    timeout: 'seconds to wait for the Pods and the transfer (default 120)',
+    timeout: 'how long to wait for the Pods and the transfer: seconds or a duration such as 2m (default 120)',
   },
   async run(ctx) {
     const plan: Omit<BenchmarkPlan, 'address'> = {
       sizeMiB: positiveInteger('size', ctx.values.size, 256, 65_536),
       streams: positiveInteger('streams', ctx.values.streams, 1, 64),
       pings: positiveInteger('pings', ctx.values.pings, 20, 1_000),
-      timeoutSeconds: Math.ceil(positiveSeconds('timeout', ctx.values.timeout, 120)),
+      timeoutSeconds: Math.ceil(seconds('timeout', ctx.values.timeout, 120)),
     };
     const image = imageFlag(ctx.values.image);
     const snapshot = await ctx.snapshot();

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SYSTEM_NAMESPACE } from '@raven/api-types';
-import { ApiError, ConfigError, KubeClient } from '@raven/controller-kit';
+import { ApiError, ConfigError, KubeClient, kubeconfigList } from '@raven/controller-kit';
 import { viewCertificate } from '@raven/node-certs';
 import { EXIT, UsageError } from './exit.ts';
 import { gatherCommand } from './gather-command.ts';
@@ -36,8 +36,8 @@ export interface CommandContext {
   positionals: string[];
   output: OutputFormat;
   io: Io;
-  /** The kubeconfig in use (undefined: in-cluster). */
-  kubeconfig?: string;
+  /** The kubeconfig in use: one file, $KUBECONFIG's files merged, or undefined (in-cluster). */
+  kubeconfig?: string | readonly string[];
   /** Connects lazily, so `--help` and usage errors never touch the network. */
   kube: () => Promise<KubeClient>;
   snapshot: () => Promise<Snapshot>;
@@ -55,12 +55,14 @@ const COMMON_OPTIONS = {
   namespace: { type: 'string', short: 'n' },
   output: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 const COMMON_HELP: Record<string, string> = {
   kubeconfig: 'kubeconfig path (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)',
   namespace: `namespace of Raven's system objects (default ${SYSTEM_NAMESPACE})`,
   output: 'table (default), json or yaml',
+  version: "print ravenctl's version and exit",
 };
 
 const COMMANDS: Record<string, Command> = {
@@ -103,9 +105,11 @@ function commandHelp(env: Io['env'], name: string, command: Command): string {
   return `Usage: ${programName(env)} ${name} [flags]\n\n${command.summary}\n\nFlags:\n${rows.join('\n')}\n`;
 }
 
-export function resolveKubeconfig(flag: string | undefined, env: Io['env']): string | undefined {
+/** As kubectl: the flag's one file, else $KUBECONFIG's list (merged), else ~/.kube/config when it exists. */
+export function resolveKubeconfig(flag: string | undefined, env: Io['env']): string | string[] | undefined {
   if (flag) return flag;
-  if (env.KUBECONFIG) return env.KUBECONFIG;
+  const list = kubeconfigList(env.KUBECONFIG);
+  if (list.length > 0) return list;
   const home = join(env.HOME ?? homedir(), '.kube/config');
   return existsSync(home) ? home : undefined;
 }
@@ -141,6 +145,10 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
     if (values.help) {
       io.stdout(commandHelp(io.env, name, command));
+      return EXIT.healthy;
+    }
+    if (values.version) {
+      io.stdout(`ravenctl ${VERSION}\n`);
       return EXIT.healthy;
     }
     const output = outputFormat(values.output);

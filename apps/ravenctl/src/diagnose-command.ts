@@ -2,7 +2,8 @@ import type { Command } from './cli.ts';
 import type { KubeClient } from '@raven/controller-kit';
 import { DEFAULT_DIAGNOSE_OPTIONS, diagnose, type DiagnoseOptions, type Finding } from './diagnose.ts';
 import { readEnvironment, type Environment } from './environment.ts';
-import { EXIT, UsageError } from './exit.ts';
+import { EXIT } from './exit.ts';
+import { seconds } from './flags.ts';
 import { checkAgents, checkEnvironment, type Note } from './node-checks.ts';
 import { safeText, serialize } from './render.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -41,13 +42,6 @@ function renderFindings(r: DiagnoseReport): string {
   return `${lines.join('\n')}\n\n${r.errors} error(s), ${r.warnings} warning(s).\n`;
 }
 
-function seconds(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a non-negative number of seconds; got "${String(value)}"`);
-  return n;
-}
-
 /** Every check: the snapshot's, then each agent's own view and the environment's hints (read through `kube`). */
 export async function fullDiagnose(snapshot: Snapshot, kube: KubeClient, opts: DiagnoseOptions & { askAgents: boolean }): Promise<{ report: DiagnoseReport; env: Environment }> {
   const env = await readEnvironment(kube, { namespace: snapshot.namespace, agents: opts.askAgents });
@@ -61,11 +55,11 @@ export const diagnoseCommand: Command = {
   summary: 'Checks for what breaks Raven, each finding with a one-line fix (exit 1 when there are findings)',
   flags: { 'max-clock-skew': { type: 'string' }, 'skip-agents': { type: 'boolean' } },
   flagHelp: {
-    'max-clock-skew': `seconds of node clock skew to report (default ${DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds})`,
+    'max-clock-skew': `node clock skew to report, in seconds or as a duration such as 1m30s (default ${DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds})`,
     'skip-agents': "do not ask each tunnel-agent for its own view (planned vs. actual kernel state, handshakes) through the apiserver's pod proxy",
   },
   async run(ctx) {
-    const maxClockSkewSeconds = seconds('max-clock-skew', ctx.values['max-clock-skew'], DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds);
+    const maxClockSkewSeconds = seconds('max-clock-skew', ctx.values['max-clock-skew'], DEFAULT_DIAGNOSE_OPTIONS.maxClockSkewSeconds, { allowZero: true });
     const { report: r } = await fullDiagnose(await ctx.snapshot(), await ctx.kube(), { ...DEFAULT_DIAGNOSE_OPTIONS, maxClockSkewSeconds, askAgents: ctx.values['skip-agents'] !== true });
     ctx.io.stdout(ctx.output === 'table' ? renderReport(r) : serialize(r, ctx.output));
     return r.healthy ? EXIT.healthy : EXIT.findings;

@@ -25,7 +25,7 @@ interface PodLike extends Named { spec?: { containers?: { name?: string }[] } }
 interface EventLike extends Named { regarding?: { kind?: string; name?: string } }
 
 /** GET returning text (container logs are not JSON), with the same credentials as the KubeClient. */
-export async function getText(kubeconfig: string | undefined, path: string, timeoutMs = 30_000): Promise<string> {
+export async function getText(kubeconfig: string | readonly string[] | undefined, path: string, timeoutMs = 30_000): Promise<string> {
   const creds = await loadCredentials(kubeconfig);
   const headers = await creds.headers();
   return new Promise((resolve, reject) => {
@@ -95,7 +95,7 @@ async function collectObjects(kube: KubeClient, ns: string, out: Collected): Pro
   return pods;
 }
 
-async function collectLogs(kubeconfig: string | undefined, ns: string, pods: PodLike[], tailLines: number, out: Collected): Promise<void> {
+async function collectLogs(kubeconfig: string | readonly string[] | undefined, ns: string, pods: PodLike[], tailLines: number, out: Collected): Promise<void> {
   for (const pod of pods) {
     const name = pod.metadata?.name ?? '';
     for (const container of pod.spec?.containers ?? []) {

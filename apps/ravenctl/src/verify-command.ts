@@ -2,6 +2,7 @@ import { LABELS, activeEndpointsOfType, gatewayV1beta1Schema, type Gateway } fro
 import { RESOURCES, type KubeClient } from '@raven/controller-kit';
 import type { Command, CommandContext } from './cli.ts';
 import { EXIT, UsageError } from './exit.ts';
+import { seconds } from './flags.ts';
 import { ProbeRun, type ProberReport } from './probe-run.ts';
 import { chooseProbeSites, parseProberResults, proberScript, type ProbeSite } from './probes.ts';
 import { safeText, serialize } from './render.ts';
@@ -11,12 +12,7 @@ import { explainFailures, planChecks, renderVerify, verifyRows, type Explanation
 export const EDGE_WORKER_LABEL = 'openyurt.io/is-edge-worker';
 export const DEFAULT_PROBE_IMAGE = 'busybox';
 
-export function positiveSeconds(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number of seconds; got "${String(value)}"`);
-  return n;
-}
+
 
 export function imageFlag(value: unknown): string {
   if (value === undefined) return DEFAULT_PROBE_IMAGE;
@@ -136,12 +132,12 @@ export const verifyCommand: Command = {
   flags: { image: { type: 'string' }, timeout: { type: 'string' }, disruptive: { type: 'boolean' } },
   flagHelp: {
     image: `probe image with busybox's sh, ping, wget and httpd (default ${DEFAULT_PROBE_IMAGE})`,
-    timeout: 'seconds to wait for the probe Pods (default 120)',
+    timeout: 'how long to wait for the probe Pods: seconds or a duration such as 2m (default 120)',
     disruptive: 'also fail over one Gateway (drops its active tunnel endpoint from spec.endpoints, then restores it)',
   },
   async run(ctx) {
     const image = imageFlag(ctx.values.image);
-    const timeoutMs = positiveSeconds('timeout', ctx.values.timeout, 120) * 1000;
+    const timeoutMs = seconds('timeout', ctx.values.timeout, 120) * 1000;
     const snapshot = await ctx.snapshot();
     const sites = chooseProbeSites(snapshot);
     if (sites.length === 0) {

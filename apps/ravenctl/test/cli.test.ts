@@ -18,7 +18,6 @@ describe('ravenctl command line (nothing here reaches a cluster)', () => {
   });
 
   it.each([
-    [['verify', '--timeout=0'], /--timeout must be a positive number of seconds/],
     [['verify', '--image=busybox;id'], /--image must be an image reference/],
     [['benchmark', '--streams=65'], /--streams must be an integer in 1\.\.64/],
     [['benchmark', '--size', 'lots'], /--size must be an integer/],
@@ -28,7 +27,9 @@ describe('ravenctl command line (nothing here reaches a cluster)', () => {
     [['graph', '--layout=neato'], /--layout must be auto, builtin or graphviz/],
     [['graph', '-f', 'svg', '--layout=graphviz'], /no `dot` on the PATH/],
     [['gather', '--tail-lines=0'], /--tail-lines must be a positive integer/],
-    [['diagnose', '--max-clock-skew=soon'], /--max-clock-skew must be a non-negative number/],
+    [['diagnose', '--max-clock-skew=soon'], /--max-clock-skew must be a non-negative duration such as 90, 90s or 1m30s; got "soon"/],
+    [['verify', '--timeout=0'], /--timeout must be a positive duration/],
+    [['benchmark', '--timeout=-1m'], /--timeout must be a positive duration/],
     [['show', '--leader-elect', 'false'], /Unknown option '--leader-elect'/],
   ])('%j is a usage error', async (args, message) => {
     const r = await ravenctl(args, { PATH: '/nonexistent', KUBECONFIG: '/nonexistent/kubeconfig' });
@@ -39,7 +40,21 @@ describe('ravenctl command line (nothing here reaches a cluster)', () => {
   it('a missing kubeconfig is "cannot read the cluster", not a crash', async () => {
     const r = await ravenctl(['show'], { KUBECONFIG: '/nonexistent/kubeconfig' });
     expect(r).toMatchObject({ code: EXIT.unreachable, stdout: '' });
-    expect(r.stderr).toBe('error: cannot read the cluster: kubeconfig /nonexistent/kubeconfig does not exist\n');
+    expect(r.stderr).toBe('error: cannot read the cluster: none of the kubeconfig files in KUBECONFIG exists: /nonexistent/kubeconfig\n');
+  });
+
+  it('reads $KUBECONFIG as a list of files, as kubectl does, not as one path', async () => {
+    const second = join(mkdtempSync(join(tmpdir(), 'ravenctl-kc-')), 'config');
+    writeFileSync(second, 'clusters: 7\n');
+    const r = await ravenctl(['show'], { KUBECONFIG: `/nonexistent/kubeconfig:${second}` });
+    expect(r.code).toBe(EXIT.unreachable);
+    expect(r.stderr).toContain(`kubeconfig ${second} is not a valid kubeconfig`);
+  });
+
+  it.each([['--version'], ['version'], ['show', '--version'], ['verify', '--version']])('%j prints the version and reaches no cluster', async (...args) => {
+    const r = await ravenctl(args, { KUBECONFIG: '/nonexistent/kubeconfig' });
+    expect(r).toMatchObject({ code: EXIT.healthy, stderr: '' });
+    expect(r.stdout).toMatch(/^ravenctl \S+\n$/);
   });
 
   it('calls itself "kubectl raven" when run as the kubectl plugin', async () => {
@@ -53,7 +68,8 @@ describe('ravenctl command line (nothing here reaches a cluster)', () => {
     mkdirSync(join(home, '.kube'));
     writeFileSync(join(home, '.kube/config'), '');
     expect(resolveKubeconfig(undefined, { HOME: home })).toBe(join(home, '.kube/config'));
-    expect(resolveKubeconfig(undefined, { HOME: home, KUBECONFIG: '/k' })).toBe('/k');
+    expect(resolveKubeconfig(undefined, { HOME: home, KUBECONFIG: '/k' })).toEqual(['/k']);
+    expect(resolveKubeconfig(undefined, { HOME: home, KUBECONFIG: '/a::/b' })).toEqual(['/a', '/b']);
     expect(resolveKubeconfig('/f', { HOME: home, KUBECONFIG: '/k' })).toBe('/f');
   });
 });

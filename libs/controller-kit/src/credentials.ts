@@ -45,6 +45,9 @@ const simpleUserSchema = z.strictObject({
   tokenFile: z.string().optional(),
 });
 
+/** $KUBECONFIG's files, in order. */
+export const kubeconfigList = (value: string | undefined): string[] => (value ?? '').split(delimiter).filter(Boolean);
+
 const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
 
 /**
@@ -54,11 +57,11 @@ const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
  * keeps its ~40 MB of generated models out of every process that does not need them.
  * Loading follows kubectl: `--kubeconfig` names one file that must exist; $KUBECONFIG is a list merged in order
  * (the first file to define a name or the current context wins; missing files are skipped); relative paths are
- * resolved against the file that holds them.
+ * resolved against the file that holds them. A list stands for a $KUBECONFIG the caller read itself.
  */
-export async function loadCredentials(kubeconfig?: string): Promise<Credentials> {
-  if (kubeconfig) return fromKubeconfig(readKubeconfigs([kubeconfig], true));
-  const list = (process.env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
+export async function loadCredentials(kubeconfig?: string | readonly string[]): Promise<Credentials> {
+  if (typeof kubeconfig === 'string' && kubeconfig !== '') return fromKubeconfig(readKubeconfigs([kubeconfig], true));
+  const list = typeof kubeconfig === 'object' ? kubeconfig.filter(Boolean) : kubeconfigList(process.env.KUBECONFIG);
   if (list.length > 0) return fromKubeconfig(readKubeconfigs(list, false));
   if (process.env.KUBERNETES_SERVICE_HOST) return inCluster();
   throw new ConfigError('no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster');

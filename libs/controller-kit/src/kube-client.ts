@@ -77,7 +77,7 @@ export const DEFAULT_MAX_CONNECTIONS = 32;
 export const LIST_PAGE_SIZE = 5_000;
 
 export interface KubeClientOptions {
-  kubeconfig?: string;
+  kubeconfig?: string | readonly string[];
   userAgent: string;
   /** Connections for requests other than watches; more concurrent requests wait for a free one. */
   maxConnections?: number;
