@@ -168,6 +168,23 @@ export class ControlPlane {
     this.processes.delete('kube-apiserver');
   }
 
+  /**
+   * Restarts kube-controller-manager, as its static Pod does in a real control plane: a leader-elected KCM exits when
+   * an apiserver outage outlasts its lease's renew deadline (10 s). This one runs without leader election, so a test
+   * that stops the apiserver for longer calls this to keep the cluster production-shaped.
+   */
+  async restartControllerManager(): Promise<void> {
+    await this.processes.get('kube-controller-manager')?.stop();
+    this.processes.delete('kube-controller-manager');
+    await this.startControllerManager();
+    this.saveState();
+  }
+
+  /** The log file of one of the control plane's processes (etcd, kube-apiserver, kube-controller-manager). */
+  logFile(name: string): string {
+    return join(this.state.dir, 'logs', `${name}.log`);
+  }
+
   private async startControllerManager(): Promise<void> {
     const pkiDir = join(this.state.dir, 'pki');
     this.launch('kube-controller-manager', binaryPath('kube-controller-manager'), [

@@ -446,6 +446,17 @@ export class RealNodes {
       args: [`--kubeconfig=${schedulerKubeconfig}`, `--authentication-kubeconfig=${schedulerKubeconfig}`, `--authorization-kubeconfig=${schedulerKubeconfig}`, '--leader-elect=false', '--secure-port=0', '--v=1'],
       logFile: join(this.opts.box.dir, 'logs', 'kube-scheduler.log'), detached: this.opts.box.detached,
     });
+    await this.startControllerManager();
+  }
+
+  /** As ControlPlane.restartControllerManager: what a leader-elected KCM does after an apiserver outage longer than its lease. */
+  async restartControllerManager(): Promise<void> {
+    await this.controllerManager?.stop();
+    await this.startControllerManager();
+  }
+
+  private async startControllerManager(): Promise<void> {
+    const dir = join(this.opts.box.dir, 'real-nodes');
     const kcmKubeconfig = await this.clientKubeconfig(join(dir, 'kube-controller-manager.kubeconfig'), 'system:kube-controller-manager', [], this.opts.cluster.server);
     this.controllerManager = ManagedProcess.start({
       name: 'box/kube-controller-manager', command: binaryPath('kube-controller-manager'),
