@@ -57,6 +57,9 @@ export const PORTS = {
   health: 10275,
   /** UDP echo between gateways through the tunnel, for reachability and RTT (ours; upstream has none). */
   tunnelProbe: 10268,
+  /** UDP NAT discovery responder on the central gateway, two ports (ours; upstream classifies against public STUN). */
+  natDiscovery: 10269,
+  natDiscoveryAlt: 10270,
   kubeletSecure: 10250,
   kubeletReadOnly: 10255,
 } as const;
@@ -67,6 +70,9 @@ export const ENDPOINT_TYPES = ['proxy', 'tunnel'] as const;
 export type EndpointType = (typeof ENDPOINT_TYPES)[number];
 export const EXPOSE_TYPES = ['', 'PublicIP', 'LoadBalancer'] as const;
 export type ExposeType = (typeof EXPOSE_TYPES)[number];
+/** Upstream Raven's natType values. */
+export const NAT_TYPES = ['FullCone', 'Restricted', 'PortRestricted', 'Symmetric', 'Unknown'] as const;
+export type NatType = (typeof NAT_TYPES)[number];
 
 /** Config keys the control plane writes into each active endpoint's `config`. */
 export const ENDPOINT_CONFIG_KEYS = {
