@@ -16,7 +16,8 @@ import { TunnelMetrics } from './metrics.ts';
 import { planDataPath, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
-import { KnownKeys, publicKeyPatch } from './public-keys.ts';
+import { NatTraversal } from './nat/traversal.ts';
+import { KnownKeys, natTypePatch, publicKeyPatch, type JsonPatch } from './public-keys.ts';
 import type { VpnDriver } from './vpn/driver.ts';
 
 
@@ -34,6 +35,8 @@ export interface AgentOptions {
   resyncMs: number;
   probeIntervalMs: number;
   heartbeat: { intervalMs: number };
+  /** Direct paths between NATed gateways (and the discovery responder on the central one); off by default. */
+  natTraversal?: boolean;
 }
 
 const configMapSchema = z.object({ metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }), data: z.record(z.string(), z.string()).optional() });
@@ -71,6 +74,7 @@ export class TunnelAgent {
   private verifyDue = true;
   private readonly knownKeys = new KnownKeys();
   private readonly metrics: TunnelMetrics;
+  private readonly nat?: NatTraversal;
 
   constructor(private readonly opts: AgentOptions) {
     const common = { kube: opts.kube, log: opts.log, registry: opts.registry, metricPrefix: 'raven_tunnel' };
@@ -90,6 +94,17 @@ export class TunnelAgent {
       },
     });
     this.metrics = new TunnelMetrics(opts.registry);
+    if (opts.natTraversal) {
+      this.nat = new NatTraversal({
+        log: opts.log.child({ component: 'nat-traversal' }), prober: this.prober, driver: opts.driver, nodeName: opts.nodeName,
+        psk: () => opts.psk.value, onPathsChanged: () => this.controller.enqueue(KEY),
+        publishNatType: async (natType) => {
+          const gw = this.ownGateway();
+          const patch = gw && natTypePatch(gw, opts.nodeName, natType);
+          if (gw && patch) await this.patchOwnEndpoint(gw, patch, { natType });
+        },
+      });
+    }
     const enqueue = () => this.controller.enqueue(KEY);
     for (const informer of [this.gateways, this.node, this.ravenConfig] as Array<Informer<{ metadata: { name: string } }>>) {
       informer.on({ add: enqueue, update: enqueue, delete: enqueue });
@@ -132,6 +147,9 @@ export class TunnelAgent {
     this.controller.start();
     void this.heartbeat.run(signal, () => this.isTunnelCandidate());
     void this.probeLoop(signal);
+    if (this.nat) {
+      void this.nat.run(signal, () => ({ plan: this.lastPlan, gateways: this.gateways.list(), memberOf: this.node.list()[0]?.gateway, privateIP: this.host?.privateIP }));
+    }
     const pskTimer = setInterval(() => void this.opts.psk.refresh().then((changed) => changed && this.controller.enqueue(KEY)), 30_000);
     pskTimer.unref();
     signal.addEventListener('abort', () => clearInterval(pskTimer), { once: true });
@@ -163,7 +181,7 @@ export class TunnelAgent {
       const plan = planDataPath({
         nodeName, memberOf: node.gateway, gateways: this.knownKeys.fill(this.gateways.list()), l3Enabled: cfg?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
         host: this.host, forwardNodeIP: this.opts.forwardNodeIP, driver: this.opts.driver.name, presharedKey: this.opts.psk.wireguardKey,
-        keepaliveSeconds: this.opts.keepaliveSeconds, protectedIPs: this.protectedIPs(),
+        keepaliveSeconds: this.opts.keepaliveSeconds, protectedIPs: this.protectedIPs(), natPaths: this.nat?.paths(),
       });
       const dropped = plan.dropped.join('\n');
       if (dropped !== this.lastDropped && plan.dropped.length > 0) log.warn({ dropped: plan.dropped }, 'left invalid or unsafe Gateway values out of the data path');
@@ -206,8 +224,13 @@ export class TunnelAgent {
     const gw = this.ownGateway();
     const patch = gw && this.publicKey ? publicKeyPatch(gw, this.opts.nodeName, this.publicKey) : undefined;
     if (!gw || !patch) return;
-    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: FIELD_MANAGER });
+    await this.patchOwnEndpoint(gw, patch, {});
     this.opts.log.info({ gateway: gw.metadata.name }, 'published WireGuard public key');
+  }
+
+  private async patchOwnEndpoint(gw: Gateway, patch: JsonPatch, what: object): Promise<void> {
+    await this.opts.kube.patch(RESOURCES.gateways, { name: gw.metadata.name }, patch, 'json', { fieldManager: FIELD_MANAGER });
+    if (Object.keys(what).length > 0) this.opts.log.info({ gateway: gw.metadata.name, ...what }, 'recorded in own tunnel endpoint');
   }
 
   private async probeLoop(signal: AbortSignal): Promise<void> {
@@ -225,9 +248,10 @@ export class TunnelAgent {
     const plan = this.lastPlan;
     if (!plan?.vpn || plan.role.kind !== 'gateway') return;
     await Promise.all(plan.probes.filter((p) => p.ip).map((p) => this.prober.probe(p.gateway, p.ip!)));
-    this.prober.forgetAllBut(new Set(plan.probes.map((p) => p.gateway)));
+    this.prober.forgetAllBut(new Set([...plan.probes.map((p) => p.gateway), ...(this.nat?.probeKeys() ?? [])]));
     const { driver } = this.opts;
-    const reports = peerReports(plan.probes, (gateway) => this.prober.health(gateway), await driver.status(plan.vpn), (peer) => driver.unconfigured(peer));
+    const relayReason = (gateway: string) => this.nat?.relayReason(gateway) ?? (this.nat ? undefined : 'both gateways are behind NAT (NAT traversal is off)');
+    const reports = peerReports(plan.probes, (gateway) => this.prober.health(gateway), await driver.status(plan.vpn), (peer) => driver.unconfigured(peer), relayReason);
     this.metrics.recordPeers(reports, Date.now());
     this.lastPeers = { at: Date.now(), reports };
     await this.writeConnections(reports.map((r) => r.connection));

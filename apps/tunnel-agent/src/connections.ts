@@ -24,6 +24,7 @@ export function peerReports(
   health: (gateway: string) => PeerHealth,
   tunnels: readonly PeerStatus[],
   unconfigured: (peer: PeerPlan) => string | undefined,
+  relayReason: (gateway: string) => string | undefined = () => undefined,
 ): PeerReport[] {
   const byPeer = new Map(tunnels.map((s) => [peerKey(s), s]));
   return targets.map((target) => {
@@ -39,13 +40,17 @@ export function peerReports(
       ...(h.reachable ? {} : { statusMessage: why ?? h.lastError }),
       ...(h.reachable ? { latencyRTT: { last: ms(h.lastRttMs), min: ms(h.minRttMs), average: ms(h.avgRttMs), max: ms(h.maxRttMs) } } : {}),
       ...(target.relayed ? { relayedVia: target.via.gateway } : {}),
+      ...(target.relayed && relayReason(target.gateway) ? { relayReason: relayReason(target.gateway) } : {}),
     };
     return { target, health: h, ...(tunnel ? { tunnel } : {}), connection };
   });
 }
 
-/** What makes a change in status.connections worth an immediate write: who is reported, and how. */
-const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}`).join(',');
+/**
+ * What makes a change in status.connections worth an immediate write: who is reported, and how. The endpoint is part
+ * of it because NATed gateways punch towards the mappings the central gateway reports (a home line's new address).
+ */
+const shape = (cs: readonly Connection[]) => cs.map((c) => `${c.gateway}/${c.nodeName}/${c.status}/${c.relayedVia ?? ''}/${c.endpoint ?? ''}/${c.relayReason ?? ''}`).join(',');
 
 export const CONNECTIONS_REFRESH_MS = 60_000;
 

@@ -23,6 +23,7 @@ const flags = {
   'forward-node-ip': { type: 'boolean', description: 'Also route node IPs across domains, not only pod subnets', default: false },
   'keepalive': { type: 'string', description: 'Persistent keepalive towards peers when behind NAT', default: '5s' },
   'resync-period': { type: 'string', description: 'Read the whole kernel state back and repair it this often', default: '30s' },
+  'nat-traversal': { type: 'boolean', description: `Direct tunnels between NATed gateways where their NATs allow it (hole punching, coordinated through the API); the central gateway answers NAT discovery on UDP ${PORTS.natDiscovery} and ${PORTS.natDiscoveryAlt}`, default: false },
   'probe-interval': { type: 'string', description: 'How often gateways probe each other through the tunnel', default: '5s' },
   'heartbeat-interval': { type: 'string', description: 'Heartbeat renew interval', default: `${HEARTBEAT.defaultRenewIntervalMs}ms` },
   'health-port': { type: 'string', description: `Port for /healthz, /readyz, /metrics and ${AGENT_DIAGNOSE_PATH} (read-only JSON)`, default: String(PORTS.health) },
@@ -85,12 +86,15 @@ async function main(): Promise<void> {
   const namespace = values.namespace ?? SYSTEM_NAMESPACE;
   const psk = new PresharedKey(kube, log, namespace);
   const driver = driverFor(driverName, stateDir, wg, log, () => psk.value);
+  // Hole punching configures WireGuard peers by their observed mappings; IPsec's IKE would need its own NAT-T story.
+  if (values['nat-traversal'] && driver.name !== 'wireguard') throw new ConfigError('--nat-traversal needs --vpn-driver wireguard');
   const agent = new TunnelAgent({
     kube, log, registry: health.registry, exec: hostExec, driver, psk, nodeName, namespace,
     forwardNodeIP: values['forward-node-ip'],
     keepaliveSeconds: Math.round(durationFlag('keepalive', values.keepalive, 5_000) / 1_000),
     resyncMs: durationFlag('resync-period', values['resync-period'], 30_000),
     probeIntervalMs: durationFlag('probe-interval', values['probe-interval'], 5_000),
+    natTraversal: values['nat-traversal'],
     heartbeat: {
       intervalMs: durationFlag('heartbeat-interval', values['heartbeat-interval'], 500),
     },

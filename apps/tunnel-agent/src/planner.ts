@@ -3,6 +3,7 @@ import { DATAPATH, ENDPOINT_CONFIG_KEYS, endpointPort, parseCidr, parseWireguard
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
+import type { NatPath } from './nat/paths.ts';
 import { screenGateways } from './screen.ts';
 import { domainOf, hostPrefix, peerEndpoint, reachability, uniqueSorted, type Domain, type Reachability } from './topology.ts';
 import { vtepAddress, vtepMac } from './vxlan.ts';
@@ -25,7 +26,16 @@ export interface PlanInput {
   keepaliveSeconds: number;
   /** Addresses never routed into a tunnel whatever the status says (the apiserver's); the node's own IP always is. */
   protectedIPs?: readonly string[];
+  /**
+   * NAT traversal towards NATed peers that are otherwise relayed, by peer Gateway: `punching` adds the peer with its
+   * observed public mapping and a 1 s keepalive but no allowed IPs (traffic stays on the relay); `direct` moves the
+   * peer's prefixes off the central gateway onto it. Endpoints must be validated `ip:port` values.
+   */
+  natPaths?: ReadonlyMap<string, NatPath>;
 }
+
+/** While punching, both ends send this often, so the first packets through each NAT meet the other's mapping soon. */
+export const PUNCH_KEEPALIVE_SECONDS = 1;
 
 export type Role =
   | { kind: 'none'; reason: string }
@@ -44,6 +54,8 @@ export interface PeerPlan {
   /** Gateways whose traffic this peer relays for us (it is the central gateway). */
   relays: string[];
   underNAT: boolean;
+  /** Set on a NATed peer reached without the relay (or being punched towards). */
+  natPath?: NatPath['mode'];
 }
 
 export interface VpnPlan {
@@ -356,13 +368,25 @@ function vpnPlan(t: Topology, localEndpoint: Endpoint, routed: boolean): VpnPlan
     underNAT: endpoint.underNAT === true,
   });
   const peers: PeerPlan[] = [];
+  const natPaths = routed && localNAT ? input.natPaths ?? new Map<string, NatPath>() : new Map<string, NatPath>();
+  const viaCentral = reach.relayed.filter((d) => natPaths.get(d.name)?.mode !== 'direct');
   for (const d of reach.direct) {
-    const relayed = reach.central && d.name === reach.central.name ? reach.relayed : [];
+    const relayed = reach.central && d.name === reach.central.name ? viaCentral : [];
     peers.push(peerOf(d, d.endpoint, uniqueSorted([...prefixesOf(d), ...relayed.flatMap(prefixesOf)]), relayed.map((r) => r.name).sort()));
     for (const standby of standbyEndpoints(d)) {
       if (localNAT && standby.underNAT) continue; // NAT to NAT never connects directly
       peers.push(peerOf(d, standby, [], []));
     }
+  }
+  for (const d of reach.relayed) {
+    const path = natPaths.get(d.name);
+    if (!path) continue;
+    peers.push({
+      ...peerOf(d, d.endpoint, path.mode === 'direct' ? prefixesOf(d) : [], []),
+      endpoint: path.endpoint,
+      keepaliveSeconds: path.mode === 'punching' ? PUNCH_KEEPALIVE_SECONDS : input.keepaliveSeconds,
+      natPath: path.mode,
+    });
   }
   return {
     gateway: t.local.name,

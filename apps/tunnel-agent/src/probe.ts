@@ -23,6 +23,7 @@ export class Prober {
   private readonly pending = new Map<string, { sentAt: bigint; resolve: (rtt: number | undefined) => void }>();
   private readonly samples = new Map<string, number[]>();
   private readonly failures = new Map<string, number>();
+  private readonly lastReply = new Map<string, number>();
 
   constructor(private readonly port: number, private readonly timeoutMs = 1_000) {}
 
@@ -51,7 +52,7 @@ export class Prober {
   }
 
   /** One probe to `address`; records the sample under `peer`. */
-  async probe(peer: string, address: string): Promise<void> {
+  async probe(peer: string, address: string, timeoutMs = this.timeoutMs): Promise<void> {
     if (!this.socket) return;
     const id = randomBytes(8);
     const msg = Buffer.concat([MAGIC, Buffer.from([0]), id]);
@@ -60,7 +61,7 @@ export class Prober {
       this.pending.set(key, { sentAt: process.hrtime.bigint(), resolve });
       setTimeout(() => {
         if (this.pending.delete(key)) resolve(undefined);
-      }, this.timeoutMs).unref();
+      }, timeoutMs).unref();
       this.socket!.send(msg, this.port, address, (err) => {
         if (err && this.pending.delete(key)) resolve(undefined);
       });
@@ -70,6 +71,7 @@ export class Prober {
       return;
     }
     this.failures.set(peer, 0);
+    this.lastReply.set(peer, Date.now());
     const window = [...(this.samples.get(peer) ?? []), rtt].slice(-WINDOW);
     this.samples.set(peer, window);
   }
@@ -87,11 +89,17 @@ export class Prober {
     };
   }
 
+  /** When a probe recorded under `peer` was last answered (epoch ms). */
+  lastReplyAt(peer: string): number | undefined {
+    return this.lastReply.get(peer);
+  }
+
   forgetAllBut(peers: ReadonlySet<string>): void {
-    for (const key of [...this.samples.keys(), ...this.failures.keys()]) {
+    for (const key of [...this.samples.keys(), ...this.failures.keys(), ...this.lastReply.keys()]) {
       if (!peers.has(key)) {
         this.samples.delete(key);
         this.failures.delete(key);
+        this.lastReply.delete(key);
       }
     }
   }

@@ -52,3 +52,16 @@ export function publicKeyPatch(gateway: Gateway, nodeName: string, publicKey: st
       : { op: 'add', path: `${base}/config`, value: { [ENDPOINT_CONFIG_KEYS.publicKey]: publicKey } },
   ];
 }
+
+/**
+ * The JSON patch that records this node's classified NAT type in its own tunnel endpoint's `natType` (upstream's
+ * field and values); undefined when there is no such endpoint or it already says so.
+ */
+export function natTypePatch(gateway: Gateway, nodeName: string, natType: string): JsonPatch | undefined {
+  const endpoints = gateway.spec?.endpoints ?? [];
+  const index = endpoints.findIndex((e) => e.type === 'tunnel' && e.nodeName === nodeName);
+  const endpoint = endpoints[index];
+  if (!endpoint || endpoint.natType === natType) return undefined;
+  const base = `/spec/endpoints/${index}`;
+  return [{ op: 'test', path: `${base}/nodeName`, value: nodeName }, { op: 'add', path: `${base}/natType`, value: natType }];
+}

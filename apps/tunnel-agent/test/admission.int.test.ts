@@ -85,14 +85,25 @@ describe('a tunnel-agent token bound to a Pod on its node', () => {
     expect((await admin.get<Gateway>(RESOURCES.gateways, { name: gwName })).spec!.endpoints!.find((e) => e.nodeName === node.a)!.config).toEqual({ publicKey: key('C') });
   });
 
+  it('records its own NAT type (upstream\'s values), as --nat-traversal does', async () => {
+    const i = await indexOf(gwName, node.a);
+    await agentA.patch(RESOURCES.gateways, { name: gwName }, [
+      { op: 'test', path: `/spec/endpoints/${i}/nodeName`, value: node.a },
+      { op: 'add', path: `/spec/endpoints/${i}/natType`, value: 'PortRestricted' },
+    ], 'json');
+    expect((await admin.get<Gateway>(RESOURCES.gateways, { name: gwName })).spec!.endpoints!.find((e) => e.nodeName === node.a)!.natType).toBe('PortRestricted');
+  });
+
   it('writes its peer reports on the Gateway whose active tunnel endpoint it is', async () => {
     await agentA.patch(RESOURCES.gateways, { name: gwName, subresource: 'status' }, { status: { connections: [{ gateway: otherGw, nodeName: node.b, status: 'Connecting' }] } }, 'merge');
   });
 
   const attacks: Array<[string, () => Promise<unknown>, RegExp]> = [
-    ['replacing another node\'s publicKey', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'replace', path: `/spec/endpoints/${await indexOf(gwName, node.b)}/config/publicKey`, value: key('E') }], 'json'), /may change only config.publicKey of its own tunnel endpoint/],
+    ['replacing another node\'s publicKey', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'replace', path: `/spec/endpoints/${await indexOf(gwName, node.b)}/config/publicKey`, value: key('E') }], 'json'), /may change only config.publicKey and natType of its own tunnel endpoint/],
     ['replacing another node\'s publicKey through v1alpha1', async () => agentA.patch(alpha, { name: gwName }, [{ op: 'replace', path: `/spec/endpoints/${await indexOf(gwName, node.b)}/config/publicKey`, value: key('E') }], 'json'), /may change only config.publicKey/],
     ['adding a config key to its own endpoint', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'add', path: `/spec/endpoints/${await indexOf(gwName, node.a)}/config/AllowedIPs`, value: '10.0.0.0/8' }], 'json'), /may change only config.publicKey/],
+    ['a natType that is not one of upstream\'s values', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'add', path: `/spec/endpoints/${await indexOf(gwName, node.a)}/natType`, value: 'OpenInternet' }], 'json'), /may change only config.publicKey and natType/],
+    ['another node\'s natType', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'add', path: `/spec/endpoints/${await indexOf(gwName, node.b)}/natType`, value: 'Symmetric' }], 'json'), /may change only config.publicKey/],
     ['moving its own endpoint\'s publicIP', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'add', path: `/spec/endpoints/${await indexOf(gwName, node.a)}/publicIP`, value: '203.0.113.66' }], 'json'), /may change only config.publicKey/],
     ['adding an endpoint', () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'add', path: '/spec/endpoints/-', value: { nodeName: 'intruder', type: 'tunnel', underNAT: true } }], 'json'), /may change only config.publicKey/],
     ['removing an endpoint', async () => agentA.patch(RESOURCES.gateways, { name: gwName }, [{ op: 'remove', path: `/spec/endpoints/${await indexOf(gwName, node.b)}` }], 'json'), /may change only config.publicKey/],

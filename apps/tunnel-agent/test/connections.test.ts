@@ -57,6 +57,13 @@ describe('peerReports', () => {
   });
 });
 
+describe('peerReports with NAT traversal', () => {
+  it('says why a relayed peer is relayed, and only for relayed peers', () => {
+    const reports = peerReports(targets, () => up, [], () => undefined, (g) => `reason for ${g}`);
+    expect(reports.map((r) => r.connection.relayReason)).toEqual([undefined, 'reason for gw-qd', undefined]);
+  });
+});
+
 describe('connectionsWriteDue', () => {
   const c = (gateway: string, status: Connection['status']): Connection => ({ gateway, nodeName: 'n', status });
   it.each<[string, { written: Connection[]; next: Connection[]; lastWriteMs: number; nowMs: number; force?: boolean }, boolean]>([
@@ -66,6 +73,9 @@ describe('connectionsWriteDue', () => {
     ['a peer appeared', { written: [], next: [c('a', 'Connected')], lastWriteMs: 0, nowMs: 1 }, true],
     ['a forced clear of reports already clear', { written: [], next: [], lastWriteMs: 0, nowMs: 120_000, force: true }, false],
     ['a forced clear', { written: [c('a', 'Connected')], next: [], lastWriteMs: 0, nowMs: 1, force: true }, true],
+    // NATed gateways punch towards the mappings the central gateway reports: a moved one is news at once.
+    ['a peer\'s observed endpoint moved', { written: [{ ...c('a', 'Connected'), endpoint: '198.18.0.12:4500' }], next: [{ ...c('a', 'Connected'), endpoint: '198.18.0.77:4500' }], lastWriteMs: 0, nowMs: 1 }, true],
+    ['why a peer is relayed changed', { written: [{ ...c('a', 'Connected'), relayReason: 'punching a direct path' }], next: [{ ...c('a', 'Connected'), relayReason: 'punch timed out after 15 s' }], lastWriteMs: 0, nowMs: 1 }, true],
   ])('%s', (_what, opts, want) => {
     expect(connectionsWriteDue(opts)).toBe(want);
   });

@@ -80,6 +80,37 @@ describe('planDataPath', () => {
     expect(plan.vpn?.mtu).toBe(1420);
   });
 
+  describe('NAT traversal (natPaths)', () => {
+    const QD_PREFIXES = ['10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32'];
+    const CLOUD_PREFIXES = ['10.224.0.0/26', '10.224.0.128/26', '192.168.0.195/32'];
+    const peers = (mode?: 'punching' | 'direct') =>
+      planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', mode ? { natPaths: new Map([['gw-qingdao', { mode, endpoint: '198.18.0.13:4500' }]]) } : {})).vpn!.peers;
+
+    it('punching adds the NATed peer at its observed mapping with a 1 s keepalive and no allowed IPs; traffic stays relayed', () => {
+      const [cloud, qingdao] = peers('punching');
+      expect(cloud).toMatchObject({ gateway: 'gw-cloud', allowedIPs: [...CLOUD_PREFIXES.slice(0, 2), ...QD_PREFIXES, CLOUD_PREFIXES[2]].sort(), relays: ['gw-qingdao'] });
+      expect(qingdao).toEqual({
+        gateway: 'gw-qingdao', nodeName: 'qd-2', publicKey: K.Q, endpoint: '198.18.0.13:4500', allowedIPs: [], keepaliveSeconds: 1, relays: [], underNAT: true, natPath: 'punching',
+      });
+    });
+
+    it('direct moves the peer\'s prefixes off the central gateway onto it, and probes it as its own peer', () => {
+      const [cloud, qingdao] = peers('direct');
+      expect(cloud).toMatchObject({ gateway: 'gw-cloud', allowedIPs: CLOUD_PREFIXES, relays: [] });
+      expect(qingdao).toMatchObject({ gateway: 'gw-qingdao', endpoint: '198.18.0.13:4500', allowedIPs: QD_PREFIXES, keepaliveSeconds: 5, natPath: 'direct' });
+      const probes = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: new Map([['gw-qingdao', { mode: 'direct', endpoint: '198.18.0.13:4500' }]]) })).probes;
+      expect(probes.map((p) => `${p.gateway}@${p.ip}${p.relayed ? ' relayed' : ''}`)).toEqual(['gw-cloud@192.168.0.195', 'gw-qingdao@172.16.1.90']);
+    });
+
+    it('is ignored where nothing is relayed: on the public gateway, and for a non-NATed peer', () => {
+      const paths = new Map([['gw-hangzhou', { mode: 'direct' as const, endpoint: '198.18.0.12:4500' }], ['gw-cloud', { mode: 'direct' as const, endpoint: '198.18.0.99:1' }]]);
+      const central = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { natPaths: paths }));
+      expect(central.vpn!.peers.map((p) => `${p.gateway}:${p.endpoint ?? '-'}:${p.natPath ?? '-'}`)).toEqual(['gw-hangzhou:-:-', 'gw-qingdao:-:-']);
+      const hz = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: paths }));
+      expect(hz.vpn!.peers.map((p) => `${p.gateway}:${p.endpoint}`)).toEqual(['gw-cloud:198.18.0.11:4500']);
+    });
+  });
+
   it('gives the gateway its probe targets: each routed peer at its private IP, and each domain relayed through one', () => {
     const probes = (nodeName: string, memberOf: string, ip: string) =>
       planDataPath(input(nodeName, memberOf, ip)).probes.map((p) => `${p.gateway}/${p.nodeName}@${p.ip ?? '-'}${p.relayed ? ` via ${p.via.gateway}` : ''}`);

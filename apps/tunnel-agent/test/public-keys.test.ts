@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
-import { KnownKeys, publicKeyPatch } from '../src/public-keys.ts';
+import { KnownKeys, natTypePatch, publicKeyPatch } from '../src/public-keys.ts';
 
 const KEY = `${'K'.repeat(42)}A=`;
 const OLD = `${'O'.repeat(42)}A=`;
@@ -22,6 +22,23 @@ describe('publicKeyPatch', () => {
     ]],
   ])('%s', (_what, gateway, want) => {
     expect(publicKeyPatch(gateway, 'me', KEY)).toEqual(want);
+  });
+});
+
+describe('natTypePatch', () => {
+  it.each<[string, Gateway, unknown]>([
+    ['no tunnel endpoint of this node', gw([{ nodeName: 'me', type: 'proxy' }]), undefined],
+    ['already recorded', gw([{ nodeName: 'me', type: 'tunnel', natType: 'PortRestricted' }]), undefined],
+    ['unset', gw([{ nodeName: 'other', type: 'tunnel' }, { nodeName: 'me', type: 'tunnel' }]), [
+      { op: 'test', path: '/spec/endpoints/1/nodeName', value: 'me' },
+      { op: 'add', path: '/spec/endpoints/1/natType', value: 'PortRestricted' },
+    ]],
+    ['another value (the NAT changed)', gw([{ nodeName: 'me', type: 'tunnel', natType: 'Symmetric' }]), [
+      { op: 'test', path: '/spec/endpoints/0/nodeName', value: 'me' },
+      { op: 'add', path: '/spec/endpoints/0/natType', value: 'PortRestricted' },
+    ]],
+  ])('%s', (_what, gateway, want) => {
+    expect(natTypePatch(gateway, 'me', 'PortRestricted')).toEqual(want);
   });
 });
 

@@ -174,6 +174,8 @@ export const connectionSchema = z.object({
     .object({ last: z.string().max(32), min: z.string().max(32), average: z.string().max(32), max: z.string().max(32) })
     .optional(),
   relayedVia: z.string().max(253).optional(),
+  /** Why a peer behind NAT, like this gateway, is relayed rather than reached directly (NAT traversal). */
+  relayReason: z.string().max(256).optional(),
 });
 export type Connection = z.infer<typeof connectionSchema>;
 

@@ -103,6 +103,15 @@ export function cidrContains(cidr: ParsedCidr, ip: string): boolean {
   return addr.value >> shift === cidr.network >> shift;
 }
 
+/** An `ip:port` (IPv6 bracketed) as formatEndpoint writes it, from untrusted text; undefined when it is anything else. */
+export function parseEndpoint(s: string | undefined): { ip: IpAddress; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s ?? '');
+  if (!m) return undefined;
+  const ip = parseIp(m[1] ?? m[2]);
+  const port = Number(m[3]);
+  return ip && isIP(ip) === (m[1] ? 6 : 4) && port >= 1 && port <= 65535 ? { ip, port } : undefined;
+}
+
 /** `host:port`, bracketing IPv6, from a validated address and a port in 1-65535. */
 export function formatEndpoint(ip: IpAddress, port: number): string {
   return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;

@@ -1,7 +1,6 @@
 import { existsSync, writeFileSync, renameSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { isValidPort, parseCidr, parseIp, parseWireguardKey } from '@raven/api-types';
+import { isValidPort, parseCidr, parseEndpoint, parseWireguardKey } from '@raven/api-types';
 import { CommandError, type Exec } from '@raven/netlink';
 import type { Logger } from '@raven/controller-kit';
 import type { PeerPlan, VpnPlan } from '../planner.ts';
@@ -131,14 +130,6 @@ export class WireguardDriver implements VpnDriver {
   }
 }
 
-/** An endpoint as the planner formats it: an IPv4 address or a bracketed IPv6 one, then a port. */
-function isEndpoint(s: string): boolean {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
-  if (!m) return false;
-  const ip = parseIp(m[1] ?? m[2]);
-  return !!ip && isIP(ip) === (m[1] ? 6 : 4) && isValidPort(Number(m[3]));
-}
-
 const positiveInt = (n: number, max: number) => Number.isInteger(n) && n >= 1 && n <= max;
 
 /**
@@ -158,7 +149,7 @@ export function renderWireguardConfig(privateKey: string, plan: VpnPlan): string
     lines.push('', '[Peer]', `PublicKey = ${peer.publicKey}`);
     if (plan.presharedKey) lines.push(`PresharedKey = ${plan.presharedKey}`);
     if (peer.endpoint !== undefined) {
-      if (!isEndpoint(peer.endpoint)) throw bad(`the endpoint of ${peer.gateway}/${peer.nodeName}`, peer.endpoint);
+      if (!parseEndpoint(peer.endpoint)) throw bad(`the endpoint of ${peer.gateway}/${peer.nodeName}`, peer.endpoint);
       lines.push(`Endpoint = ${peer.endpoint}`);
     }
     const badCidr = peer.allowedIPs.find((c) => !parseCidr(c));
