@@ -11,6 +11,10 @@ import { deleteNode, registerNode, setNodeReady, type FakeNode } from '../nodes.
 import { ManagedProcess, pidAlive } from '../process.ts';
 import { serviceAccountKubeconfig } from '../service-accounts.ts';
 import { BoxRouter, NetnsHost, type BoxHost } from './hosts.ts';
+import {
+  BoxControlError, countedBytes, countListingCommand, countSetupCommands, routerNatCommands, runBoxCommands, udpBlockCommands,
+  wanDelayCommands, wanReaddressCommands,
+} from './controls.ts';
 import { addNetns, buildInternet, buildNode, buildRouter, netnsHandle } from './network.ts';
 import { BoxNode, INSIDE_APISERVER, RELAY_SCRIPT, waitForLog, type RelayPair } from './node.ts';
 import {
@@ -18,7 +22,10 @@ import {
   type MatrixOptions, type PingOptions, type PingResult,
 } from './probes.ts';
 import { deleteNetnsSync, killNetnsProcesses, killQuietly } from './sweep.ts';
-import { resolveTopology, walkthroughTopology, type BoxTopology, type ResolvedTopology } from './topology.ts';
+import {
+  assertWanAddressFree, BOX_NAT_MODES, resolveTopology, walkthroughTopology, type BoxNatMode, type BoxTopology, type ResolvedDomain,
+  type ResolvedTopology,
+} from './topology.ts';
 
 export interface BoxOptions {
   /** Logs, node state directories, kubeconfigs, the apiserver socket and `box.json`. Left in place by `down()`. */
@@ -138,6 +145,8 @@ export class Box {
   private heartbeat?: NodeJS.Timeout;
   private beating?: Promise<void>;
   private closed = false;
+  /** Runtime controls of one namespace run one at a time: each reads the rules it then changes. */
+  private readonly controlQueues = new Map<string, Promise<unknown>>();
 
   private constructor(opts: BoxOptions, topology: ResolvedTopology) {
     this.detached = opts.detached ?? false;
@@ -256,8 +265,9 @@ export class Box {
     return node;
   }
 
+  /** A domain by its name or by a Gateway of its nodes. */
   domain(name: string): BoxDomain {
-    const domain = this.domains.find((candidate) => candidate.name === name || candidate.gateway === name);
+    const domain = this.domains.find((candidate) => candidate.name === name || candidate.gateway === name || candidate.nodes.some((node) => node.gateway === name));
     if (!domain) throw new UnknownNodeError(`no domain or gateway ${name} in box ${this.id}`);
     return domain;
   }
@@ -350,6 +360,81 @@ export class Box {
     if (node.isUp) return;
     await node.comeUp(this.apiserverSocket, this.nodeRelays);
     if (this.kube && this.registeredNodes.has(name)) await setNodeReady(this.kube, name, 'True');
+  }
+
+  // ---- Runtime controls of routers and nodes ----
+
+  /** Switches a domain router's NAT behaviour (BoxNatMode) and flushes its conntrack table, so every flow is mapped anew. */
+  async setRouterNat(domain: string, mode: BoxNatMode): Promise<void> {
+    if (!BOX_NAT_MODES.includes(mode)) throw new BoxControlError(`nat ${JSON.stringify(mode)} is not one of ${BOX_NAT_MODES.join(', ')}`);
+    const { router, spec } = this.router(domain);
+    await this.inOrder(router.netns, async () => {
+      const [swap, ...rest] = routerNatCommands(spec, { ...spec, nat: mode });
+      await runBoxCommands(router.executor, [swap!]);
+      // The rules are swapped: the state must say so even if the flush fails, or the next swap deletes the wrong rule.
+      spec.nat = mode;
+      await runBoxCommands(router.executor, rest);
+    });
+  }
+
+  /** Delays everything a domain router sends to the internet by `ms` (netem on its WAN egress); 0 removes the delay. */
+  async setRouterWanDelay(domain: string, ms: number): Promise<void> {
+    const commands = wanDelayCommands(ms);
+    const { router } = this.router(domain);
+    await this.inOrder(router.netns, () => runBoxCommands(router.executor, commands));
+  }
+
+  /** Drops (or stops dropping) all UDP a domain router forwards, both ways; blocking also flushes its conntrack table. */
+  async blockRouterUdp(domain: string, blocked: boolean): Promise<void> {
+    const { router } = this.router(domain);
+    await this.inOrder(router.netns, async () => {
+      const { stdout } = await router.exec('iptables-save', ['-t', 'filter']);
+      await runBoxCommands(router.executor, udpBlockCommands(blocked, stdout));
+    });
+  }
+
+  /**
+   * Moves a domain router's WAN address to another free address of the internet (as an ISP reassigning it) and
+   * flushes its conntrack table. MASQUERADE follows the interface address by itself; nothing else the box rendered
+   * holds the router's address (exposed nodes SNAT to their own public IPs, and `box.json` keeps only names).
+   */
+  async readdressRouterWan(domain: string, newWanIP: string): Promise<void> {
+    const { router, spec } = this.router(domain);
+    await this.inOrder(router.netns, async () => {
+      if (newWanIP === spec.wanIP) return;
+      assertWanAddressFree(this.topology, spec.name, newWanIP);
+      await runBoxCommands(router.executor, wanReaddressCommands(spec.wanIP, newWanIP, this.topology.internet.bits));
+      spec.wanIP = newWanIP;
+      router.movedWan(newWanIP);
+    });
+  }
+
+  /**
+   * Bytes a node's namespace forwarded from prefix `src` to prefix `dst` (addresses count as /32). The first call for
+   * a pair installs its counting rule in BOX-COUNT and returns 0: counting starts then.
+   */
+  async forwardedBytes(nodeName: string, src: string, dst: string): Promise<number> {
+    const node = this.node(nodeName);
+    const { exec } = netnsHandle(node.netns);
+    return this.inOrder(node.netns, async () => {
+      const { stdout: save } = await exec.run('iptables-save', ['-t', 'filter']);
+      await runBoxCommands(exec, countSetupCommands(save, src, dst));
+      const listing = countListingCommand();
+      const bytes = countedBytes((await exec.run(listing.cmd, listing.args)).stdout, src, dst);
+      if (bytes === undefined) throw new BoxControlError(`node ${nodeName}: no ${src} -> ${dst} counter in ${listing.args.at(-1)} after installing it`);
+      return bytes;
+    });
+  }
+
+  private router(name: string): { router: BoxRouter; spec: ResolvedDomain } {
+    const domain = this.domain(name);
+    return { router: domain.router, spec: this.topology.domains.find((candidate) => candidate.name === domain.name)! };
+  }
+
+  private inOrder<T>(netns: string, step: () => Promise<T>): Promise<T> {
+    const result = (this.controlQueues.get(netns) ?? Promise.resolve()).then(step);
+    this.controlQueues.set(netns, result.catch(() => undefined));
+    return result;
   }
 
   // ---- Teardown ----
@@ -448,7 +533,8 @@ export class Box {
     for (const domain of this.domains) {
       rows.push([`${domain.name} (${domain.gateway ?? 'no gateway'})`, `LAN ${domain.lan}`, `router ${domain.router.lanIP}`, `WAN ${domain.router.wanIP}`, '', domain.router.netns]);
       for (const node of domain.nodes) {
-        rows.push([`  ${node.name}`, node.internalIP, node.publicIP ? `public ${node.publicIP}` : '', `pods ${node.podCIDR}`, `pod ${node.podIP}`, node.netns]);
+        const gateway = node.gateway === domain.gateway ? '' : ` (${node.gateway ?? 'no gateway'})`;
+        rows.push([`  ${node.name}${gateway}`, node.internalIP, node.publicIP ? `public ${node.publicIP}` : '', `pods ${node.podCIDR}`, `pod ${node.podIP}`, node.netns]);
       }
     }
     const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));

@@ -30,9 +30,13 @@ export class NetnsHost implements BoxHost {
   readonly wrap: readonly string[];
   readonly executor: Exec;
 
-  constructor(readonly label: string, readonly netns: string, readonly ip: string) {
+  constructor(readonly label: string, readonly netns: string, protected address: string) {
     this.wrap = ['ip', 'netns', 'exec', netns];
     this.executor = new NetnsExec(netns);
+  }
+
+  get ip(): string {
+    return this.address;
   }
 
   exec(cmd: string, args: string[] = [], opts?: RunOptions): Promise<RunResult> {
@@ -42,8 +46,18 @@ export class NetnsHost implements BoxHost {
 
 /** A domain's NAT router: `lan0` (bridge, the LAN gateway address) and `wan0` (on the internet). */
 export class BoxRouter extends NetnsHost {
-  constructor(readonly domain: string, netns: string, readonly lanIP: string, readonly wanIP: string) {
+  constructor(readonly domain: string, netns: string, readonly lanIP: string, wanIP: string) {
     super(`router/${domain}`, netns, wanIP);
+  }
+
+  /** Its internet address (moved by `box.readdressRouterWan`). */
+  get wanIP(): string {
+    return this.address;
+  }
+
+  /** @internal */
+  movedWan(wanIP: string): void {
+    this.address = wanIP;
   }
 }
 

@@ -1,4 +1,5 @@
 export * from './box.ts';
+export * from './controls.ts';
 export * from './hosts.ts';
 export * from './ipv4.ts';
 export * from './network.ts';

@@ -79,6 +79,7 @@ export async function buildRouter(inet: Netns, router: Netns, topology: Resolved
   await iptablesRestore(router, routerIptables(domain));
 }
 
+/** The router's rules (BoxNatMode says how each NAT mode behaves); `ResolvedDomain.nat` picks the WAN MASQUERADE. */
 export function routerIptables(domain: ResolvedDomain): string {
   const { routerWan: wan, routerLan: lan } = IFACES;
   const exposed = domain.nodes.filter((node) => node.publicIP !== undefined);
@@ -86,7 +87,7 @@ export function routerIptables(domain: ResolvedDomain): string {
     '*nat',
     ...exposed.map((node) => `-A PREROUTING -d ${node.publicIP}/32 -j DNAT --to-destination ${node.internalIP}`),
     ...exposed.map((node) => `-A POSTROUTING -o ${wan} -s ${node.internalIP}/32 -j SNAT --to-source ${node.publicIP}`),
-    `-A POSTROUTING -o ${wan} -j MASQUERADE`,
+    `-A POSTROUTING -o ${wan} -j MASQUERADE${domain.nat === 'symmetric' ? ' --random-fully' : ''}`,
     ...(exposed.length > 0 ? [`-A POSTROUTING -o ${lan} -s ${domain.lan.text} -m conntrack --ctstate DNAT -j MASQUERADE`] : []),
     'COMMIT',
     '*filter',

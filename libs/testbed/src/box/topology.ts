@@ -12,15 +12,26 @@ export interface BoxNodeSpec {
   podCIDR: string;
   /** A 1:1 NAT address on the domain router's internet side (like a cloud EIP): everything sent to it reaches the node. */
   publicIP?: string;
-  /** Extra Node labels; the gateway label comes from the domain. */
+  /** The Gateway this node is labelled with instead of the domain's, so that two Gateways can share one LAN. */
+  gateway?: string;
+  /** Extra Node labels; the gateway label comes from `gateway` or the domain. */
   labels?: Record<string, string>;
 }
+
+/**
+ * How a domain router maps LAN flows to its WAN address. `masquerade` (plain MASQUERADE) keeps a flow's source port
+ * when it is free, which is endpoint-independent mapping in practice, and conntrack admits only replies from the
+ * remote address and port a flow was sent to: a port-restricted cone NAT. `symmetric` (MASQUERADE --random-fully)
+ * picks a random source port for every new destination: a symmetric NAT, which defeats hole punching.
+ */
+export type BoxNatMode = 'masquerade' | 'symmetric';
+export const BOX_NAT_MODES: readonly BoxNatMode[] = ['masquerade', 'symmetric'];
 
 /** A network domain: a LAN behind one NAT router whose WAN side is on the shared internet. */
 export interface BoxDomainSpec {
   /** Short id used in namespace and interface names: `[a-z][a-z0-9]{0,9}`. */
   name: string;
-  /** Gateway the domain's nodes are labelled with (`raven.openyurt.io/gateway`); no label when absent. */
+  /** Gateway the domain's nodes are labelled with (`raven.openyurt.io/gateway`) unless they name their own; no label when absent. */
   gateway?: string;
   /** The LAN prefix, e.g. `172.16.2.0/24`. */
   lan: string;
@@ -28,6 +39,8 @@ export interface BoxDomainSpec {
   routerIP?: string;
   /** The router's own internet address, the source of masqueraded traffic. */
   wanIP: string;
+  /** Default `masquerade`. */
+  nat?: BoxNatMode;
   nodes: BoxNodeSpec[];
 }
 
@@ -60,6 +73,7 @@ export interface ResolvedDomain {
   lan: Ipv4Cidr;
   routerIP: string;
   wanIP: string;
+  nat: BoxNatMode;
   nodes: ResolvedNode[];
 }
 
@@ -79,6 +93,8 @@ export interface ResolvedNode {
 
 const DOMAIN_NAME = /^[a-z][a-z0-9]{0,9}$/;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A Gateway name that is also a valid label value. */
+const GATEWAY_NAME = /^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/;
 
 /** Checks a topology for what would make the box ambiguous or unbuildable, and fills in the defaults. */
 export function resolveTopology(topology: BoxTopology): ResolvedTopology {
@@ -127,6 +143,8 @@ export function resolveTopology(topology: BoxTopology): ResolvedTopology {
     const routerIP = address(domain.routerIP ?? cidrHost(lan, 1), `domain ${domain.name} routerIP`);
     if (!isHostAddress(lan, routerIP)) fail(`domain ${domain.name}: router ${routerIP} is not a host address of ${lan.text}`);
     claimWan(domain.wanIP, `domain ${domain.name} wanIP`);
+    const nat = domain.nat ?? 'masquerade';
+    if (!BOX_NAT_MODES.includes(nat)) fail(`domain ${domain.name}: nat ${JSON.stringify(nat)} is not one of ${BOX_NAT_MODES.join(', ')}`);
     if (domain.nodes.length === 0) fail(`domain ${domain.name} has no nodes`);
     const lanAddresses = new Set([routerIP]);
     const nodes = domain.nodes.map((node): ResolvedNode => {
@@ -146,14 +164,55 @@ export function resolveTopology(topology: BoxTopology): ResolvedTopology {
       if (clash) fail(`node ${node.name}: pod CIDR ${podCIDR.text} overlaps ${clash.node}'s ${clash.cidr.text}`);
       podCIDRs.push({ node: node.name, cidr: podCIDR });
       if (node.publicIP !== undefined) claimWan(node.publicIP, `node ${node.name} publicIP`);
+      if (node.gateway !== undefined && !GATEWAY_NAME.test(node.gateway)) fail(`node ${node.name}: gateway ${JSON.stringify(node.gateway)} is not a valid Gateway name`);
       return {
-        name: node.name, domain: domain.name, gateway: domain.gateway, internalIP: node.internalIP, podCIDR,
+        name: node.name, domain: domain.name, gateway: node.gateway ?? domain.gateway, internalIP: node.internalIP, podCIDR,
         podGatewayIP: cidrHost(podCIDR, 1), podIP: cidrHost(podCIDR, 2), publicIP: node.publicIP, labels: { ...node.labels },
       };
     });
-    return { name: domain.name, gateway: domain.gateway, lan, routerIP, wanIP: domain.wanIP, nodes };
+    return { name: domain.name, gateway: domain.gateway, lan, routerIP, wanIP: domain.wanIP, nat, nodes };
   });
   return { internet, internetHostIP, podRange, domains };
+}
+
+/**
+ * Checks that `ip` can become domain `domain`'s router WAN address: a host address of the internet that neither the
+ * internet host, another router nor an exposed node uses.
+ */
+export function assertWanAddressFree(topology: ResolvedTopology, domain: string, ip: string): void {
+  try {
+    parseAddress(ip);
+  } catch {
+    throw new BoxTopologyError(`domain ${domain}: not an IPv4 address: ${JSON.stringify(ip)}`);
+  }
+  if (!isHostAddress(topology.internet, ip)) throw new BoxTopologyError(`domain ${domain}: ${ip} is not a host address of the internet ${topology.internet.text}`);
+  const users = new Map<string, string>([[topology.internetHostIP, 'the internet host']]);
+  for (const other of topology.domains) {
+    if (other.name !== domain) users.set(other.wanIP, `router ${other.name}`);
+    for (const node of other.nodes) if (node.publicIP) users.set(node.publicIP, `node ${node.name}`);
+  }
+  const user = users.get(ip);
+  if (user) throw new BoxTopologyError(`domain ${domain}: ${ip} is already used by ${user}`);
+}
+
+/**
+ * Two Gateways on one LAN behind one router (domain `shared`: shared-a in gw-shared-a, shared-b in gw-shared-b) and
+ * a second NATed domain (`remote`, gw-remote), for direct paths between Gateways that share a LAN and across NATs.
+ */
+export function sameLanTopology(nat: BoxNatMode = 'masquerade'): BoxTopology {
+  return {
+    internet: DEFAULT_INTERNET,
+    podRange: DEFAULT_POD_RANGE,
+    domains: [
+      { name: 'shared', lan: '172.16.20.0/24', wanIP: '198.18.0.60', nat, nodes: [
+        { name: 'shared-a', gateway: 'gw-shared-a', internalIP: '172.16.20.10', podCIDR: '10.224.20.0/26' },
+        { name: 'shared-b', gateway: 'gw-shared-b', internalIP: '172.16.20.11', podCIDR: '10.224.20.64/26' },
+      ] },
+      { name: 'remote', gateway: 'gw-remote', lan: '172.16.21.0/24', wanIP: '198.18.0.70', nat, nodes: [
+        { name: 'remote-a', internalIP: '172.16.21.10', podCIDR: '10.224.21.0/26' },
+      ] },
+    ],
+  };
 }
 
 const walkthroughNodesSchema = z.object({
