@@ -122,6 +122,7 @@ export class Box {
   readonly id: string;
   readonly dir: string;
   readonly mtu: number;
+  /** Kept current by the runtime controls: a domain's `nat` and `wanIP` are what its router has now. */
   readonly topology: ResolvedTopology;
   /** The "internet host" (the internet's first address), e.g. to probe what is reachable from outside. */
   readonly internet: NetnsHost;
