@@ -46,6 +46,7 @@ async function client(): Promise<{ socket: Socket; received: Array<{ msg: Buffer
   return { socket, received };
 }
 
+const openUdpSockets = (): number => process.getActiveResourcesInfo().filter((resource) => resource === 'UDPWrap').length;
 const settle = (ms = 100): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const flip = (bytes: Buffer, at: number): Buffer => {
   const copy = Buffer.from(bytes);
@@ -199,12 +200,16 @@ describe('NatDiscoveryResponder', () => {
 describe('classifyNat', () => {
   it('reports FullCone with the no-NAT detail when nothing translates (127.0.0.1)', async () => {
     const r = await responder();
+    await settle(20); // sockets the previous test closed
+    const socketsBefore = openUdpSockets();
     for (const bindAddress of ['127.0.0.1', undefined]) {
       const result = await classifyNat({ server: '127.0.0.1', ports: r.boundPorts(), key, bindAddress, timeoutMs: 1_000 });
       expect(result).toEqual({ natType: 'FullCone', mapping: { ip: '127.0.0.1', port: expect.any(Number) }, detail: 'no NAT between this node and the discovery responder' });
       expect(r.boundPorts()).not.toContain(result.mapping!.port);
     }
     expect(r.stats().answered).toBeGreaterThanOrEqual(4);
+    await settle(20);
+    expect(openUdpSockets()).toBe(socketsBefore);
   });
 
   it('reports Unknown with a wrong key, and the responder counts the MAC failures', async () => {
@@ -222,9 +227,13 @@ describe('classifyNat', () => {
     const ports = [a.address().port, b.address().port] as const;
     a.close();
     b.close();
+    await settle(20);
+    const socketsBefore = openUdpSockets();
     const started = Date.now();
     const result = await classifyNat({ server: '127.0.0.1', ports, key, timeoutMs: 400 });
     expect(Date.now() - started).toBeLessThan(1_000);
+    await settle(20);
+    expect(openUdpSockets()).toBe(socketsBefore);
     expect(result.natType).toBe('Unknown');
     expect(result.detail).toContain(`127.0.0.1 (UDP ${ports[0]}, ${ports[1]})`);
   });

@@ -189,6 +189,7 @@ export interface NatDiscoveryResponderOptions {
 /** The central gateway's side: answers bind requests from the receiving port, change-port requests from the other. */
 export class NatDiscoveryResponder {
   private sockets?: [Socket, Socket];
+  private ports?: [number, number];
   private answered = 0;
   private readonly dropped: Partial<Record<ResponderDropReason, number>> = {};
   private readonly buckets: TokenBuckets;
@@ -210,17 +211,19 @@ export class NatDiscoveryResponder {
       throw err;
     }
     this.sockets = [first, second];
+    this.ports = [first.address().port, second.address().port];
     this.sockets.forEach((socket, index) => {
+      const port = this.ports![index];
       socket.on('message', (msg, rinfo) => this.onMessage(index === 0 ? 0 : 1, msg, rinfo));
-      socket.on('error', (err) => this.opts.log.warn({ err, port: socket.address().port }, 'NAT discovery socket error'));
+      socket.on('error', (err) => this.opts.log.warn({ err, port }, 'NAT discovery socket error'));
     });
-    this.opts.log.info({ ports: this.boundPorts() }, 'NAT discovery responder listening');
+    this.opts.log.info({ ports: this.ports }, 'NAT discovery responder listening');
   }
 
   /** The ports actually bound (differs from the options when they asked for port 0). */
   boundPorts(): [number, number] {
-    if (!this.sockets) throw new Error('NAT discovery responder is not started');
-    return [this.sockets[0].address().port, this.sockets[1].address().port];
+    if (!this.ports) throw new Error('NAT discovery responder is not started');
+    return [...this.ports];
   }
 
   stats(): { answered: number; dropped: Record<string, number> } {
@@ -230,6 +233,7 @@ export class NatDiscoveryResponder {
   close(): void {
     this.sockets?.forEach(closeQuietly);
     this.sockets = undefined;
+    this.ports = undefined;
   }
 
   private onMessage(index: 0 | 1, msg: Buffer, rinfo: RemoteInfo): void {
@@ -242,9 +246,9 @@ export class NatDiscoveryResponder {
     if (request.type === 'reply') return this.drop('notARequest', rinfo);
     if (!isIPv4(rinfo.address)) return this.drop('notIPv4', rinfo);
     if (!this.buckets.take(rinfo.address, now)) return this.drop('rateLimited', rinfo);
-    const sockets = this.sockets!;
+    const [sockets, ports] = [this.sockets!, this.ports!];
     const reply = encodeReply(
-      { type: 'reply', nonce: request.nonce, timestampMs: now, observed: { ip: rinfo.address, port: rinfo.port }, receivedOnPort: sockets[index].address().port },
+      { type: 'reply', nonce: request.nonce, timestampMs: now, observed: { ip: rinfo.address, port: rinfo.port }, receivedOnPort: ports[index] },
       key,
     );
     const from = request.type === 'bindChangePort' ? sockets[1 - index]! : sockets[index];
