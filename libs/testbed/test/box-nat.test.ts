@@ -184,6 +184,21 @@ describe('UDP block', () => {
   it.each(cases)('%s', (_, blocked, filterSave, lines) => {
     expect(commandLines(udpBlockCommands(blocked, filterSave))).toEqual(lines);
   });
+
+  const fromPeer = '-s 198.18.0.31/32 -p udp -m comment --comment box-udp-block -j DROP';
+  const toPeer = '-d 198.18.0.31/32 -p udp -m comment --comment box-udp-block -j DROP';
+  it.each<[string, boolean, string, string[]]>([
+    ['blocks one peer: two rules at the top, in order, and a flush', true, save(box), [`iptables -w -t filter -I FORWARD 1 ${toPeer}`, `iptables -w -t filter -I FORWARD 1 ${fromPeer}`, 'conntrack -F']],
+    ['blocks the peer again: only flushes', true, save(fromPeer, toPeer, box), ['conntrack -F']],
+    ['replaces a block of all UDP', true, save(ours, box), [remove, `iptables -w -t filter -I FORWARD 1 ${toPeer}`, `iptables -w -t filter -I FORWARD 1 ${fromPeer}`, 'conntrack -F']],
+    ['unblocks: removes both', false, save(fromPeer, toPeer, box), [`iptables -w -t filter -D FORWARD ${fromPeer}`, `iptables -w -t filter -D FORWARD ${toPeer}`]],
+  ])('peer: %s', (_, blocked, filterSave, lines) => {
+    expect(commandLines(udpBlockCommands(blocked, filterSave, '198.18.0.31'))).toEqual(lines);
+  });
+
+  it('refuses a peer that is not an address', () => {
+    expect(() => udpBlockCommands(true, '', '198.18.0.31 -j ACCEPT')).toThrow();
+  });
 });
 
 describe('BOX-COUNT', () => {

@@ -45,6 +45,7 @@ export class NatTraversal {
   private natType?: NatType;
   private nextClassifyAt = 0;
   private classifiedAgainst = '';
+  private ownMapping?: string;
   private classifying = false;
 
   constructor(private readonly opts: NatTraversalOptions) {}
@@ -94,6 +95,12 @@ export class NatTraversal {
     const domains = ctx.gateways.map(domainOf).filter((d): d is Domain => d !== undefined);
     const { central, relayed } = reachability(local, domains);
     if (!central) return this.reset();
+    // Our own mapping as the central gateway sees it moved (a new public address, a NAT that changed): classify again.
+    const ownMapping = central.gateway.status?.connections?.find((c) => c.gateway === local.name && c.nodeName === local.endpoint.nodeName)?.endpoint;
+    if (ownMapping !== this.ownMapping) {
+      this.ownMapping = ownMapping;
+      this.nextClassifyAt = 0;
+    }
     this.maybeClassify(local, central, ctx.privateIP, now);
 
     const peerStatus = [...this.states.values()].some((s) => s.kind === 'punching') ? await this.opts.driver.status(plan.vpn) : [];

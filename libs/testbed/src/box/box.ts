@@ -385,12 +385,15 @@ export class Box {
     await this.inOrder(router.netns, () => runBoxCommands(router.executor, commands));
   }
 
-  /** Drops (or stops dropping) all UDP a domain router forwards, both ways; blocking also flushes its conntrack table. */
-  async blockRouterUdp(domain: string, blocked: boolean): Promise<void> {
+  /**
+   * Drops (or stops dropping) the UDP a domain router forwards, both ways: all of it, or only from and to `peer`;
+   * blocking also flushes its conntrack table.
+   */
+  async blockRouterUdp(domain: string, blocked: boolean, opts: { peer?: string } = {}): Promise<void> {
     const { router } = this.router(domain);
     await this.inOrder(router.netns, async () => {
       const { stdout } = await router.exec('iptables-save', ['-t', 'filter']);
-      await runBoxCommands(router.executor, udpBlockCommands(blocked, stdout));
+      await runBoxCommands(router.executor, udpBlockCommands(blocked, stdout, opts.peer));
     });
   }
 

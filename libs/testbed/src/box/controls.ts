@@ -1,5 +1,5 @@
 import { CommandError, parseIptablesSave, type Exec } from '@raven/netlink';
-import { parseCidr } from './ipv4.ts';
+import { parseAddress, parseCidr } from './ipv4.ts';
 import { IFACES, routerIptables } from './network.ts';
 import type { ResolvedDomain } from './topology.ts';
 
@@ -100,16 +100,19 @@ const forwardRules = (filterSave: string): string[] => parseIptablesSave(filterS
 const isUdpBlock = (rule: string) => new RegExp(`(^| )--comment "?${UDP_BLOCK_COMMENT}"?( |$)`).test(rule);
 
 /**
- * From the router's `iptables-save -t filter`: blocked, exactly one UDP drop rule at the top of FORWARD (it matches
- * both directions) and the conntrack table flushed; unblocked, no such rule.
+ * From the router's `iptables-save -t filter`: blocked, the UDP drop rules at the top of FORWARD and the conntrack
+ * table flushed; unblocked, none. Without `peer` one rule drops all forwarded UDP (it matches both directions); with
+ * it, two rules drop only UDP from and to that address, so the router's other paths (the relay) keep working.
  */
-export function udpBlockCommands(blocked: boolean, filterSave: string): BoxCommand[] {
+export function udpBlockCommands(blocked: boolean, filterSave: string, peer?: string): BoxCommand[] {
+  if (peer !== undefined) parseAddress(peer);
+  const wanted = peer ? [['-s', `${peer}/32`, ...UDP_BLOCK_RULE], ['-d', `${peer}/32`, ...UDP_BLOCK_RULE]] : [UDP_BLOCK_RULE];
   const rules = forwardRules(filterSave);
-  const present = rules.filter(isUdpBlock).length;
-  const inPlace = present === 1 && isUdpBlock(rules[0] ?? '');
+  const present = rules.filter(isUdpBlock);
+  const inPlace = present.length === wanted.length && wanted.every((rule, i) => rules[i] === rule.join(' '));
   if (blocked && inPlace) return [CONNTRACK_FLUSH];
-  const deletes = Array.from({ length: present }, () => iptables('-D', 'FORWARD', ...UDP_BLOCK_RULE));
-  return blocked ? [...deletes, iptables('-I', 'FORWARD', '1', ...UDP_BLOCK_RULE), CONNTRACK_FLUSH] : deletes;
+  const deletes = present.map((rule) => iptables('-D', 'FORWARD', ...rule.replace(/"/g, '').split(' ')));
+  return blocked ? [...deletes, ...[...wanted].reverse().map((rule) => iptables('-I', 'FORWARD', '1', ...rule)), CONNTRACK_FLUSH] : deletes;
 }
 
 /**

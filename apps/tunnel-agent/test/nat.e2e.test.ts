@@ -1,0 +1,168 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gatewayV1beta1Schema, type Connection } from '@raven/api-types';
+import { RESOURCES } from '@raven/controller-kit';
+import { RavenBox, startCluster, waitFor, walkthroughTopology, type BoxHost, type BoxNode, type Cluster, type ConnectivityPair } from '@raven/testbed';
+
+/**
+ * Direct tunnels between the walkthrough's two NATed domains (`--nat-traversal`), on the box's NAT routers: cone-like
+ * MASQUERADE and symmetric `--random-fully`, switched at run time. No public STUN server: the cloud gateway's agent
+ * answers NAT discovery and reports the mappings it observes.
+ */
+let cluster: Cluster;
+let rb: RavenBox;
+let convergedAt = 0;
+const CLOUD_GW = 'izwz9dohcv74iegqecp4axz';
+const HZ_GW = 'izbp15inok0kbfkg3in52rz';
+const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
+const QD_MEMBER = 'izm5eb24dmjfimuaybpnqzz';
+/** Added on the cloud router's internet side, so the relay's detour shows in RTTs. */
+const CLOUD_DELAY_MS = 20;
+
+const node = (name: string): BoxNode => rb.box.node(name);
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+async function connection(from: string, to: string): Promise<Connection | undefined> {
+  const gw = gatewayV1beta1Schema.parse(await rb.kube.get(RESOURCES.gateways, { name: from }));
+  return gw.status?.connections?.find((c) => c.gateway === to);
+}
+
+/** Both ends report the pair Connected and, as asked, direct (no relay) or relayed. */
+async function pathIs(direct: boolean): Promise<boolean> {
+  const [hz, qd] = await Promise.all([connection('gw-hangzhou', 'gw-qingdao'), connection('gw-qingdao', 'gw-hangzhou')]);
+  return [hz, qd].every((c) => c?.status === 'Connected' && (direct ? c.relayedVia === undefined && !!c.endpoint : c.relayedVia === 'gw-cloud'));
+}
+
+async function waitPath(direct: boolean, what: string, timeoutMs: number): Promise<number> {
+  const t = Date.now();
+  await waitFor(what, () => pathIs(direct), timeoutMs, 100).catch(async (err: unknown) => {
+    const dump = await Promise.all(['gw-hangzhou', 'gw-qingdao', 'gw-cloud'].map(async (g) => `${g}: ${JSON.stringify((await rb.kube.get<{ status?: unknown }>(RESOURCES.gateways, { name: g })).status)}`));
+    throw new Error(`${String(err)}\n${dump.join('\n')}\n${rb.agentLog(HZ_GW).split('\n').filter((l) => /NAT|nat/.test(l)).slice(-15).join('\n')}`);
+  });
+  return Date.now() - t;
+}
+
+/** Bytes the cloud gateway forwarded from hangzhou's member pods to qingdao's while `traffic` ran. */
+async function relayedBytesDuring(traffic: () => Promise<unknown>): Promise<number> {
+  const count = () => rb.box.forwardedBytes(CLOUD_GW, node(HZ_MEMBER).podCIDR, node(QD_MEMBER).podCIDR);
+  const before = await count();
+  await traffic();
+  return (await count()) - before;
+}
+
+const pingPods = (count = 20) => rb.box.ping({ from: node(HZ_MEMBER).pod, to: node(QD_MEMBER).pod, count, intervalMs: 50 });
+
+async function expectMatrixPasses(label: string): Promise<void> {
+  const nodes = rb.box.nodes.filter((n) => n.isUp);
+  const pairs: ConnectivityPair[] = nodes.flatMap((a) => nodes.filter((b) => b.domain !== a.domain).map((b) => ({ from: a.pod as BoxHost, to: b.pod as BoxHost, expect: true })));
+  const rows = await rb.box.connectivityMatrix(pairs, { count: 3 });
+  const failed = rows.filter((r) => !r.reachable || r.lossPercent > 0).map((r) => `${r.from} -> ${r.toLabel}: ${r.lossPercent}% loss`);
+  console.log(`${label}: ${rows.length - failed.length}/${rows.length} pod pairs at 0% loss`);
+  expect(failed.join('\n')).toBe('');
+}
+
+beforeAll(async () => {
+  cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-nat-cp-')) });
+  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-nat-box-')), cluster: cluster.info(), topology: walkthroughTopology(), agentArgs: ['--nat-traversal'] });
+  await rb.waitConverged();
+  convergedAt = Date.now();
+}, 240_000);
+
+afterAll(async () => {
+  await rb?.down();
+  await cluster?.destroy();
+}, 120_000);
+
+describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
+  it('cone-like NATs (MASQUERADE): the pair goes direct within 10 s, and the cloud gateway relays none of its traffic', async () => {
+    await waitPath(true, 'a direct hangzhou-qingdao path', 30_000);
+    const upAfter = Date.now() - convergedAt;
+    console.log(`direct path up ${seconds(upAfter)} after every gateway was up`);
+    expect(upAfter).toBeLessThanOrEqual(10_000);
+    for (const gw of ['gw-hangzhou', 'gw-qingdao']) {
+      const spec = gatewayV1beta1Schema.parse(await rb.kube.get(RESOURCES.gateways, { name: gw })).spec;
+      expect(spec?.endpoints?.find((e) => e.type === 'tunnel')?.natType).toBe('PortRestricted');
+    }
+    const hz = await connection('gw-hangzhou', 'gw-qingdao');
+    expect(hz?.endpoint).toBe('198.18.0.31:4500'); // qingdao's router, at the port MASQUERADE kept
+    let ping: Awaited<ReturnType<typeof pingPods>> | undefined;
+    const relayed = await relayedBytesDuring(async () => (ping = await pingPods()));
+    expect(ping?.lossPercent).toBe(0);
+    expect(relayed).toBe(0);
+    await expectMatrixPasses('matrix with the direct path');
+  });
+
+  it('RTT with 20 ms added on the cloud\'s internet link: direct against relayed, in this run', async () => {
+    await rb.box.setRouterWanDelay('cloud', CLOUD_DELAY_MS);
+    try {
+      const direct = await pingPods(20);
+      // Symmetric on both sides can only be relayed: the same pair, the same links, through the cloud.
+      await Promise.all([rb.box.setRouterNat('hangzhou', 'symmetric'), rb.box.setRouterNat('qingdao', 'symmetric')]);
+      await waitPath(false, 'the relayed path after both NATs turned symmetric', 60_000);
+      let relayedPing: Awaited<ReturnType<typeof pingPods>> | undefined;
+      const relayedBytes = await relayedBytesDuring(async () => (relayedPing = await pingPods(20)));
+      console.log(`pod-to-pod RTT hangzhou -> qingdao with ${CLOUD_DELAY_MS} ms on the cloud link: direct ${direct.rttAvgMs?.toFixed(2)} ms, relayed ${relayedPing?.rttAvgMs?.toFixed(2)} ms; the cloud forwarded ${relayedBytes} bytes of the relayed ping`);
+      expect(direct.lossPercent).toBe(0);
+      expect(relayedPing?.lossPercent).toBe(0);
+      expect(relayedPing!.rttAvgMs! - direct.rttAvgMs!).toBeGreaterThanOrEqual(CLOUD_DELAY_MS * 2 - 5);
+      expect(relayedBytes).toBeGreaterThan(20 * 84);
+    } finally {
+      await rb.box.setRouterWanDelay('cloud', 0);
+    }
+  });
+
+  it('symmetric NAT on both sides: the pair stays relayed, status says why, and the matrix passes', async () => {
+    await waitFor('both ends say why', async () => {
+      const [hz, qd] = await Promise.all([connection('gw-hangzhou', 'gw-qingdao'), connection('gw-qingdao', 'gw-hangzhou')]);
+      return hz?.relayReason === 'symmetric NAT on both sides' && qd?.relayReason === 'symmetric NAT on both sides';
+    }, 30_000, 250);
+    const spec = gatewayV1beta1Schema.parse(await rb.kube.get(RESOURCES.gateways, { name: 'gw-hangzhou' })).spec;
+    expect(spec?.endpoints?.find((e) => e.type === 'tunnel')?.natType).toBe('Symmetric');
+    await expectMatrixPasses('matrix, symmetric on both sides');
+  });
+
+  it('symmetric on one side, port-restricted on the other: relayed, as upstream\'s rules say', async () => {
+    await rb.box.setRouterNat('qingdao', 'masquerade');
+    await waitFor('qingdao reclassified and hangzhou saying why', async () => (await connection('gw-hangzhou', 'gw-qingdao'))?.relayReason === 'symmetric NAT here and port-restricted NAT at the peer', 30_000, 250);
+    expect(await pathIs(false)).toBe(true);
+    await expectMatrixPasses('matrix, symmetric and port-restricted');
+  });
+
+  it('a direct path broken at one router (conntrack flushed, UDP to the peer dropped) falls back to the relay within 3 s, and comes back', async () => {
+    await rb.box.setRouterNat('hangzhou', 'masquerade');
+    const back = await waitPath(true, 'direct again with both NATs cone-like', 90_000);
+    console.log(`direct again ${seconds(back)} after hangzhou's NAT turned cone-like`);
+    const ping = rb.box.ping({ from: node(HZ_MEMBER).pod, to: node(QD_MEMBER).pod, count: 600, intervalMs: 10, timeoutMs: 2_000, measureGaps: true });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const qingdaoWan = rb.box.topology.domains.find((d) => d.name === 'qingdao')!.wanIP;
+    await rb.box.blockRouterUdp('hangzhou', true, { peer: qingdaoWan });
+    const broken = Date.now();
+    try {
+      const result = await ping;
+      console.log(`direct path broken: longest silence at 100 pps ${result.longestGapMs} ms, ${result.received}/${result.sent} answered`);
+      expect(result.longestGapMs).toBeLessThanOrEqual(3_000);
+      expect(await pathIs(false)).toBe(true);
+      expect((await connection('gw-hangzhou', 'gw-qingdao'))?.relayReason).toMatch(/direct path stopped answering|punch/);
+    } finally {
+      await rb.box.blockRouterUdp('hangzhou', false, { peer: qingdaoWan });
+    }
+    const recovered = await waitPath(true, 'direct again after the router let UDP through', 90_000);
+    console.log(`direct again ${seconds(Date.now() - broken)} after the break (${seconds(recovered)} after UDP was let through)`);
+  });
+
+  it('a public IP that changes: hangzhou\'s router gets a new WAN address, and the tunnels recover without a Gateway edit', async () => {
+    const ping = rb.box.ping({ from: node(HZ_MEMBER).pod, to: node(QD_MEMBER).pod, count: 1_500, intervalMs: 20, timeoutMs: 2_000, measureGaps: true });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const moved = Date.now();
+    await rb.box.readdressRouterWan('hangzhou', '198.18.0.22');
+    await waitFor('qingdao sees hangzhou at its new address', async () => (await connection('gw-cloud', 'gw-hangzhou'))?.endpoint?.startsWith('198.18.0.22:') === true, 60_000, 100);
+    const seen = Date.now() - moved;
+    const direct = await waitPath(true, 'direct again from the new address', 120_000).then(() => Date.now() - moved);
+    const result = await ping;
+    console.log(`hangzhou's public IP moved: the cloud saw the new mapping after ${seconds(seen)}, direct again after ${seconds(direct)}; pod ping longest silence ${result.longestGapMs} ms, ${result.received}/${result.sent} answered`);
+    expect((await connection('gw-qingdao', 'gw-hangzhou'))?.endpoint).toMatch(/^198\.18\.0\.22:/);
+    await expectMatrixPasses('matrix after the address change');
+  });
+});
