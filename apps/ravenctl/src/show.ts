@@ -118,7 +118,8 @@ export function connectionRows(gateways: readonly Gateway[]): ConnectionRow[] {
     endpoint: c.endpoint ?? NONE,
     rtt: c.latencyRTT ? `${c.latencyRTT.last} (avg ${c.latencyRTT.average})` : NONE,
     relayedVia: c.relayedVia ?? NONE,
-    message: c.statusMessage ?? '',
+    // Why a NATed peer is relayed (NAT traversal) is the message when nothing is wrong.
+    message: c.statusMessage ?? (c.relayReason ? `relayed: ${c.relayReason}` : ''),
   })).sort((a, b) => cmp(a.peerGateway, b.peerGateway)));
 }
 

@@ -55,7 +55,7 @@ export function walkthrough(): Snapshot {
         underNAT: true, endpoints: [{ nodeName: 'hz-1' }], active: [{ nodeName: 'hz-1' }], ready: { reason: 'EndpointsElected' }, members: ['hz-1', 'hz-2'],
         connections: [
           { gateway: 'gw-cloud', nodeName: 'cloud-1', endpoint: '47.0.0.1:4500', status: 'Connected', latencyRTT: rtt },
-          { gateway: 'gw-qingdao', nodeName: 'qd-1', status: 'Connected', relayedVia: 'gw-cloud', latencyRTT: rtt },
+          { gateway: 'gw-qingdao', nodeName: 'qd-1', status: 'Connected', relayedVia: 'gw-cloud', relayReason: 'symmetric NAT on both sides', latencyRTT: rtt },
         ],
       }),
       gateway('gw-qingdao', {

@@ -61,7 +61,7 @@ describe('connectionRows', () => {
     const rows = connectionRows(walkthrough().gateways);
     expect(rows).toHaveLength(6);
     expect(rows.find((r) => r.gateway === 'gw-hangzhou' && r.peerGateway === 'gw-qingdao')).toEqual({
-      gateway: 'gw-hangzhou', node: 'hz-1', peerGateway: 'gw-qingdao', peerNode: 'qd-1', status: 'Connected', endpoint: '-', rtt: '1.2ms (avg 1.1ms)', relayedVia: 'gw-cloud', message: '',
+      gateway: 'gw-hangzhou', node: 'hz-1', peerGateway: 'gw-qingdao', peerNode: 'qd-1', status: 'Connected', endpoint: '-', rtt: '1.2ms (avg 1.1ms)', relayedVia: 'gw-cloud', message: 'relayed: symmetric NAT on both sides',
     });
   });
   it('shows errors with their message', () => {
