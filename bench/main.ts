@@ -1,8 +1,9 @@
-// npm run bench -- <pickup|tunnel|proxy> : benchmarks that print figures and ratios measured in one run.
+// npm run bench -- <pickup|tunnel|proxy|nat> : benchmarks that print figures and ratios measured in one run.
 const benches: Record<string, () => Promise<void>> = {
   pickup: async () => (await import('./pickup.ts')).run(),
   tunnel: async () => (await import('./tunnel.ts')).run(),
   proxy: async () => (await import('./proxy.ts')).run(),
+  nat: async () => (await import('./nat.ts')).run(),
 };
 
 const name = process.argv[2];

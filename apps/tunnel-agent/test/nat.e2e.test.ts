@@ -18,8 +18,6 @@ const CLOUD_GW = 'izwz9dohcv74iegqecp4axz';
 const HZ_GW = 'izbp15inok0kbfkg3in52rz';
 const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
 const QD_MEMBER = 'izm5eb24dmjfimuaybpnqzz';
-/** Added on the cloud router's internet side, so the relay's detour shows in RTTs. */
-const CLOUD_DELAY_MS = 20;
 
 const node = (name: string): BoxNode => rb.box.node(name);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -94,23 +92,21 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
     await expectMatrixPasses('matrix with the direct path');
   });
 
-  it('RTT with 20 ms added on the cloud\'s internet link: direct against relayed, in this run', async () => {
-    await rb.box.setRouterWanDelay('cloud', CLOUD_DELAY_MS);
-    try {
-      const direct = await pingPods(20);
-      // Symmetric on both sides can only be relayed: the same pair, the same links, through the cloud.
-      await Promise.all([rb.box.setRouterNat('hangzhou', 'symmetric'), rb.box.setRouterNat('qingdao', 'symmetric')]);
-      await waitPath(false, 'the relayed path after both NATs turned symmetric', 60_000);
-      let relayedPing: Awaited<ReturnType<typeof pingPods>> | undefined;
-      const relayedBytes = await relayedBytesDuring(async () => (relayedPing = await pingPods(20)));
-      console.log(`pod-to-pod RTT hangzhou -> qingdao with ${CLOUD_DELAY_MS} ms on the cloud link: direct ${direct.rttAvgMs?.toFixed(2)} ms, relayed ${relayedPing?.rttAvgMs?.toFixed(2)} ms; the cloud forwarded ${relayedBytes} bytes of the relayed ping`);
-      expect(direct.lossPercent).toBe(0);
-      expect(relayedPing?.lossPercent).toBe(0);
-      expect(relayedPing!.rttAvgMs! - direct.rttAvgMs!).toBeGreaterThanOrEqual(CLOUD_DELAY_MS * 2 - 5);
-      expect(relayedBytes).toBeGreaterThan(20 * 84);
-    } finally {
-      await rb.box.setRouterWanDelay('cloud', 0);
-    }
+  // The issue asks for 40 ms of netem delay on the cloud's links; this kernel has no netem (CONFIG_NET_SCH_NETEM is
+  // not set), so the relay's cost here is its extra hop and two more WireGuard passes, measured in the same run.
+  it('RTT direct against relayed in this run, and the bytes the cloud forwarded in each mode', async () => {
+    let direct: Awaited<ReturnType<typeof pingPods>> | undefined;
+    const directBytes = await relayedBytesDuring(async () => (direct = await pingPods(40)));
+    // Symmetric on both sides can only be relayed: the same pair, the same links, through the cloud.
+    await Promise.all([rb.box.setRouterNat('hangzhou', 'symmetric'), rb.box.setRouterNat('qingdao', 'symmetric')]);
+    const fellBack = await waitPath(false, 'the relayed path after both NATs turned symmetric', 60_000);
+    let relayed: Awaited<ReturnType<typeof pingPods>> | undefined;
+    const relayedBytes = await relayedBytesDuring(async () => (relayed = await pingPods(40)));
+    console.log(`pod-to-pod RTT hangzhou -> qingdao: direct ${direct?.rttAvgMs?.toFixed(3)} ms, relayed ${relayed?.rttAvgMs?.toFixed(3)} ms; the cloud forwarded ${directBytes} B of the direct ping and ${relayedBytes} B of the relayed one; relayed in status ${seconds(fellBack)} after both NATs turned symmetric`);
+    expect(direct?.lossPercent).toBe(0);
+    expect(relayed?.lossPercent).toBe(0);
+    expect(directBytes).toBe(0);
+    expect(relayedBytes).toBeGreaterThanOrEqual(40 * 84);
   });
 
   it('symmetric NAT on both sides: the pair stays relayed, status says why, and the matrix passes', async () => {
@@ -143,7 +139,8 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
       const result = await ping;
       console.log(`direct path broken: longest silence at 100 pps ${result.longestGapMs} ms, ${result.received}/${result.sent} answered`);
       expect(result.longestGapMs).toBeLessThanOrEqual(3_000);
-      expect(await pathIs(false)).toBe(true);
+      // status.connections follows within a probe round (5 s).
+      await waitPath(false, 'the relay in status', 10_000);
       expect((await connection('gw-hangzhou', 'gw-qingdao'))?.relayReason).toMatch(/direct path stopped answering|punch/);
     } finally {
       await rb.box.blockRouterUdp('hangzhou', false, { peer: qingdaoWan });
