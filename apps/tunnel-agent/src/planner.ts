@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { DATAPATH, ENDPOINT_CONFIG_KEYS, endpointPort, parseCidr, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
+import { DATAPATH, ENDPOINT_CONFIG_KEYS, endpointPort, parseCidr, parseEndpoint, parseWireguardKey, type Cidr, type Endpoint, type Gateway, type WireguardKey } from '@raven/api-types';
 import type {
   AddressSpec, FdbSpec, IptablesDesired, IpsetSpec, LinkSpec, NeighbourSpec, RouteSpec, RuleSpec, SysctlValues,
 } from '@raven/netlink';
@@ -205,7 +205,9 @@ function topologyOf(input: PlanInput): Topology | { none: string } {
 
   // Never route a peer's own tunnel address into the tunnel, nor an address that is also one of ours.
   const localIPs = new Set(local.nodeIPs.values());
-  const excluded = new Set([...localIPs, input.host.privateIP, ...(input.protectedIPs ?? []), ...domains.map((d) => d.endpoint.publicIP).filter((ip): ip is string => !!ip)]);
+  // Nor where a NAT path's WireGuard packets go: a peer on our LAN is punched at its private IP.
+  const natEndpointIPs = [...(input.natPaths?.values() ?? [])].map((p) => parseEndpoint(p.endpoint)?.ip);
+  const excluded = new Set([...localIPs, input.host.privateIP, ...(input.protectedIPs ?? []), ...[...domains.map((d) => d.endpoint.publicIP), ...natEndpointIPs].filter((ip): ip is string => !!ip)]);
   const prefixCache = new Map<string, string[]>();
   const prefixesOf = (d: Domain): string[] => {
     const cached = prefixCache.get(d.name);

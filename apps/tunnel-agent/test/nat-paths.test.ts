@@ -28,8 +28,10 @@ describe('parseNatType', () => {
 const EP = '198.18.0.12:4500';
 const CONE: NatPeerFacts = { localNat: 'PortRestricted', peerNat: 'PortRestricted', peerEndpoint: EP, peerHasKey: true };
 const T0 = 1_000_000;
-const punching = (since: number, failures = 0, endpoint = EP): NatPathState => ({ kind: 'punching', since, endpoint, failures });
-const direct = (since: number, failures = 0): NatPathState => ({ kind: 'direct', since, endpoint: EP, failures });
+const LAN = '172.16.2.110:4500';
+const punching = (since: number, failures = 0, endpoint = EP, via: 'lan' | 'internet' = 'internet'): NatPathState => ({ kind: 'punching', since, endpoint, via, failures });
+const direct = (since: number, failures = 0, endpoint = EP, via: 'lan' | 'internet' = 'internet'): NatPathState => ({ kind: 'direct', since, endpoint, via, failures });
+const SYM: NatPeerFacts = { ...CONE, localNat: 'Symmetric', peerNat: 'Symmetric' };
 
 describe('stepNatPath', () => {
   it.each<[string, NatPathState | undefined, NatPeerFacts, { latestHandshakeMs?: number; lastReplyMs?: number }, number, NatPathState]>([
@@ -54,8 +56,18 @@ describe('stepNatPath', () => {
     ['a direct path silent for 1.5 s falls back', direct(T0), CONE, { lastReplyMs: T0 + 8_500 }, T0 + 10_000,
       { kind: 'relayed', reason: 'the direct path stopped answering (nothing for 1.5 s)', retryAt: T0 + 20_000, failures: 1 }],
     ['a direct path up for a minute forgets its failures', direct(T0, 2), CONE, { lastReplyMs: T0 + 60_000 }, T0 + 60_100, direct(T0, 0)],
-    ['a peer that turns symmetric-symmetric goes back to the relay', direct(T0), { ...CONE, localNat: 'Symmetric', peerNat: 'Symmetric' }, {}, T0 + 100,
+    ['a peer that turns symmetric-symmetric goes back to the relay', direct(T0), SYM, {}, T0 + 100,
       { kind: 'relayed', reason: 'symmetric NAT on both sides', failures: 0 }],
+    // Behind one public address: the LAN first, whatever the NAT types, proven only by a handshake.
+    ['one public address: punch to the peer\'s LAN address first', undefined, { ...SYM, peerLanEndpoint: LAN }, {}, T0, punching(T0, 0, LAN, 'lan')],
+    ['a LAN handshake makes a LAN path', punching(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { latestHandshakeMs: T0 }, T0 + 500, direct(T0 + 500, 0, LAN, 'lan')],
+    ['a silent LAN address: on to the internet when the NATs allow it', punching(T0, 0, LAN, 'lan'), { ...CONE, peerLanEndpoint: LAN }, {}, T0 + 3_000, punching(T0 + 3_000)],
+    ['a silent LAN address with symmetric NATs: relayed, saying both', punching(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, {}, T0 + 3_000,
+      { kind: 'relayed', reason: `the peer's LAN address ${LAN} did not answer, and symmetric NAT on both sides`, retryAt: T0 + 13_000, failures: 1 }],
+    ['a LAN path outlives a NAT that turned symmetric', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 900 }, T0 + 1_000, direct(T0, 0, LAN, 'lan')],
+    ['a LAN path that stops answering falls back', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 100 }, T0 + 1_600,
+      { kind: 'relayed', reason: 'the direct path stopped answering (nothing for 1.5 s)', retryAt: T0 + 11_600, failures: 1 }],
+    ['no LAN address any more while punching to it: start over', punching(T0, 0, LAN, 'lan'), CONE, {}, T0 + 1_000, punching(T0 + 1_000)],
   ])('%s', (_what, prev, facts, seen, now, want) => {
     expect(stepNatPath(prev, facts, seen, now, NAT_PATH_TIMING)).toEqual(want);
   });
@@ -63,10 +75,12 @@ describe('stepNatPath', () => {
   it('keeps the same object when nothing changes (the agent replans only on change)', () => {
     const state = punching(T0);
     expect(stepNatPath(state, CONE, {}, T0 + 1_000)).toBe(state);
+    const refused = stepNatPath(undefined, SYM, {}, T0);
+    expect(stepNatPath(refused, SYM, {}, T0 + 300)).toBe(refused);
   });
 
   it('gives the planner only punching and direct paths', () => {
     expect([natPathOf(undefined), natPathOf({ kind: 'relayed', reason: 'x', failures: 0 }), natPathOf(punching(T0)), natPathOf(direct(T0))])
-      .toEqual([undefined, undefined, { mode: 'punching', endpoint: EP }, { mode: 'direct', endpoint: EP }]);
+      .toEqual([undefined, undefined, { mode: 'punching', endpoint: EP, via: 'internet' }, { mode: 'direct', endpoint: EP, via: 'internet' }]);
   });
 });

@@ -84,7 +84,7 @@ describe('planDataPath', () => {
     const QD_PREFIXES = ['10.224.2.0/26', '10.224.2.128/26', '172.16.1.90/32'];
     const CLOUD_PREFIXES = ['10.224.0.0/26', '10.224.0.128/26', '192.168.0.195/32'];
     const peers = (mode?: 'punching' | 'direct') =>
-      planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', mode ? { natPaths: new Map([['gw-qingdao', { mode, endpoint: '198.18.0.13:4500' }]]) } : {})).vpn!.peers;
+      planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', mode ? { natPaths: new Map([['gw-qingdao', { mode, endpoint: '198.18.0.13:4500', via: 'internet' as const }]]) } : {})).vpn!.peers;
 
     it('punching adds the NATed peer at its observed mapping with a 1 s keepalive and no allowed IPs; traffic stays relayed', () => {
       const [cloud, qingdao] = peers('punching');
@@ -98,12 +98,18 @@ describe('planDataPath', () => {
       const [cloud, qingdao] = peers('direct');
       expect(cloud).toMatchObject({ gateway: 'gw-cloud', allowedIPs: CLOUD_PREFIXES, relays: [] });
       expect(qingdao).toMatchObject({ gateway: 'gw-qingdao', endpoint: '198.18.0.13:4500', allowedIPs: QD_PREFIXES, keepaliveSeconds: 5, natPath: 'direct' });
-      const probes = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: new Map([['gw-qingdao', { mode: 'direct', endpoint: '198.18.0.13:4500' }]]) })).probes;
+      const probes = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: new Map([['gw-qingdao', { mode: 'direct', endpoint: '198.18.0.13:4500', via: 'internet' }]]) })).probes;
       expect(probes.map((p) => `${p.gateway}@${p.ip}${p.relayed ? ' relayed' : ''}`)).toEqual(['gw-cloud@192.168.0.195', 'gw-qingdao@172.16.1.90']);
     });
 
+    it('a LAN path at the peer\'s private IP keeps that IP out of the tunnel (WireGuard\'s own packets go there)', () => {
+      const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: new Map([['gw-qingdao', { mode: 'direct', endpoint: '172.16.1.90:4500', via: 'lan' }]]) }));
+      expect(plan.vpn!.peers.find((p) => p.gateway === 'gw-qingdao')).toMatchObject({ endpoint: '172.16.1.90:4500', allowedIPs: ['10.224.2.0/26', '10.224.2.128/26'] });
+      expect(plan.remotePrefixes).not.toContain('172.16.1.90/32');
+    });
+
     it('is ignored where nothing is relayed: on the public gateway, and for a non-NATed peer', () => {
-      const paths = new Map([['gw-hangzhou', { mode: 'direct' as const, endpoint: '198.18.0.12:4500' }], ['gw-cloud', { mode: 'direct' as const, endpoint: '198.18.0.99:1' }]]);
+      const paths = new Map([['gw-hangzhou', { mode: 'direct' as const, endpoint: '198.18.0.12:4500', via: 'internet' as const }], ['gw-cloud', { mode: 'direct' as const, endpoint: '198.18.0.99:1', via: 'internet' as const }]]);
       const central = planDataPath(input('cloud-1', 'gw-cloud', '192.168.0.195', { natPaths: paths }));
       expect(central.vpn!.peers.map((p) => `${p.gateway}:${p.endpoint ?? '-'}:${p.natPath ?? '-'}`)).toEqual(['gw-hangzhou:-:-', 'gw-qingdao:-:-']);
       const hz = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: paths }));

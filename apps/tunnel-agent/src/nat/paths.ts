@@ -7,8 +7,11 @@ import { NAT_TYPES, type NatType } from '@raven/api-types';
  */
 export type NatPathState =
   | { kind: 'relayed'; reason: string; retryAt?: number; failures: number }
-  | { kind: 'punching'; since: number; endpoint: string; failures: number }
-  | { kind: 'direct'; since: number; endpoint: string; failures: number };
+  | { kind: 'punching'; since: number; endpoint: string; via: PathVia; failures: number }
+  | { kind: 'direct'; since: number; endpoint: string; via: PathVia; failures: number };
+
+/** A direct path runs over the LAN both gateways share, or across the internet through both NATs. */
+export type PathVia = 'lan' | 'internet';
 
 /** What the cluster says about one NATed peer, as this gateway sees it. */
 export interface NatPeerFacts {
@@ -17,6 +20,11 @@ export interface NatPeerFacts {
   /** The peer's public mapping of its tunnel port, as the central gateway observed it (`ip:port`). */
   peerEndpoint?: string;
   peerHasKey: boolean;
+  /**
+   * The peer's private address and tunnel port, offered when the central gateway sees both gateways behind the same
+   * public address (one NAT, so most likely one LAN). Tried first, whatever the NAT types: only a handshake proves it.
+   */
+  peerLanEndpoint?: string;
 }
 
 /** What the data path shows of the attempt: the WireGuard session to the peer, and answers to direct probes. */
@@ -29,6 +37,8 @@ export interface NatPathObservation {
 
 export interface NatPathTiming {
   punchTimeoutMs: number;
+  /** How long a peer's LAN address gets to answer before punching across the internet instead. */
+  lanTimeoutMs: number;
   /** A direct path that answers nothing for this long falls back to the relay. */
   deadAfterMs: number;
   backoffMinMs: number;
@@ -37,7 +47,7 @@ export interface NatPathTiming {
   stableAfterMs: number;
 }
 
-export const NAT_PATH_TIMING: NatPathTiming = { punchTimeoutMs: 15_000, deadAfterMs: 1_500, backoffMinMs: 10_000, backoffMaxMs: 60_000, stableAfterMs: 60_000 };
+export const NAT_PATH_TIMING: NatPathTiming = { punchTimeoutMs: 15_000, lanTimeoutMs: 3_000, deadAfterMs: 1_500, backoffMinMs: 10_000, backoffMaxMs: 60_000, stableAfterMs: 60_000 };
 
 /** A Gateway's natType field is free text from the spec: only upstream's values count, anything else is unknown. */
 export function parseNatType(value: string | undefined): NatType | undefined {
@@ -70,25 +80,38 @@ export function stepNatPath(
   prev: NatPathState | undefined, facts: NatPeerFacts, seen: NatPathObservation, now: number, timing: NatPathTiming = NAT_PATH_TIMING,
 ): NatPathState {
   const failures = prev?.failures ?? 0;
+  const relayed = (reason: string): NatPathState =>
+    (prev?.kind === 'relayed' && prev.reason === reason && prev.retryAt === undefined ? prev : { kind: 'relayed', reason, failures });
+  if (!facts.peerHasKey) return relayed('the peer has not published its public key');
   const refusal = pairRefusal(facts.localNat, facts.peerNat)
-    ?? (!facts.peerHasKey ? 'the peer has not published its public key' : undefined)
     ?? (!facts.peerEndpoint ? 'the central gateway has not observed the peer\'s public mapping yet' : undefined);
-  if (refusal) return { kind: 'relayed', reason: refusal, failures };
-  const endpoint = facts.peerEndpoint!;
+  const targetOf = (via: PathVia) => (via === 'lan' ? facts.peerLanEndpoint : refusal ? undefined : facts.peerEndpoint);
+  const punch = (via: PathVia): NatPathState | undefined => {
+    const endpoint = targetOf(via);
+    return endpoint ? { kind: 'punching', since: now, endpoint, via, failures } : undefined;
+  };
+  const fromScratch = () => punch('lan') ?? punch('internet') ?? relayed(refusal!);
   const fail = (reason: string): NatPathState => ({ kind: 'relayed', reason, retryAt: now + backoff(failures + 1, timing), failures: failures + 1 });
   switch (prev?.kind) {
     case undefined:
-      return { kind: 'punching', since: now, endpoint, failures };
+      return fromScratch();
     case 'relayed':
-      return prev.retryAt !== undefined && now < prev.retryAt ? prev : { kind: 'punching', since: now, endpoint, failures };
+      return prev.retryAt !== undefined && now < prev.retryAt ? prev : fromScratch();
     case 'punching': {
-      if (endpoint !== prev.endpoint) return { kind: 'punching', since: now, endpoint, failures };
+      const endpoint = targetOf(prev.via);
+      if (!endpoint) return prev.via === 'lan' ? fromScratch() : relayed(refusal!);
+      if (endpoint !== prev.endpoint) return { ...prev, since: now, endpoint };
       // The peer entry is new when punching starts, so any handshake is this attempt's (wg shows whole seconds).
-      if ((seen.latestHandshakeMs ?? 0) >= Math.floor(prev.since / 1000) * 1000) return { kind: 'direct', since: now, endpoint, failures };
+      if ((seen.latestHandshakeMs ?? 0) >= Math.floor(prev.since / 1000) * 1000) return { ...prev, kind: 'direct', since: now };
+      if (prev.via === 'lan' && now - prev.since >= timing.lanTimeoutMs) {
+        return punch('internet') ?? fail(`the peer's LAN address ${prev.endpoint} did not answer, and ${refusal}`);
+      }
       if (now - prev.since >= timing.punchTimeoutMs) return fail(`punch timed out after ${Math.round(timing.punchTimeoutMs / 1000)} s`);
       return prev;
     }
     case 'direct': {
+      // Across the internet the NAT types must still allow it; a LAN path lives as long as it answers.
+      if (prev.via === 'internet' && refusal) return relayed(refusal);
       const lastSign = Math.max(prev.since, seen.lastReplyMs ?? 0);
       if (now - lastSign >= timing.deadAfterMs) return fail(`the direct path stopped answering (nothing for ${(timing.deadAfterMs / 1000).toFixed(1)} s)`);
       if (failures > 0 && now - prev.since >= timing.stableAfterMs) return { ...prev, failures: 0 };
@@ -98,8 +121,8 @@ export function stepNatPath(
 }
 
 /** The plan's view of a path: only punching and direct ones add a peer. */
-export type NatPath = { mode: 'punching' | 'direct'; endpoint: string };
+export type NatPath = { mode: 'punching' | 'direct'; endpoint: string; via: PathVia };
 
 export function natPathOf(state: NatPathState | undefined): NatPath | undefined {
-  return state && state.kind !== 'relayed' ? { mode: state.kind, endpoint: state.endpoint } : undefined;
+  return state && state.kind !== 'relayed' ? { mode: state.kind, endpoint: state.endpoint, via: state.via } : undefined;
 }

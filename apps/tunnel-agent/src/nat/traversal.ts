@@ -1,4 +1,4 @@
-import { ENDPOINT_CONFIG_KEYS, PORTS, formatEndpoint, parseEndpoint, parseWireguardKey, type Gateway, type NatType } from '@raven/api-types';
+import { ENDPOINT_CONFIG_KEYS, PORTS, endpointPort, formatEndpoint, parseEndpoint, parseIp, parseWireguardKey, type Gateway, type NatType } from '@raven/api-types';
 import type { Logger } from '@raven/controller-kit';
 import type { DataPathPlan } from '../planner.ts';
 import type { Prober } from '../probe.ts';
@@ -130,9 +130,13 @@ export class NatTraversal {
 
   private factsOf(local: Domain, peer: Domain, central: Domain) {
     const specEndpoint = (d: Domain) => d.gateway.spec?.endpoints?.find((e) => e.type === 'tunnel' && e.nodeName === d.endpoint.nodeName);
-    const observed = central.gateway.status?.connections?.find((c) => c.gateway === peer.name && c.nodeName === peer.endpoint.nodeName)?.endpoint;
-    const mapping = parseEndpoint(observed);
+    const observedOf = (d: Domain) => parseEndpoint(central.gateway.status?.connections?.find((c) => c.gateway === d.name && c.nodeName === d.endpoint.nodeName)?.endpoint);
+    const mapping = observedOf(peer);
+    // Behind the same public address as we are: offer the peer's private address, which only a handshake can prove.
+    const peerPrivateIP = parseIp(peer.nodeIPs.get(peer.endpoint.nodeName));
+    const sameNAT = mapping !== undefined && mapping.ip === observedOf(local)?.ip;
     return {
+      peerLanEndpoint: sameNAT && peerPrivateIP ? formatEndpoint(peerPrivateIP, endpointPort(peer.endpoint)) : undefined,
       localNat: this.natType ?? parseNatType(specEndpoint(local)?.natType ?? local.endpoint.natType),
       peerNat: parseNatType(specEndpoint(peer)?.natType ?? peer.endpoint.natType),
       peerEndpoint: mapping ? formatEndpoint(mapping.ip, mapping.port) : undefined,
