@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayV1beta1Schema, type Connection } from '@raven/api-types';
 import { RESOURCES } from '@raven/controller-kit';
-import { RavenBox, startCluster, waitFor, walkthroughTopology, type BoxHost, type BoxNode, type Cluster, type ConnectivityPair } from '@raven/testbed';
+import { RavenBox, startCluster, waitFor, walkthroughTopology, type BoxHost, type BoxNode, type BoxTopology, type Cluster, type ConnectivityPair } from '@raven/testbed';
 
 /**
  * Direct tunnels between the walkthrough's two NATed domains (`--nat-traversal`), on the box's NAT routers: cone-like
  * MASQUERADE and symmetric `--random-fully`, switched at run time. No public STUN server: the cloud gateway's agent
- * answers NAT discovery and reports the mappings it observes.
+ * answers NAT discovery and reports the mappings it observes. A fourth Gateway, gw-hzlan, has its one node on
+ * hangzhou's LAN behind hangzhou's router: two domains sharing a LAN.
  */
 let cluster: Cluster;
 let rb: RavenBox;
@@ -18,6 +19,15 @@ const CLOUD_GW = 'izwz9dohcv74iegqecp4axz';
 const HZ_GW = 'izbp15inok0kbfkg3in52rz';
 const HZ_MEMBER = 'izbp15inok0kbfkg3in52sz';
 const QD_MEMBER = 'izm5eb24dmjfimuaybpnqzz';
+const HZ_LAN_GW = 'hz-lan-gw';
+const HZ_LAN_IP = '172.16.2.120';
+
+/** The walkthrough, plus gw-hzlan's node on hangzhou's LAN. */
+function topology(): BoxTopology {
+  const t = walkthroughTopology();
+  t.domains.find((d) => d.name === 'hangzhou')!.nodes.push({ name: HZ_LAN_GW, gateway: 'gw-hzlan', internalIP: HZ_LAN_IP, podCIDR: '10.224.3.0/26' });
+  return t;
+}
 
 const node = (name: string): BoxNode => rb.box.node(name);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -63,7 +73,11 @@ async function expectMatrixPasses(label: string): Promise<void> {
 
 beforeAll(async () => {
   cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'raven-nat-cp-')) });
-  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-nat-box-')), cluster: cluster.info(), topology: walkthroughTopology(), agentArgs: ['--nat-traversal'] });
+  rb = await RavenBox.up({ dir: mkdtempSync(join(tmpdir(), 'raven-nat-box-')), cluster: cluster.info(), topology: topology(), agentArgs: ['--nat-traversal'] });
+  await rb.kube.create(RESOURCES.gateways, {
+    apiVersion: 'raven.openyurt.io/v1beta1', kind: 'Gateway', metadata: { name: 'gw-hzlan' },
+    spec: { tunnelConfig: { Replicas: 1 }, endpoints: [{ nodeName: HZ_LAN_GW, underNAT: true, port: 4500, type: 'tunnel' }] },
+  });
   await rb.waitConverged();
   convergedAt = Date.now();
 }, 240_000);
@@ -94,6 +108,27 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
 
   // The issue asks for 40 ms of netem delay on the cloud's links; this kernel has no netem (CONFIG_NET_SCH_NETEM is
   // not set), so the relay's cost here is its extra hop and two more WireGuard passes, measured in the same run.
+  it('two domains on one LAN (gw-hangzhou and gw-hzlan behind one router) use their private addresses, shown in status and by tcpdump', async () => {
+    const lanPath = async () => {
+      const [a, b] = await Promise.all([connection('gw-hangzhou', 'gw-hzlan'), connection('gw-hzlan', 'gw-hangzhou')]);
+      return a?.status === 'Connected' && a.relayedVia === undefined && a.endpoint === `${HZ_LAN_IP}:4500`
+        && b?.status === 'Connected' && b.relayedVia === undefined && b.endpoint === `${node(HZ_GW).internalIP}:4500`;
+    };
+    await waitFor('the LAN path in both Gateways\' status', lanPath, 30_000, 200);
+    const capture = await rb.box.capture({ at: node(HZ_GW), iface: 'eth0', filter: `udp and src ${node(HZ_GW).internalIP} and dst ${HZ_LAN_IP} and dst port 4500`, count: 3, timeoutMs: 5_000 });
+    const bytes = await (async () => {
+      const count = () => rb.box.forwardedBytes(CLOUD_GW, node(HZ_MEMBER).podCIDR, node(HZ_LAN_GW).podCIDR);
+      const before = await count();
+      const ping = await rb.box.ping({ from: node(HZ_MEMBER).pod, to: node(HZ_LAN_GW).pod, count: 10, intervalMs: 50 });
+      expect(ping.lossPercent).toBe(0);
+      return (await count()) - before;
+    })();
+    const seen = await capture.done;
+    console.log(`LAN path: ${seen.length} WireGuard packets ${node(HZ_GW).internalIP} -> ${HZ_LAN_IP}:4500 on hangzhou's LAN; the cloud forwarded ${bytes} B of that pair's ping`);
+    expect(seen.length).toBe(3);
+    expect(bytes).toBe(0);
+  });
+
   it('RTT direct against relayed in this run, and the bytes the cloud forwarded in each mode', async () => {
     let direct: Awaited<ReturnType<typeof pingPods>> | undefined;
     const directBytes = await relayedBytesDuring(async () => (direct = await pingPods(40)));

@@ -37,7 +37,10 @@ export interface NatPathObservation {
 
 export interface NatPathTiming {
   punchTimeoutMs: number;
-  /** How long a peer's LAN address gets to answer before punching across the internet instead. */
+  /**
+   * How long a peer's LAN address gets to answer before punching across the internet instead: more than WireGuard's
+   * 5 s handshake retry, because the first initiation leaves before the route of that address out of the tunnel goes.
+   */
   lanTimeoutMs: number;
   /** A direct path that answers nothing for this long falls back to the relay. */
   deadAfterMs: number;
@@ -47,7 +50,7 @@ export interface NatPathTiming {
   stableAfterMs: number;
 }
 
-export const NAT_PATH_TIMING: NatPathTiming = { punchTimeoutMs: 15_000, lanTimeoutMs: 3_000, deadAfterMs: 1_500, backoffMinMs: 10_000, backoffMaxMs: 60_000, stableAfterMs: 60_000 };
+export const NAT_PATH_TIMING: NatPathTiming = { punchTimeoutMs: 15_000, lanTimeoutMs: 8_000, deadAfterMs: 1_500, backoffMinMs: 10_000, backoffMaxMs: 60_000, stableAfterMs: 60_000 };
 
 /** A Gateway's natType field is free text from the spec: only upstream's values count, anything else is unknown. */
 export function parseNatType(value: string | undefined): NatType | undefined {
