@@ -15,6 +15,7 @@ export class TunnelMetrics {
   private readonly tx: MirroredCounter<'peer'>;
   private readonly rtt: Gauge<'peer'>;
   private readonly reachable: Gauge<'peer'>;
+  private readonly relayed: Gauge<'peer'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -25,6 +26,7 @@ export class TunnelMetrics {
     this.rx = new MirroredCounter({ name: 'raven_tunnel_peer_rx_bytes_total', help: 'Bytes received from a peer gateway', labelNames: ['peer'], registry });
     this.tx = new MirroredCounter({ name: 'raven_tunnel_peer_tx_bytes_total', help: 'Bytes sent to a peer gateway', labelNames: ['peer'], registry });
     this.rtt = new Gauge({ name: 'raven_tunnel_peer_rtt_seconds', help: 'Latest round-trip time to a peer gateway through the tunnel', labelNames: ['peer'], registers });
+    this.relayed = new Gauge({ name: 'raven_tunnel_peer_relayed', help: '1 when a peer gateway is reached through the central gateway, 0 when directly (NAT traversal falls back to 1)', labelNames: ['peer'], registers });
     this.reachable = new Gauge({ name: 'raven_tunnel_peer_reachable', help: '1 when a peer gateway answers probes through the tunnel', labelNames: ['peer'], registers });
   }
 
@@ -39,6 +41,7 @@ export class TunnelMetrics {
     for (const { target, health, tunnel } of reports) {
       const peer = { peer: target.gateway };
       this.reachable.set(peer, health.reachable ? 1 : 0);
+      this.relayed.set(peer, target.relayed ? 1 : 0);
       if (health.lastRttMs !== undefined) this.rtt.set(peer, health.lastRttMs / 1_000);
       if (!tunnel) continue;
       this.rx.update(peer, tunnel.rxBytes);

@@ -103,6 +103,7 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
     const relayed = await relayedBytesDuring(async () => (ping = await pingPods()));
     expect(ping?.lossPercent).toBe(0);
     expect(relayed).toBe(0);
+    expect((await rb.agentHealth(HZ_GW, '/metrics')).body).toMatch(/raven_tunnel_peer_relayed\{peer="gw-qingdao"\} 0/);
     await expectMatrixPasses('matrix with the direct path');
   });
 
@@ -142,6 +143,7 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
     expect(relayed?.lossPercent).toBe(0);
     expect(directBytes).toBe(0);
     expect(relayedBytes).toBeGreaterThanOrEqual(40 * 84);
+    await waitFor('the relayed gauge', async () => /raven_tunnel_peer_relayed\{peer="gw-qingdao"\} 1/.test((await rb.agentHealth(HZ_GW, '/metrics')).body), 10_000, 250);
   });
 
   it('symmetric NAT on both sides: the pair stays relayed, status says why, and the matrix passes', async () => {
