@@ -26,7 +26,9 @@ describe('parseNatType', () => {
 });
 
 const EP = '198.18.0.12:4500';
-const CONE: NatPeerFacts = { localNat: 'PortRestricted', peerNat: 'PortRestricted', peerEndpoint: EP, peerHasKey: true };
+const OWN = '198.18.0.21:4500';
+const CONE: NatPeerFacts = { localNat: 'PortRestricted', peerNat: 'PortRestricted', peerEndpoint: EP, localEndpoint: OWN, peerHasKey: true };
+const failed = (reason: string, retryAt: number, failures: number): NatPathState => ({ kind: 'relayed', reason, retryAt, failures, triedMappings: `${OWN} ${EP}` });
 const T0 = 1_000_000;
 const LAN = '172.16.2.110:4500';
 const punching = (since: number, failures = 0, endpoint = EP, via: 'lan' | 'internet' = 'internet'): NatPathState => ({ kind: 'punching', since, endpoint, via, failures });
@@ -45,16 +47,17 @@ describe('stepNatPath', () => {
     ['a handshake older than the punch does not', punching(T0 + 1_400), CONE, { latestHandshakeMs: T0 }, T0 + 2_000, punching(T0 + 1_400)],
     ['a moved mapping restarts the punch towards it', punching(T0), { ...CONE, peerEndpoint: '198.18.0.99:4500' }, {}, T0 + 2_000, punching(T0 + 2_000, 0, '198.18.0.99:4500')],
     ['a punch times out after 15 s and backs off 10 s', punching(T0), CONE, {}, T0 + 15_000,
-      { kind: 'relayed', reason: 'punch timed out after 15 s', retryAt: T0 + 25_000, failures: 1 }],
+      failed('punch timed out after 15 s', T0 + 25_000, 1)],
     ['the backoff doubles, up to 60 s', punching(T0, 3), CONE, {}, T0 + 15_000,
-      { kind: 'relayed', reason: 'punch timed out after 15 s', retryAt: T0 + 15_000 + 60_000, failures: 4 }],
-    ['a relayed path waits for its retry', { kind: 'relayed', reason: 'x', retryAt: T0 + 5_000, failures: 1 }, CONE, {}, T0 + 4_999,
-      { kind: 'relayed', reason: 'x', retryAt: T0 + 5_000, failures: 1 }],
-    ['and punches again after it', { kind: 'relayed', reason: 'x', retryAt: T0 + 5_000, failures: 1 }, CONE, {}, T0 + 5_000, punching(T0 + 5_000, 1)],
+      failed('punch timed out after 15 s', T0 + 15_000 + 60_000, 4)],
+    ['a relayed path waits for its retry', failed('x', T0 + 5_000, 1), CONE, {}, T0 + 4_999, failed('x', T0 + 5_000, 1)],
+    ['and punches again after it', failed('x', T0 + 5_000, 1), CONE, {}, T0 + 5_000, punching(T0 + 5_000, 1)],
+    ['or at once when the peer\'s mapping moved (a new public IP)', failed('x', T0 + 40_000, 3), { ...CONE, peerEndpoint: '198.18.0.77:4500' }, {}, T0 + 1_000, punching(T0 + 1_000, 3, '198.18.0.77:4500')],
+    ['or at once when our own mapping moved', failed('x', T0 + 40_000, 3), { ...CONE, localEndpoint: '198.18.0.22:4500' }, {}, T0 + 1_000, punching(T0 + 1_000, 3)],
     ['a direct path that answers stays', direct(T0), CONE, { lastReplyMs: T0 + 9_000 }, T0 + 10_000, direct(T0)],
     ['a new direct path has 1.5 s before its first answer counts', direct(T0), CONE, {}, T0 + 1_499, direct(T0)],
     ['a direct path silent for 1.5 s falls back', direct(T0), CONE, { lastReplyMs: T0 + 8_500 }, T0 + 10_000,
-      { kind: 'relayed', reason: 'the direct path stopped answering (nothing for 1.5 s)', retryAt: T0 + 20_000, failures: 1 }],
+      failed('the direct path stopped answering (nothing for 1.5 s)', T0 + 20_000, 1)],
     ['a direct path up for a minute forgets its failures', direct(T0, 2), CONE, { lastReplyMs: T0 + 60_000 }, T0 + 60_100, direct(T0, 0)],
     ['a peer that turns symmetric-symmetric goes back to the relay', direct(T0), SYM, {}, T0 + 100,
       { kind: 'relayed', reason: 'symmetric NAT on both sides', failures: 0 }],
@@ -64,10 +67,10 @@ describe('stepNatPath', () => {
     ['a LAN address gets 8 s (more than one WireGuard handshake retry)', punching(T0, 0, LAN, 'lan'), { ...CONE, peerLanEndpoint: LAN }, {}, T0 + 7_999, punching(T0, 0, LAN, 'lan')],
     ['a silent LAN address: on to the internet when the NATs allow it', punching(T0, 0, LAN, 'lan'), { ...CONE, peerLanEndpoint: LAN }, {}, T0 + 8_000, punching(T0 + 8_000)],
     ['a silent LAN address with symmetric NATs: relayed, saying both', punching(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, {}, T0 + 8_000,
-      { kind: 'relayed', reason: `the peer's LAN address ${LAN} did not answer, and symmetric NAT on both sides`, retryAt: T0 + 18_000, failures: 1 }],
+      failed(`the peer's LAN address ${LAN} did not answer, and symmetric NAT on both sides`, T0 + 18_000, 1)],
     ['a LAN path outlives a NAT that turned symmetric', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 900 }, T0 + 1_000, direct(T0, 0, LAN, 'lan')],
     ['a LAN path that stops answering falls back', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 100 }, T0 + 1_600,
-      { kind: 'relayed', reason: 'the direct path stopped answering (nothing for 1.5 s)', retryAt: T0 + 11_600, failures: 1 }],
+      failed('the direct path stopped answering (nothing for 1.5 s)', T0 + 11_600, 1)],
     ['no LAN address any more while punching to it: start over', punching(T0, 0, LAN, 'lan'), CONE, {}, T0 + 1_000, punching(T0 + 1_000)],
   ])('%s', (_what, prev, facts, seen, now, want) => {
     expect(stepNatPath(prev, facts, seen, now, NAT_PATH_TIMING)).toEqual(want);

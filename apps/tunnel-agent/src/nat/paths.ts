@@ -6,7 +6,7 @@ import { NAT_TYPES, type NatType } from '@raven/api-types';
  * without talking to each other first. Pure: the agent feeds it observations and applies what it returns.
  */
 export type NatPathState =
-  | { kind: 'relayed'; reason: string; retryAt?: number; failures: number }
+  | { kind: 'relayed'; reason: string; retryAt?: number; failures: number; triedMappings?: string }
   | { kind: 'punching'; since: number; endpoint: string; via: PathVia; failures: number }
   | { kind: 'direct'; since: number; endpoint: string; via: PathVia; failures: number };
 
@@ -19,6 +19,8 @@ export interface NatPeerFacts {
   peerNat?: NatType;
   /** The peer's public mapping of its tunnel port, as the central gateway observed it (`ip:port`). */
   peerEndpoint?: string;
+  /** This gateway's own mapping as the central gateway observed it. */
+  localEndpoint?: string;
   peerHasKey: boolean;
   /**
    * The peer's private address and tunnel port, offered when the central gateway sees both gateways behind the same
@@ -94,12 +96,14 @@ export function stepNatPath(
     return endpoint ? { kind: 'punching', since: now, endpoint, via, failures } : undefined;
   };
   const fromScratch = () => punch('lan') ?? punch('internet') ?? relayed(refusal!);
-  const fail = (reason: string): NatPathState => ({ kind: 'relayed', reason, retryAt: now + backoff(failures + 1, timing), failures: failures + 1 });
+  // A failed attempt waits out its backoff unless either mapping moves: then the failure says nothing about the next.
+  const mappings = `${facts.localEndpoint ?? ''} ${facts.peerEndpoint ?? ''}`;
+  const fail = (reason: string): NatPathState => ({ kind: 'relayed', reason, retryAt: now + backoff(failures + 1, timing), failures: failures + 1, triedMappings: mappings });
   switch (prev?.kind) {
     case undefined:
       return fromScratch();
     case 'relayed':
-      return prev.retryAt !== undefined && now < prev.retryAt ? prev : fromScratch();
+      return prev.retryAt !== undefined && now < prev.retryAt && prev.triedMappings === mappings ? prev : fromScratch();
     case 'punching': {
       const endpoint = targetOf(prev.via);
       if (!endpoint) return prev.via === 'lan' ? fromScratch() : relayed(refusal!);

@@ -140,6 +140,7 @@ export class NatTraversal {
       localNat: this.natType ?? parseNatType(specEndpoint(local)?.natType ?? local.endpoint.natType),
       peerNat: parseNatType(specEndpoint(peer)?.natType ?? peer.endpoint.natType),
       peerEndpoint: mapping ? formatEndpoint(mapping.ip, mapping.port) : undefined,
+      localEndpoint: this.ownMapping,
       peerHasKey: parseWireguardKey(peer.endpoint.config?.[ENDPOINT_CONFIG_KEYS.publicKey]) !== undefined,
     };
   }
