@@ -115,7 +115,8 @@ export class NatTraversal {
         if (JSON.stringify(natPathOf(prev)) !== JSON.stringify(natPathOf(next))) changed = true;
         this.states.set(d.name, next);
       }
-      const ip = d.nodeIPs.get(d.endpoint.nodeName);
+      // Status is read raw here (the planner screens its own copy): only a valid address is ever probed.
+      const ip = parseIp(d.nodeIPs.get(d.endpoint.nodeName));
       if (next.kind === 'direct' && ip) directProbes.push(this.opts.prober.probe(probeKey(d.name), ip, NAT_PROBE_INTERVAL_MS));
     }
     for (const name of this.states.keys()) {
