@@ -94,7 +94,7 @@ describe('attacks with a compromised edge node\'s credentials, in the box', () =
     // A well-formed key for the victim's endpoint: the admission policy binds the token to its own node.
     await refused(agent.patch(RESOURCES.gateways, { name: QD }, [
       { op: 'replace', path: `/spec/endpoints/${await endpointIndex(QD, QD_GW)}/config/publicKey`, value: `${'E'.repeat(42)}A=` },
-    ], 'json'), 403, /may change only config\.publicKey of its own tunnel endpoint/);
+    ], 'json'), 403, /may change only config\.publicKey and natType of its own tunnel endpoint/);
     expect((await gateway(HZ)).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
     // No peer of the central gateway was given the victim's pod CIDR through the attacker.
     const { stdout } = await rb.box.node(CLOUD_GW).exec('wg', ['show', 'raven-wg0', 'allowed-ips']);
