@@ -22,6 +22,19 @@ export interface Caches {
 }
 
 export async function createCaches(kube: KubeClient, log: Logger, registry: Registry, namespace: string): Promise<Caches> {
+  let calico = true;
+  try {
+    await kube.list(RESOURCES.blockAffinities, { limit: 1 });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    log.info('no Calico BlockAffinity CRD; subnets come from Node podCIDRs');
+    calico = false;
+  }
+  return cacheInformers(kube, log, registry, namespace, { calico });
+}
+
+/** The informers, not started; `calico`: the cluster has Calico's BlockAffinity CRD. */
+export function cacheInformers(kube: KubeClient, log: Logger, registry: Registry, namespace: string, opts: { calico: boolean }): Caches {
   const common = { kube, log, registry, metricPrefix: 'raven_pickup' };
   const gateways = new Informer<Gateway>({ ...common, type: RESOURCES.gateways, transform: toGateway });
   const nodes = new Informer<NodeView>({ ...common, type: RESOURCES.nodes, transform: toNodeView });
@@ -35,13 +48,9 @@ export async function createCaches(kube: KubeClient, log: Logger, registry: Regi
     return gw ? [gw] : [];
   });
   let blockAffinities: Informer<BlockAffinityView> | undefined;
-  try {
-    await kube.list(RESOURCES.blockAffinities, { limit: 1 });
+  if (opts.calico) {
     blockAffinities = new Informer<BlockAffinityView>({ ...common, type: RESOURCES.blockAffinities, transform: toBlockAffinity });
     blockAffinities.addIndex(INDEX.blocksByNode, (b) => [b.spec.node]);
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    log.info('no Calico BlockAffinity CRD; subnets come from Node podCIDRs');
   }
   const all = [gateways, nodes, heartbeats, ravenConfig, services, ...(blockAffinities ? [blockAffinities] : [])] as unknown as Caches['all'];
   return { gateways, nodes, heartbeats, ravenConfig, services, blockAffinities, all };

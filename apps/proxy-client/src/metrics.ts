@@ -12,7 +12,7 @@ export function servingMetrics(registry: Registry): { active: Gauge; dials: Coun
 }
 
 /** Tunnels, streams and bytes, read from the connections at scrape time. */
-export function exportConnectionMetrics(registry: Registry, connections: ServerConnections): void {
+export function exportConnectionMetrics(registry: Registry, connections: Pick<ServerConnections, 'connectedServers' | 'stats'>): void {
   const registers = [registry];
   new Gauge({ name: `${P}_servers_connected`, help: 'Tunnels held to proxy-server replicas', registers, collect() { this.set(connections.connectedServers()); } });
   new Gauge({ name: `${P}_streams_active`, help: 'Connections open to targets for servers', registers, collect() { this.set(connections.stats().streams); } });

@@ -24,3 +24,4 @@ export * from './real-walkthrough.ts';
 export * from './oci-archive.ts';
 export * from './images.ts';
 export * from './raven-deploy.ts';
+export * from './metric-conventions.ts';
