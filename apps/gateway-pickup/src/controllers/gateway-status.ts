@@ -6,7 +6,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { INDEX, type Caches } from '../caches.ts';
 import { EXTRA_CIDRS_CONDITION, planGatewayStatus, requestedEndpoints, type Availability } from '../election.ts';
 import type { HeartbeatTracker } from '../heartbeats.ts';
-import { modeSwitches, toGateway } from '../model.ts';
+import { modeSwitches, toGateway, type ConfigMapView } from '../model.ts';
 import { FIELD_MANAGER } from './apply.ts';
 
 export interface GatewayStatusOptions {
@@ -120,35 +120,7 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     if (earliest !== Infinity) controller.queue.addAfter(name, earliest - Date.now() + 5);
   }
 
-  // Read from the written status at scrape time: what the API says, whichever replica is scraped.
-  const conditionGauge = (name: string, type: 'Ready' | 'Degraded', help: string) => new Gauge({
-    name, help, labelNames: ['gateway'], registers: [opts.registry],
-    collect() {
-      this.reset();
-      for (const g of caches.gateways.list()) this.set({ gateway: g.metadata.name }, g.status?.conditions?.find((c) => c.type === type)?.status === 'True' ? 1 : 0);
-    },
-  });
-  conditionGauge('raven_gateway_ready', 'Ready', '1 while the Gateway\'s Ready condition is True (its requested endpoints have at least one elected)');
-  conditionGauge('raven_gateway_degraded', 'Degraded', '1 while the Gateway\'s Degraded condition is True (fewer endpoints active than requested)');
-  new Gauge({
-    name: 'raven_gateway_active_endpoints', help: 'Elected endpoints of a Gateway by type', labelNames: ['gateway', 'type'], registers: [opts.registry],
-    collect() {
-      this.reset();
-      for (const g of caches.gateways.list()) {
-        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, (g.status?.activeEndpoints ?? []).filter((e) => e.type === type).length);
-      }
-    },
-  });
-  new Gauge({
-    name: 'raven_gateway_requested_endpoints', help: 'Endpoints a Gateway asks for by type (0 when the mode is off or none is listed)', labelNames: ['gateway', 'type'], registers: [opts.registry],
-    collect() {
-      this.reset();
-      const modes = modeSwitches(caches.ravenConfig.list()[0]);
-      for (const g of caches.gateways.list()) {
-        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g as Gateway, modes, type));
-      }
-    },
-  });
+  exportGatewayMetrics(opts.registry, caches);
 
   const enqueueAll = () => caches.gateways.keys().forEach((k) => controller.enqueue(k));
   caches.gateways.on({ add: (g) => controller.enqueue(g.metadata.name), update: (_o, g) => controller.enqueue(g.metadata.name), delete: (g) => controller.enqueue(g.metadata.name) });
@@ -186,4 +158,39 @@ export function gatewayStatusController(opts: GatewayStatusOptions): Controller 
     delete: (b) => controller.enqueue(gatewayOfNode(b.spec.node)),
   });
   return controller;
+}
+
+/**
+ * The per-Gateway gauges, read from the written status at scrape time: what the API says, whichever replica is
+ * scraped. A deleted Gateway's series go with it (each scrape starts from a reset).
+ */
+export function exportGatewayMetrics(registry: Registry, caches: { gateways: { list(): Gateway[] }; ravenConfig: { list(): ConfigMapView[] } }): void {
+  const conditionGauge = (name: string, type: 'Ready' | 'Degraded', help: string) => new Gauge({
+    name, help, labelNames: ['gateway'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) this.set({ gateway: g.metadata.name }, g.status?.conditions?.find((c) => c.type === type)?.status === 'True' ? 1 : 0);
+    },
+  });
+  conditionGauge('raven_gateway_ready', 'Ready', '1 while the Gateway\'s Ready condition is True (its requested endpoints have at least one elected)');
+  conditionGauge('raven_gateway_degraded', 'Degraded', '1 while the Gateway\'s Degraded condition is True (fewer endpoints active than requested)');
+  new Gauge({
+    name: 'raven_gateway_active_endpoints', help: 'Elected endpoints of a Gateway by type', labelNames: ['gateway', 'type'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, (g.status?.activeEndpoints ?? []).filter((e) => e.type === type).length);
+      }
+    },
+  });
+  new Gauge({
+    name: 'raven_gateway_requested_endpoints', help: 'Endpoints a Gateway asks for by type (0 when the mode is off or none is listed)', labelNames: ['gateway', 'type'], registers: [registry],
+    collect() {
+      this.reset();
+      const modes = modeSwitches(caches.ravenConfig.list()[0]);
+      for (const g of caches.gateways.list()) {
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g as Gateway, modes, type));
+      }
+    },
+  });
 }
