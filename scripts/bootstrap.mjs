@@ -2,11 +2,12 @@
 //   --npm       npm ci when node_modules is missing or older than the lock file
 //   --apt       Debian packages for the data path (root only; skipped when already present)
 //   --binaries  the pinned Go-built upstream binaries (kube-apiserver, etcd, ...), cached under $HOME
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENVTEST_TARGETS, planBinaries } from './envtest-assets.mjs';
 import { preflight } from './preflight.mjs';
+import { runWithProgress } from './progress.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -16,21 +17,6 @@ const run = (cmd, argv, opts = {}) => {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed with ${r.status ?? r.signal}`);
 };
 const onPath = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
-
-/** Runs a long step, saying every 30 s what it is and how long it has been running: no silent minutes. */
-function runWithProgress(what, cmd, argv) {
-  const started = Date.now();
-  const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  const ticker = setInterval(() => {
-    const s = Math.round((Date.now() - started) / 1000);
-    say(`still building ${what} (${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s)`);
-  }, 30_000);
-  return new Promise((resolve, reject) => child.on('close', (code, signal) => {
-    clearInterval(ticker);
-    if (code === 0) resolve();
-    else reject(new Error(`building ${what} failed with ${code ?? signal}`));
-  }));
-}
 
 function stopOn(problems) {
   if (problems.length === 0) return;
@@ -87,5 +73,5 @@ if (args.has('--binaries')) {
   const assets = dir ? { dir, files: readdirSync(dir) } : undefined;
   const plan = planBinaries(targets, { assets, built });
   if (plan.message) say(plan.message);
-  for (const target of plan.build) await runWithProgress(target, goBinaries, [target]);
+  for (const target of plan.build) await runWithProgress(target, goBinaries, [target], { cwd: root, say });
 }
