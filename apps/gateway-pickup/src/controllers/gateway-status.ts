@@ -189,7 +189,7 @@ export function exportGatewayMetrics(registry: Registry, caches: { gateways: { l
       this.reset();
       const modes = modeSwitches(caches.ravenConfig.list()[0]);
       for (const g of caches.gateways.list()) {
-        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g as Gateway, modes, type));
+        for (const type of ['tunnel', 'proxy'] as const) this.set({ gateway: g.metadata.name, type }, requestedEndpoints(g, modes, type));
       }
     },
   });
