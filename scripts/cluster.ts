@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { SYSTEM_NAMESPACE } from '@raven/api-types';
 import { ControlPlane, ManagedProcess, appCommand, kubectl, pidAlive, serviceAccountKubeconfig, startCluster, waitFor, WORKSPACE_ROOT } from '@raven/testbed';
 
-const dir = join(WORKSPACE_ROOT, '.cluster');
+// RAVEN_CLUSTER_DIR lets a test run its own without touching the user's.
+const dir = process.env.RAVEN_CLUSTER_DIR ?? join(WORKSPACE_ROOT, '.cluster');
 const kubeconfig = join(dir, 'kubeconfig');
 
 async function status(): Promise<boolean> {
