@@ -438,3 +438,21 @@ function vxlanMembers(local: Domain, self: string, selfIP: string, dropped: stri
   }
   return out;
 }
+
+/**
+ * The VPN state to apply before the kernel step. A punched peer with a new endpoint waits for the kernel step, or
+ * (when it was already configured) keeps its applied self: the same plan may remove the route that would carry its
+ * first handshake into the tunnel, and WireGuard does not initiate again for 5 s.
+ */
+export function vpnBeforeKernel(next: VpnPlan, applied: VpnPlan | undefined): VpnPlan {
+  const same = (a: PeerPlan, b: PeerPlan) => a.gateway === b.gateway && a.nodeName === b.nodeName;
+  let withheld = false;
+  const peers = next.peers.flatMap((peer) => {
+    if (peer.natPath !== 'punching') return [peer];
+    const before = applied?.peers.find((p) => same(p, peer));
+    if (before?.endpoint === peer.endpoint) return [peer];
+    withheld = true;
+    return before ? [before] : [];
+  });
+  return withheld ? { ...next, peers } : next;
+}

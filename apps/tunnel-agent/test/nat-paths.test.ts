@@ -42,6 +42,8 @@ describe('stepNatPath', () => {
       { kind: 'relayed', reason: 'symmetric NAT on both sides', failures: 0 }],
     ['no observed mapping yet', undefined, { ...CONE, peerEndpoint: undefined }, {}, T0,
       { kind: 'relayed', reason: 'the central gateway has not observed the peer\'s public mapping yet', failures: 0 }],
+    ['our own mapping not observed yet: no internet punch (one public address or not is still unknown)', undefined, { ...CONE, localEndpoint: undefined }, {}, T0,
+      { kind: 'relayed', reason: 'the central gateway has not observed this gateway\'s public mapping yet', failures: 0 }],
     ['no key yet', undefined, { ...CONE, peerHasKey: false }, {}, T0, { kind: 'relayed', reason: 'the peer has not published its public key', failures: 0 }],
     ['a handshake in the punch\'s second makes it direct', punching(T0 + 400), CONE, { latestHandshakeMs: T0 }, T0 + 2_000, direct(T0 + 2_000)],
     ['a handshake older than the punch does not', punching(T0 + 1_400), CONE, { latestHandshakeMs: T0 }, T0 + 2_000, punching(T0 + 1_400)],
@@ -71,6 +73,7 @@ describe('stepNatPath', () => {
     ['a LAN path outlives a NAT that turned symmetric', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 900 }, T0 + 1_000, direct(T0, 0, LAN, 'lan')],
     ['a LAN path that stops answering falls back', direct(T0, 0, LAN, 'lan'), { ...SYM, peerLanEndpoint: LAN }, { lastReplyMs: T0 + 100 }, T0 + 1_600,
       failed('the direct path stopped answering (nothing for 1.5 s)', T0 + 11_600, 1)],
+    ['an internet punch turns to the LAN as soon as the peer\'s LAN address is offered', punching(T0), { ...CONE, peerLanEndpoint: LAN }, {}, T0 + 3_000, punching(T0 + 3_000, 0, LAN, 'lan')],
     ['no LAN address any more while punching to it: start over', punching(T0, 0, LAN, 'lan'), CONE, {}, T0 + 1_000, punching(T0 + 1_000)],
   ])('%s', (_what, prev, facts, seen, now, want) => {
     expect(stepNatPath(prev, facts, seen, now, NAT_PATH_TIMING)).toEqual(want);

@@ -109,14 +109,21 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
 
   // The issue asks for 40 ms of netem delay on the cloud's links; this kernel has no netem (CONFIG_NET_SCH_NETEM is
   // not set), so the relay's cost here is its extra hop and two more WireGuard passes, measured in the same run.
-  it('two domains on one LAN (gw-hangzhou and gw-hzlan behind one router) use their private addresses, shown in status and by tcpdump', async () => {
+  it('two domains on one LAN (gw-hangzhou and gw-hzlan behind one router) use their private addresses, shown in status and by tcpdump on the router', async () => {
     const lanPath = async () => {
       const [a, b] = await Promise.all([connection('gw-hangzhou', 'gw-hzlan'), connection('gw-hzlan', 'gw-hangzhou')]);
       return a?.status === 'Connected' && a.relayedVia === undefined && a.endpoint === `${HZ_LAN_IP}:4500`
         && b?.status === 'Connected' && b.relayedVia === undefined && b.endpoint === `${node(HZ_GW).internalIP}:4500`;
     };
-    await waitFor('the LAN path in both Gateways\' status', lanPath, 30_000, 200);
-    const capture = await rb.box.capture({ at: node(HZ_GW), iface: 'eth0', filter: `udp and src ${node(HZ_GW).internalIP} and dst ${HZ_LAN_IP} and dst port 4500`, count: 3, timeoutMs: 5_000 });
+    const t = Date.now();
+    await waitFor('the LAN path in both Gateways\' status', lanPath, 30_000, 200).catch(async (err: unknown) => {
+      const statuses = await Promise.all(['gw-hangzhou', 'gw-hzlan'].map(async (g) => `${g}: ${JSON.stringify((await rb.kube.get<{ status?: unknown }>(RESOURCES.gateways, { name: g })).status)}`));
+      const natLines = [HZ_GW, HZ_LAN_GW].map((n) => `${n}:\n${rb.agentLog(n).split('\n').filter((l) => /NAT|nat/.test(l)).slice(-12).join('\n')}`);
+      throw new Error(`${String(err)}\n${statuses.join('\n')}\n${natLines.join('\n')}`);
+    });
+    console.log(`LAN path in both Gateways' status ${seconds(Date.now() - t)} after the test began (${seconds(Date.now() - convergedAt)} after every gateway was up)`);
+    // On hangzhou's router: its LAN bridge hands the packets to gw-hzlan's port, so they never reach its WAN side.
+    const capture = await rb.box.capture({ at: rb.box.domain('hangzhou').router, iface: node(HZ_LAN_GW).routerPort, filter: `udp and src ${node(HZ_GW).internalIP} and dst ${HZ_LAN_IP} and dst port 4500`, count: 3, timeoutMs: 5_000 });
     const bytes = await (async () => {
       const count = () => rb.box.forwardedBytes(CLOUD_GW, node(HZ_MEMBER).podCIDR, node(HZ_LAN_GW).podCIDR);
       const before = await count();
@@ -125,7 +132,7 @@ describe('NAT traversal between hangzhou and qingdao (both behind NAT)', () => {
       return (await count()) - before;
     })();
     const seen = await capture.done;
-    console.log(`LAN path: ${seen.length} WireGuard packets ${node(HZ_GW).internalIP} -> ${HZ_LAN_IP}:4500 on hangzhou's LAN; the cloud forwarded ${bytes} B of that pair's ping`);
+    console.log(`LAN path: ${seen.length} WireGuard packets ${node(HZ_GW).internalIP} -> ${HZ_LAN_IP}:4500 seen by tcpdump on hangzhou's router (${node(HZ_LAN_GW).routerPort}); the cloud forwarded ${bytes} B of that pair's ping`);
     expect(seen.length).toBe(3);
     expect(bytes).toBe(0);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
-import { planDataPath, type PlanInput } from '../src/planner.ts';
+import { planDataPath, vpnBeforeKernel, type PlanInput, type VpnPlan } from '../src/planner.ts';
 import { pickCentral, domainOf } from '../src/topology.ts';
 import { vtepAddress, vtepMac } from '../src/vxlan.ts';
 
@@ -106,6 +106,24 @@ describe('planDataPath', () => {
       const plan = planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', { natPaths: new Map([['gw-qingdao', { mode: 'direct', endpoint: '172.16.1.90:4500', via: 'lan' }]]) }));
       expect(plan.vpn!.peers.find((p) => p.gateway === 'gw-qingdao')).toMatchObject({ endpoint: '172.16.1.90:4500', allowedIPs: ['10.224.2.0/26', '10.224.2.128/26'] });
       expect(plan.remotePrefixes).not.toContain('172.16.1.90/32');
+    });
+
+    describe('vpnBeforeKernel: a punched peer with a new endpoint is configured only after the kernel step', () => {
+      const plan = (mode?: 'punching' | 'direct', endpoint = '172.16.1.90:4500'): VpnPlan =>
+        planDataPath(input('hz-1', 'gw-hangzhou', '172.16.2.103', mode ? { natPaths: new Map([['gw-qingdao', { mode, endpoint, via: 'lan' as const }]]) } : {})).vpn!;
+      const shown = (vpn: VpnPlan) => vpn.peers.map((p) => `${p.gateway}:${p.endpoint}:${p.natPath ?? '-'}`);
+      it.each([
+        { case: 'a new punch is withheld', next: plan('punching'), applied: plan(), early: ['gw-cloud:198.18.0.11:4500:-'] },
+        { case: 'a new punch on the first reconcile is withheld', next: plan('punching'), applied: undefined, early: ['gw-cloud:198.18.0.11:4500:-'] },
+        { case: 'a punch already applied at that endpoint stays', next: plan('punching'), applied: plan('punching'), early: ['gw-cloud:198.18.0.11:4500:-', 'gw-qingdao:172.16.1.90:4500:punching'] },
+        { case: 'a punch that moves keeps its applied endpoint until the kernel step', next: plan('punching', '198.18.0.13:4500'), applied: plan('punching'), early: ['gw-cloud:198.18.0.11:4500:-', 'gw-qingdao:172.16.1.90:4500:punching'] },
+        { case: 'a direct path is never withheld', next: plan('direct'), applied: plan('punching'), early: ['gw-cloud:198.18.0.11:4500:-', 'gw-qingdao:172.16.1.90:4500:direct'] },
+      ])('$case', ({ next, applied, early }) => {
+        const first = vpnBeforeKernel(next, applied);
+        expect(shown(first)).toEqual(early);
+        // Nothing withheld: the very same plan, so the agent applies once.
+        expect(first === next).toBe(shown(first).join() === shown(next).join());
+      });
     });
 
     it('is ignored where nothing is relayed: on the public gateway, and for a non-NATed peer', () => {

@@ -41,7 +41,7 @@ export interface NatPathTiming {
   punchTimeoutMs: number;
   /**
    * How long a peer's LAN address gets to answer before punching across the internet instead: more than WireGuard's
-   * 5 s handshake retry, because the first initiation leaves before the route of that address out of the tunnel goes.
+   * 5 s handshake retry, so a lost first initiation gets a second.
    */
   lanTimeoutMs: number;
   /** A direct path that answers nothing for this long falls back to the relay. */
@@ -88,8 +88,11 @@ export function stepNatPath(
   const relayed = (reason: string): NatPathState =>
     (prev?.kind === 'relayed' && prev.reason === reason && prev.retryAt === undefined ? prev : { kind: 'relayed', reason, failures });
   if (!facts.peerHasKey) return relayed('the peer has not published its public key');
+  // Without our own mapping, "behind the same public address" is undecidable: punching the peer's public mapping then
+  // could be a hairpin through our own NAT while the peer, knowing both, tries the LAN.
   const refusal = pairRefusal(facts.localNat, facts.peerNat)
-    ?? (!facts.peerEndpoint ? 'the central gateway has not observed the peer\'s public mapping yet' : undefined);
+    ?? (!facts.peerEndpoint ? 'the central gateway has not observed the peer\'s public mapping yet' : undefined)
+    ?? (!facts.localEndpoint ? 'the central gateway has not observed this gateway\'s public mapping yet' : undefined);
   const targetOf = (via: PathVia) => (via === 'lan' ? facts.peerLanEndpoint : refusal ? undefined : facts.peerEndpoint);
   const punch = (via: PathVia): NatPathState | undefined => {
     const endpoint = targetOf(via);
@@ -105,6 +108,8 @@ export function stepNatPath(
     case 'relayed':
       return prev.retryAt !== undefined && now < prev.retryAt && prev.triedMappings === mappings ? prev : fromScratch();
     case 'punching': {
+      // A LAN address that appears (both mappings now known, one public address) wins over an internet punch.
+      if (prev.via === 'internet' && facts.peerLanEndpoint) return punch('lan')!;
       const endpoint = targetOf(prev.via);
       if (!endpoint) return prev.via === 'lan' ? fromScratch() : relayed(refusal!);
       if (endpoint !== prev.endpoint) return { ...prev, since: now, endpoint };

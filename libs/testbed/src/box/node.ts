@@ -4,7 +4,7 @@ import type { Exec, RunOptions, RunResult } from '@raven/netlink';
 import { setLinkUp } from '../netns.ts';
 import { ManagedProcess, waitFor, WaitAbortedError } from '../process.ts';
 import { BoxPod, WrappedExec, type BoxHost } from './hosts.ts';
-import { IFACES, listLinks, netnsHandle, restoreNodeRoutes, setLinkDown } from './network.ts';
+import { IFACES, lanPortName, listLinks, netnsHandle, restoreNodeRoutes, setLinkDown } from './network.ts';
 import { killNetnsProcesses } from './sweep.ts';
 import type { ResolvedDomain, ResolvedNode } from './topology.ts';
 
@@ -56,6 +56,8 @@ export class BoxNode implements BoxHost {
   readonly logDir: string;
   readonly underlay = IFACES.nodeUnderlay;
   readonly podInterface = IFACES.nodePodVeth;
+  /** Its port on the router's LAN bridge (tcpdump there sees what the node sends on its LAN). */
+  readonly routerPort: string;
   readonly executor: Exec;
   private holder?: ManagedProcess;
   private up = true;
@@ -79,6 +81,7 @@ export class BoxNode implements BoxHost {
     this.podGatewayIP = spec.podGatewayIP;
     this.publicIP = spec.publicIP;
     this.podNetns = podNetns;
+    this.routerPort = lanPortName(domainSpec.nodes.findIndex((n) => n.name === spec.name));
     this.pod = new BoxPod(spec.name, podNetns, spec.podIP, spec.podCIDR.text);
     this.stateDir = join(dir, 'nodes', spec.name, 'state');
     this.logDir = join(dir, 'nodes', spec.name, 'logs');
