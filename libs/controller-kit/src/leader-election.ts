@@ -50,6 +50,9 @@ export class LeaderElector {
   private observedAt = 0;
   private observedDurationMs = 0;
   private lastRenew = 0;
+  /** The attempt the campaign loop has in flight: release() waits for it, so it can neither undo nor race the release. */
+  private attempt?: Promise<boolean>;
+  private released = false;
   private lastError = 0;
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -82,7 +85,7 @@ export class LeaderElector {
    */
   async run(signal: AbortSignal, onStartedLeading: (leaderSignal: AbortSignal) => void, onStoppedLeading?: () => void): Promise<void> {
     while (!signal.aborted) {
-      if (!(await this.tryAcquireOrRenew())) {
+      if (!(await this.attemptOnce())) {
         // Try again on the retry grid, or right when the current holder's lease would expire if that is sooner.
         await delay(Math.max(10, Math.min(this.retryPeriodMs, this.expiresInMs() + 10)), signal);
         continue;
@@ -95,7 +98,7 @@ export class LeaderElector {
       while (!signal.aborted) {
         await delay(this.retryPeriodMs, signal);
         if (signal.aborted) break;
-        if (await this.tryAcquireOrRenew()) continue;
+        if (await this.attemptOnce()) continue;
         if (Date.now() - this.lastRenew > this.renewDeadlineMs) {
           this.opts.log.error({ lease: this.opts.name }, 'failed to renew the leader lease within the renew deadline; stepping down');
           break;
@@ -135,6 +138,11 @@ export class LeaderElector {
     };
   }
 
+  private attemptOnce(): Promise<boolean> {
+    this.attempt = this.tryAcquireOrRenew();
+    return this.attempt;
+  }
+
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { kube, namespace, name, log } = this.opts;
     const ref = { namespace, name };
@@ -146,6 +154,7 @@ export class LeaderElector {
         if (!isNotFound(err)) throw err;
       }
       const now = new Date();
+      if (this.released) return false;
       if (!current) {
         await kube.create(RESOURCES.leases, this.leaseBody(undefined, now));
         return this.renewed();
@@ -164,6 +173,7 @@ export class LeaderElector {
         this.lastError = 0;
         return false;
       }
+      if (this.released) return false;
       await kube.replace(RESOURCES.leases, ref, this.leaseBody(current, now));
       return this.renewed();
     } catch (err) {
@@ -183,17 +193,28 @@ export class LeaderElector {
 
   /** Gives the lease up (empty holder, 1 s duration) if we hold it, so a standby takes over without waiting. */
   async release(): Promise<void> {
+    this.released = true;
+    // A renew in flight finishes first: written after the release it would take the lease back, and landing between
+    // the release's read and write it would make that write conflict.
+    await this.attempt;
     // The campaign loop may already have stepped down locally (shutdown aborts it first); the API decides.
     if (this.lastRenew === 0) return;
     const { kube, namespace, name, log } = this.opts;
     try {
-      const current = leaseSchema.parse(await kube.get(RESOURCES.leases, { namespace, name }));
-      if (current.spec?.holderIdentity !== this.identity) return;
-      await kube.replace(RESOURCES.leases, { namespace, name }, {
-        apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
-        metadata: { name, namespace, ...(this.opts.labels ? { labels: { ...this.opts.labels } } : {}), resourceVersion: current.metadata.resourceVersion },
-        spec: { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() },
-      });
+      for (let attempt = 1; ; attempt++) {
+        const current = leaseSchema.parse(await kube.get(RESOURCES.leases, { namespace, name }));
+        if (current.spec?.holderIdentity !== this.identity) return;
+        try {
+          await kube.replace(RESOURCES.leases, { namespace, name }, {
+            apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+            metadata: { name, namespace, ...(this.opts.labels ? { labels: { ...this.opts.labels } } : {}), resourceVersion: current.metadata.resourceVersion },
+            spec: { ...current.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() },
+          });
+          break;
+        } catch (err) {
+          if (!isConflict(err) || attempt >= 3) throw err;
+        }
+      }
       log.info({ lease: name }, 'released the leader lease');
     } catch (err) {
       log.warn({ lease: name, err }, 'could not release the leader lease');

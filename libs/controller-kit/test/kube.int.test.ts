@@ -128,6 +128,52 @@ describe('LeaderElector', () => {
   });
 });
 
+describe('LeaderElector.release with a renew in flight', () => {
+  it('waits for the renew, which then cannot take the lease back, and hands over at once', async () => {
+    const name = uniqueName('le');
+    // The leader's next lease read is held back until release() has begun: the renew then reads after the release.
+    let holdNextGet = false;
+    let held: (() => void) | undefined;
+    const slow = new Proxy(kube, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'get' || typeof value !== 'function') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        return async (...args: unknown[]) => {
+          if (holdNextGet) {
+            holdNextGet = false;
+            await new Promise<void>((resolve) => (held = resolve));
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    }) as typeof kube;
+    const opts = { log, namespace, name, leaseDurationMs: 5_000, renewDeadlineMs: 4_000, retryPeriodMs: 300 };
+    const one = new LeaderElector({ ...opts, kube: slow, identity: 'one' });
+    // Polling every second, the standby rarely looks between the release and the late renew.
+    const two = new LeaderElector({ ...opts, kube, identity: 'two', retryPeriodMs: 1_000 });
+    const stopOne = new AbortController();
+    const stopTwo = new AbortController();
+    void one.run(stopOne.signal, () => undefined);
+    await waitFor('one leads', async () => one.isLeader(), 5_000);
+    void two.run(stopTwo.signal, () => undefined);
+    holdNextGet = true;
+    await waitFor('a renew in flight', async () => held !== undefined, 5_000, 10);
+    stopOne.abort();
+    const releasing = one.release();
+    // Let the renew read as soon as the release is written (the old order), or after 300 ms (release waits for it).
+    const holder = async () => ((await kube.get<{ spec?: { holderIdentity?: string } }>(RESOURCES.leases, { namespace, name })).spec?.holderIdentity ?? '');
+    await Promise.race([waitFor('the release written', async () => (await holder()) === '', 2_000, 5).catch(() => undefined), new Promise((r) => setTimeout(r, 300))]);
+    held!();
+    await releasing;
+    const released = Date.now();
+    await waitFor('two leads', async () => two.isLeader(), 5_000, 20);
+    // Far less than the 5 s lease: the release was not undone by the late renew.
+    expect(Date.now() - released).toBeLessThan(1_500);
+    expect(await holder()).toBe('two');
+    stopTwo.abort();
+  });
+});
+
 describe('EventRecorder and HeartbeatRenewer', () => {
   it('record an Event about a cluster-scoped object in default', async () => {
     const target = uniqueName('evt');
