@@ -1,19 +1,8 @@
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { appCommand, type AppName } from '@raven/testbed';
+import type { AppName } from '@raven/testbed';
+import { runApp } from './apps.ts';
 
 const APPS: AppName[] = ['gateway-pickup', 'tunnel-agent', 'proxy-server', 'proxy-client'];
-
-/** Runs an app to completion; the tests run concurrently, since each start costs seconds on a loaded machine. */
-function runApp(app: AppName, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const { command, args: base } = appCommand(app);
-  const child = spawn(command, [...base, ...args], { timeout: 60_000, env: { ...process.env, KUBECONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
-}
 
 describe.concurrent.each(APPS)('%s command line', (app) => {
   it('prints its version', async () => {

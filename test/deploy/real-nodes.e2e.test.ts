@@ -563,6 +563,45 @@ describe('kubectl delete -k, then helm install of the chart', () => {
   });
 });
 
+describe('a PSK the agents cannot follow', () => {
+  type Diagnose = { findings: { severity: string; check: string; object: string; message: string; fix: string }[]; notes?: { topic: string; message: string }[] };
+  const diagnose = async () => JSON.parse((await ravenctl(['diagnose', '-o', 'json'])).stdout) as Diagnose;
+  const pskFindings = (d: Diagnose) => d.findings.filter((f) => f.check === 'psk');
+  type Role = { rules: { resources?: string[] }[] };
+  const getRole = async () => JSON.parse(await kc(['-n', 'kube-system', 'get', 'role', 'raven-tunnel-agent', '-o', 'json'])) as Role;
+
+  it('the Secret rotated while the agents may not read it: diagnose names every agent holding the old PSK and the RBAC fix, and is clean once restored', async () => {
+    const healthy = await diagnose();
+    const answered = Number(/^(\d+) of \d+ tunnel-agent/.exec(healthy.notes?.find((n) => n.topic === 'agents')?.message ?? '')?.[1] ?? 0);
+    // Every gateway node at least (the cloud's directly, the edge's through the tunnels, forwardNodeIP=true).
+    expect(answered).toBeGreaterThanOrEqual(3);
+    expect(pskFindings(healthy)).toEqual([]);
+    let warned: string[] = [];
+    const rules = (await getRole()).rules;
+    const original = (JSON.parse(await kc(['-n', 'kube-system', 'get', 'secret', 'raven-agent-secret', '-o', 'json'])) as { data: Record<string, string> }).data['vpn-connection-psk']!;
+    const t = Date.now();
+    try {
+      // Someone edits the agents' Role and drops its one Secret rule: each agent keeps the PSK it has, by design.
+      await kc(['replace', '-f', '-'], JSON.stringify({ ...(await getRole()), rules: rules.filter((r) => !r.resources?.includes('secrets')) }));
+      await waitFor('every agent reporting that it cannot re-read its PSK', async () => (warned = pskFindings(await diagnose()).filter((f) => f.severity === 'warning').map((f) => f.object).sort()).length === answered, 60_000, 2_000);
+      await kc(['-n', 'kube-system', 'patch', 'secret', 'raven-agent-secret', '--type=merge', '-p', JSON.stringify({ data: { 'vpn-connection-psk': Buffer.from(`rotated-${Date.now()}`).toString('base64') } })]);
+      const found = pskFindings(await diagnose());
+      console.log(`PSK rotated while unreadable: ${found.length} agents named ${((Date.now() - t) / 1000).toFixed(1)} s after the Role lost its Secret rule; ${found[0]?.message}`);
+      expect(found.map((f) => `${f.severity} ${f.object}`).sort()).toEqual(warned.map((o) => `error ${o}`));
+      for (const f of found) {
+        expect(f.message).toMatch(/holds another PSK than secret\/raven-agent-secret \(fingerprint [0-9a-f]{16}, not [0-9a-f]{16}\) from secret\/raven-agent-secret: its tunnel handshakes with every peer fail$/);
+        expect(f.fix).toContain('auth can-i get secret/raven-agent-secret --as=system:serviceaccount:kube-system:raven-tunnel-agent');
+      }
+    } finally {
+      // The Secret first: the agents never see the rotated value, so no tunnel changes its key.
+      await kc(['-n', 'kube-system', 'patch', 'secret', 'raven-agent-secret', '--type=merge', '-p', JSON.stringify({ data: { 'vpn-connection-psk': original } })]);
+      await kc(['replace', '-f', '-'], JSON.stringify({ ...(await getRole()), rules }));
+    }
+    await waitFor('diagnose without PSK findings', async () => pskFindings(await diagnose()).length === 0, 60_000, 2_000);
+    await expectVerifyPasses();
+  });
+});
+
 describe('faults on the helm release', () => {
   it('the active hangzhou gateway\'s node stops (kubelet, containerd, agents): the standby takes over, pods and L7 work again', async () => {
     // The admin lists a second hangzhou node for each role, as for any Gateway that must survive a node.

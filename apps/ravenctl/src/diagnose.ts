@@ -1,5 +1,5 @@
-import { ANNOTATIONS, HEARTBEAT, LABELS, RAVEN_CFG_KEYS, heartbeatLeaseName, mayHoldProxyClientIdentity, proxyServerGateways, type HeartbeatComponent } from '@raven/api-types';
-import { PSK_SECRET, type IssuedCertificate, type Snapshot } from './snapshot.ts';
+import { ANNOTATIONS, HEARTBEAT, LABELS, PSK_SECRET, RAVEN_CFG_KEYS, heartbeatLeaseName, mayHoldProxyClientIdentity, proxyServerGateways, type HeartbeatComponent } from '@raven/api-types';
+import type { IssuedCertificate, Snapshot } from './snapshot.ts';
 import { activeTunnelNode, isLeaseFresh, leaseAgeSeconds } from './show.ts';
 
 export type Severity = 'error' | 'warning';

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { CONFIGMAPS, GATEWAY_CRD_NAME, HEARTBEAT } from '@raven/api-types';
+import { CONFIGMAPS, GATEWAY_CRD_NAME, HEARTBEAT, PSK_SECRET } from '@raven/api-types';
 import { RESOURCES, loadCredentials, resourcePath, type KubeClient, type ResourceType } from '@raven/controller-kit';
 import { stringify } from 'yaml';
 import { safeSegment, tarGz, type ArchiveEntry } from './archive.ts';
@@ -12,7 +12,7 @@ import { EXIT, UsageError } from './exit.ts';
 import { toDot } from './graph.ts';
 import { SecretCollector, redactObject, scrubText } from './redact.ts';
 import { buildShowView } from './show.ts';
-import { CSR_PREFIX, PICKUP_LEADER_LEASE, PSK_SECRET, RAVEN_PART_OF } from './snapshot.ts';
+import { CSR_PREFIX, PICKUP_LEADER_LEASE, RAVEN_PART_OF } from './snapshot.ts';
 import { buildTopology } from './topology.ts';
 
 const APPS = {

@@ -1,4 +1,4 @@
-import { ANNOTATIONS, DATAPATH, RAVEN_CFG_KEYS, endpointPort, type AgentDiagnose, type KernelSubsystem } from '@raven/api-types';
+import { ANNOTATIONS, DATAPATH, PSK_SECRET, RAVEN_CFG_KEYS, endpointPort, type AgentDiagnose, type KernelSubsystem } from '@raven/api-types';
 import type { Finding } from './diagnose.ts';
 import type { AgentProbe, Environment } from './environment.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -49,13 +49,39 @@ function driftMessage(node: string, s: AgentDiagnose['subsystems'][number], wind
 
 const logs = (ns: string, a: AgentProbe) => `kubectl -n ${ns} logs ${q(a.pod)} --tail=100`;
 
+/** The PSK every agent should hold, by fingerprint: the Secret's, else (the Secret unreadable) most agents'. */
+export interface PskReference {
+  fingerprint: string;
+  from: string;
+}
+
+/** An agent's PSK against the reference: a different one fails every handshake, and none at all as well. */
+function checkAgentPsk(s: Snapshot, a: AgentProbe, node: string, psk: NonNullable<AgentDiagnose['psk']>, ref: PskReference | undefined): Finding[] {
+  const obj = `node/${node}`;
+  const secret = `secret/${PSK_SECRET.name}`;
+  const fix = psk.source === 'file'
+    ? `mount ${s.namespace}/${PSK_SECRET.name} (key ${PSK_SECRET.key}) at the agent's --psk-file path, or drop --psk-file: kubectl -n ${s.namespace} get ds raven-tunnel-agent -o yaml`
+    : psk.readError
+      ? `the agent cannot read the Secret: kubectl -n ${s.namespace} auth can-i get ${secret} --as=system:serviceaccount:${s.namespace}:raven-tunnel-agent`
+      : `the agent re-reads the Secret every 30 s; if this lasts: ${logs(s.namespace, a)}`;
+  const source = psk.source === 'file' ? 'from its --psk-file' : `from ${secret}`;
+  if (ref && psk.fingerprint !== ref.fingerprint) {
+    const held = psk.fingerprint ? `another PSK than ${ref.from} (fingerprint ${psk.fingerprint}, not ${ref.fingerprint}) ${source}` : `no PSK (reading ${psk.source === 'file' ? 'its --psk-file' : secret}), while ${ref.from} has one`;
+    return [{ severity: 'error', check: 'psk', object: obj, message: `node ${node}: tunnel-agent holds ${held}: its tunnel handshakes with every peer fail`, fix }];
+  }
+  if (psk.readError) {
+    return [{ severity: 'warning', check: 'psk', object: obj, message: `node ${node}: tunnel-agent cannot read its PSK (${psk.readError}): it keeps the one it has, so a rotated PSK will not reach it`, fix }];
+  }
+  return [];
+}
+
 /** Findings from one agent's own view of its node. */
-export function checkAgentReport(s: Snapshot, a: AgentProbe & { report: AgentDiagnose }): Finding[] {
+export function checkAgentReport(s: Snapshot, a: AgentProbe & { report: AgentDiagnose }, pskRef?: PskReference): Finding[] {
   const r = a.report;
   // The Pod's node (from the API) over the name the agent reports about itself.
   const node = a.node ?? r.node;
   const obj = `node/${node}`;
-  const out: Finding[] = [];
+  const out: Finding[] = r.psk ? checkAgentPsk(s, a, node, r.psk, pskRef) : [];
   if (!r.ready || r.lastError) {
     out.push({ severity: 'error', check: 'agent-reconcile', object: obj, message: `node ${node}: tunnel-agent is not ready${r.lastError ? `: ${r.lastError}` : ''}`, fix: logs(s.namespace, a) });
   }
@@ -90,12 +116,14 @@ export function checkAgents(s: Snapshot, env: Pick<Environment, 'agents'>, asked
     return { findings, notes: [{ topic: 'agents', message: `no tunnel-agent Pods in ${s.namespace}: the per-node view (planned vs. actual kernel state, handshakes) was skipped`, fix: `kubectl -n ${s.namespace} get ds raven-tunnel-agent` }] };
   }
   const dropped = new Map<string, string[]>();
+  const psk = pskReference(s, env.agents);
+  if (psk.kind === 'split') findings.push(psk.finding);
   for (const a of env.agents) {
     if (!a.report) {
       notes.push({ topic: 'agents', message: `cannot ask tunnel-agent ${a.pod}${a.node ? ` on ${a.node}` : ''}: ${a.unavailable ?? 'no answer'}` });
       continue;
     }
-    findings.push(...checkAgentReport(s, { ...a, report: a.report }));
+    findings.push(...checkAgentReport(s, { ...a, report: a.report }, psk.kind === 'reference' ? psk.ref : undefined));
     for (const sentence of a.report.plan?.dropped ?? []) dropped.set(sentence, [...(dropped.get(sentence) ?? []), a.node ?? a.report.node]);
   }
   // Every agent screens the same Gateways: one finding per dropped value, not one per node.
@@ -105,6 +133,24 @@ export function checkAgents(s: Snapshot, env: Pick<Environment, 'agents'>, asked
   const answered = env.agents.filter((a) => a.report).length;
   notes.unshift({ topic: 'agents', message: `${answered} of ${env.agents.length} tunnel-agent(s) answered` });
   return { findings, notes };
+}
+
+/**
+ * The Secret's fingerprint when ravenctl could read it. Otherwise the agents' own: a strict majority is the
+ * reference; a split without one is a single finding that lists who holds what.
+ */
+export function pskReference(s: Snapshot, agents: Environment['agents']): { kind: 'reference'; ref: PskReference } | { kind: 'split'; finding: Finding } | { kind: 'none' } {
+  if (s.psk.fingerprint) return { kind: 'reference', ref: { fingerprint: s.psk.fingerprint, from: `secret/${PSK_SECRET.name}` } };
+  const held = new Map<string, string[]>();
+  for (const a of agents) {
+    if (a.report?.psk) held.set(a.report.psk.fingerprint ?? 'none', [...(held.get(a.report.psk.fingerprint ?? 'none') ?? []), a.node ?? a.report.node]);
+  }
+  if (held.size < 2) return { kind: 'none' };
+  const total = [...held.values()].reduce((n, nodes) => n + nodes.length, 0);
+  const [top, nodes] = [...held].sort((x, y) => y[1].length - x[1].length)[0]!;
+  if (top !== 'none' && nodes.length * 2 > total) return { kind: 'reference', ref: { fingerprint: top, from: `${nodes.length} of ${total} tunnel-agents` } };
+  const groups = [...held].map(([f, n]) => `${f === 'none' ? 'no PSK' : f}: ${n.sort().join(', ')}`).join('; ');
+  return { kind: 'split', finding: { severity: 'error', check: 'psk', object: 'daemonset/raven-tunnel-agent', message: `tunnel-agents hold ${held.size} different PSKs (by fingerprint): ${groups}`, fix: `give every agent ${s.namespace}/${PSK_SECRET.name}: kubectl -n ${s.namespace} get ds raven-tunnel-agent -o yaml` } };
 }
 
 const CNI_PATTERNS: Array<[string, RegExp]> = [

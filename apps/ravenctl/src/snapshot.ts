@@ -1,4 +1,4 @@
-import { CONFIGMAPS, HEARTBEAT, SYSTEM_NAMESPACE, gatewayV1beta1Schema, type Gateway } from '@raven/api-types';
+import { CONFIGMAPS, HEARTBEAT, PSK_SECRET, SYSTEM_NAMESPACE, gatewayV1beta1Schema, pskFingerprint, type Gateway } from '@raven/api-types';
 import { RESOURCES, isNotFound, type KubeClient } from '@raven/controller-kit';
 import { z } from 'zod';
 
@@ -19,7 +19,8 @@ export interface Snapshot {
   pickupLeader?: LeaseView;
   pods: PodView[];
   ravenConfig?: Record<string, string>;
-  psk: { secret: 'present' | 'missing' | 'forbidden'; hasKey: boolean };
+  /** The PSK Secret, and the one-way fingerprint of its key (the value itself is never kept). */
+  psk: { secret: 'present' | 'missing' | 'forbidden'; hasKey: boolean; fingerprint?: string };
   certificates: IssuedCertificate[];
   /** False when these credentials may not list CSRs (certificate checks are then skipped, and said so). */
   certificatesReadable: boolean;
@@ -72,7 +73,6 @@ export interface IssuedCertificate {
 
 export const RAVEN_PART_OF = 'app.kubernetes.io/part-of=raven';
 export const PICKUP_LEADER_LEASE = 'raven-gateway-pickup';
-export const PSK_SECRET = { name: 'raven-agent-secret', key: 'vpn-connection-psk' } as const;
 export const CSR_PREFIX = { 'proxy-server': 'raven-proxy-server-', 'proxy-client': 'raven-proxy-client-' } as const;
 
 const time = (s: string | undefined | null) => (s ? Date.parse(s) : undefined);
@@ -223,11 +223,12 @@ export async function readSnapshot(kube: KubeClient, opts: ReadOptions): Promise
   };
 }
 
-/** Whether the PSK Secret and its key exist. The value itself is never kept. */
+/** Whether the PSK Secret and its key exist, and the key's fingerprint. The value itself is never kept. */
 async function readPskPresence(kube: KubeClient, ns: string): Promise<Snapshot['psk']> {
   try {
     const secret = await kube.get<{ data?: Record<string, string> }>(RESOURCES.secrets, { namespace: ns, name: PSK_SECRET.name });
-    return { secret: 'present', hasKey: !!secret.data?.[PSK_SECRET.key] };
+    const data = secret.data?.[PSK_SECRET.key];
+    return { secret: 'present', hasKey: !!data, ...(data ? { fingerprint: pskFingerprint(Buffer.from(data, 'base64').toString('utf8')) } : {}) };
   } catch (err) {
     if (isNotFound(err)) return { secret: 'missing', hasKey: false };
     if ((err as { status?: number }).status === 403) return { secret: 'forbidden', hasKey: false };

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '@raven/controller-kit';
-import type { AgentDiagnose } from '@raven/api-types';
+import { pskFingerprint, type AgentDiagnose } from '@raven/api-types';
 import { renderReport, report } from '../src/diagnose-command.ts';
 import type { Finding } from '../src/diagnose.ts';
 import { agentProxyPath, kubeProxyMode, parseAgentAnswer, unavailableReason, type AgentProbe, type Environment } from '../src/environment.ts';
@@ -98,6 +98,44 @@ describe('checkAgents', () => {
     const { findings } = checkAgents(walkthrough(), { agents: [agent(a), agent(b)] }, true);
     expect(findings.map(brief)).toEqual(['warning plan-dropped gateways']);
     expect(findings[0]!.message).toMatch(/on 2 node\(s\): Gateway gw-x/);
+  });
+
+  describe('the PSK each agent holds, by fingerprint', () => {
+    const GOOD = pskFingerprint('the-cluster-psk');
+    const OLD = pskFingerprint('an-old-psk');
+    const holding = (node: string, psk: AgentDiagnose['psk']): AgentDiagnose => ({ ...healthy(node), ...(psk ? { psk } : {}) });
+    const run = (secretFingerprint: string | undefined, reports: AgentDiagnose[]) => {
+      const s = walkthrough();
+      s.psk = secretFingerprint ? { secret: 'present', hasKey: true, fingerprint: secretFingerprint } : { secret: 'forbidden', hasKey: false };
+      return checkAgents(s, { agents: reports.map((r) => agent(r)) }, true).findings.filter((f) => f.check === 'psk');
+    };
+    it.each<[string, string | undefined, AgentDiagnose[], string[], RegExp?]>([
+      ['all agents hold the Secret\'s PSK', GOOD, [holding('hz-1', { source: 'secret', fingerprint: GOOD }), holding('qd-1', { source: 'file', fingerprint: GOOD })], []],
+      ['an older agent that reports no PSK is not judged', GOOD, [holding('hz-1', undefined)], []],
+      ['a --psk-file with another PSK', GOOD, [holding('hz-1', { source: 'file', fingerprint: OLD }), holding('qd-1', { source: 'secret', fingerprint: GOOD })],
+        ['error psk node/hz-1'], /^node hz-1: tunnel-agent holds another PSK than secret\/raven-agent-secret \(fingerprint [0-9a-f]{16}, not [0-9a-f]{16}\) from its --psk-file: its tunnel handshakes with every peer fail$/],
+      ['no PSK while the Secret has one', GOOD, [holding('hz-1', { source: 'secret', readError: 'secrets "raven-agent-secret" is forbidden' })],
+        ['error psk node/hz-1'], /holds no PSK \(reading secret\/raven-agent-secret\), while secret\/raven-agent-secret has one: its tunnel/],
+      ['a stale PSK the agent cannot refresh', GOOD, [holding('hz-1', { source: 'secret', fingerprint: OLD, readError: 'forbidden' })], ['error psk node/hz-1'], /another PSK/],
+      ['the right PSK, but the agent cannot re-read it', GOOD, [holding('hz-1', { source: 'secret', fingerprint: GOOD, readError: 'ECONNRESET' })],
+        ['warning psk node/hz-1'], /cannot read its PSK \(ECONNRESET\): it keeps the one it has/],
+      ['Secret unreadable: the majority is the reference', undefined, [holding('hz-1', { source: 'secret', fingerprint: GOOD }), holding('hz-2', { source: 'secret', fingerprint: GOOD }), holding('qd-1', { source: 'file', fingerprint: OLD })],
+        ['error psk node/qd-1'], /another PSK than 2 of 3 tunnel-agents/],
+      ['Secret unreadable and no majority: one finding that lists who holds what', undefined, [holding('hz-1', { source: 'secret', fingerprint: GOOD }), holding('qd-1', { source: 'file', fingerprint: OLD })],
+        ['error psk daemonset/raven-tunnel-agent'], /2 different PSKs \(by fingerprint\): [0-9a-f]{16}: (hz-1|qd-1); [0-9a-f]{16}: (hz-1|qd-1)$/],
+      ['Secret unreadable and every agent agrees: nothing to say', undefined, [holding('hz-1', { source: 'secret', fingerprint: OLD }), holding('qd-1', { source: 'secret', fingerprint: OLD })], []],
+    ])('%s', (_what, secret, reports, want, message) => {
+      const found = run(secret, reports);
+      expect(found.map(brief)).toEqual(want);
+      if (message) expect(found[0]!.message).toMatch(message);
+      for (const f of found) expect(f.fix).toBeTruthy();
+    });
+
+    it('names the fix by where the agent reads its PSK', () => {
+      expect(run(GOOD, [holding('hz-1', { source: 'file', fingerprint: OLD })])[0]!.fix).toMatch(/--psk-file path, or drop --psk-file/);
+      expect(run(GOOD, [holding('hz-1', { source: 'secret', fingerprint: OLD, readError: 'forbidden' })])[0]!.fix).toMatch(/auth can-i get secret\/raven-agent-secret --as=system:serviceaccount:kube-system:raven-tunnel-agent/);
+      expect(run(GOOD, [holding('hz-1', { source: 'secret', fingerprint: OLD })])[0]!.fix).toMatch(/re-reads the Secret every 30 s/);
+    });
   });
 
   it('unreachable agents, no agents, or not asking are notes, not errors', () => {

@@ -13,7 +13,7 @@ import { buildDiagnoseReport } from './diagnose.ts';
 import { HostFactsError, discoverHostFacts, type HostFacts } from './facts.ts';
 import { connectionsWriteDue, peerReports, type PeerReport } from './connections.ts';
 import { TunnelMetrics } from './metrics.ts';
-import { planDataPath, type DataPathPlan } from './planner.ts';
+import { planDataPath, vpnBeforeKernel, type DataPathPlan } from './planner.ts';
 import { Prober } from './probe.ts';
 import type { PresharedKey } from './psk.ts';
 import { NatTraversal } from './nat/traversal.ts';
@@ -133,7 +133,7 @@ export class TunnelAgent {
     return buildDiagnoseReport({
       nodeName: this.opts.nodeName, now, driver: this.opts.driver.name,
       l3Enabled: this.ravenConfig.list()[0]?.data?.[RAVEN_CFG_KEYS.l3Tunnel] === 'true',
-      ready: this.readiness().ok, lastError: this.lastError, plan, planAt: this.lastPlanAt, host: this.host, outcomes, drift, peers,
+      ready: this.readiness().ok, lastError: this.lastError, psk: this.opts.psk.describe(), plan, planAt: this.lastPlanAt, host: this.host, outcomes, drift, peers,
     });
   }
 
@@ -189,11 +189,12 @@ export class TunnelAgent {
       const started = performance.now();
       // The VPN device exists before the kernel state that refers to it, and goes after it (gateway or warm standby).
       const withVpn = plan.vpn !== undefined;
-      const vpnFirst = withVpn ? await this.opts.driver.apply(plan.vpn) : { changed: false };
+      const early = plan.vpn && vpnBeforeKernel(plan.vpn, this.lastPlan?.vpn);
+      const vpnFirst = early ? await this.opts.driver.apply(early) : { changed: false };
       const verify = this.verifyDue || vpnFirst.changed; // a new VPN device has nothing on it yet
       this.verifyDue = false;
       const kernel = await this.applier.apply(plan, { verify });
-      const vpnAfter = withVpn ? { changed: false } : await this.opts.driver.apply(undefined);
+      const vpnAfter = !withVpn ? await this.opts.driver.apply(undefined) : early !== plan.vpn ? await this.opts.driver.apply(plan.vpn) : { changed: false };
       await this.publishPublicKey();
       const changed = hasChanges(kernel) || vpnFirst.changed || vpnAfter.changed;
       if (changed || !deepEqual(plan.role, this.lastPlan?.role)) {

@@ -62,6 +62,7 @@ export interface DiagnoseInput {
   l3Enabled: boolean;
   ready: boolean;
   lastError?: string;
+  psk?: AgentDiagnose['psk'];
   plan?: DataPathPlan;
   planAt?: number;
   host?: HostFacts;
@@ -124,6 +125,7 @@ export function buildDiagnoseReport(input: DiagnoseInput): AgentDiagnose {
     kind: AGENT_DIAGNOSE_KIND, version: 1,
     node: clip(input.nodeName), generatedAt: iso(now), driver: input.driver, l3Enabled: input.l3Enabled, ready: input.ready,
     ...(input.lastError ? { lastError: clip(input.lastError) } : {}),
+    ...(input.psk ? { psk: { ...input.psk, ...(input.psk.readError ? { readError: clip(input.psk.readError) } : {}) } } : {}),
     ...(plan && role ? {
       plan: {
         at: iso(input.planAt ?? now),

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { AGENT_DIAGNOSE_PATH, HEARTBEAT, PORTS, SYSTEM_NAMESPACE } from '@raven/api-types';
+import { AGENT_DIAGNOSE_PATH, HEARTBEAT, PORTS, PSK_SECRET, SYSTEM_NAMESPACE } from '@raven/api-types';
 import {
   COMMON_FLAGS, ConfigError, HealthServer, KubeClient, Shutdown, createLogger, durationFlag, intFlag, parseFlags,
 } from '@raven/controller-kit';
@@ -16,6 +16,7 @@ const flags = {
   ...COMMON_FLAGS,
   'node-name': { type: 'string', description: 'This node (default: $NODE_NAME, then the hostname)' },
   namespace: { type: 'string', description: 'Namespace of raven-cfg and the PSK Secret', default: SYSTEM_NAMESPACE },
+  'psk-file': { type: 'string', description: `Read the tunnel PSK from this file (the Secret's ${PSK_SECRET.key} key mounted as a volume) instead of getting the Secret through the API; re-read every 30 s` },
   'vpn-driver': { type: 'string', description: 'wireguard or libreswan', default: 'wireguard' },
   'wireguard-implementation': { type: 'string', description: 'auto (kernel module, else wireguard-go), kernel or userspace', default: 'auto' },
   'wireguard-go': { type: 'string', description: 'The userspace WireGuard daemon (path or name on PATH) when there is no kernel module', default: 'wireguard-go' },
@@ -84,7 +85,8 @@ async function main(): Promise<void> {
   shutdown.onStop('kube-client', () => kube.close());
 
   const namespace = values.namespace ?? SYSTEM_NAMESPACE;
-  const psk = new PresharedKey(kube, log, namespace);
+  const pskFile = values['psk-file'];
+  const psk = new PresharedKey(pskFile ? { kind: 'file', path: pskFile } : { kind: 'secret', kube, namespace }, log);
   const driver = driverFor(driverName, stateDir, wg, log, () => psk.value);
   // Hole punching configures WireGuard peers by their observed mappings; IPsec's IKE would need its own NAT-T story.
   if (values['nat-traversal'] && driver.name !== 'wireguard') throw new ConfigError('--nat-traversal needs --vpn-driver wireguard');

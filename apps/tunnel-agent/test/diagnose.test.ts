@@ -100,6 +100,14 @@ describe('buildDiagnoseReport', () => {
       },
     },
     {
+      name: 'the PSK by its fingerprint and source, with the last read error',
+      input: input({ psk: { source: 'file', fingerprint: '0123456789abcdef', readError: 'ENOENT '.repeat(100) } }),
+      check: (r) => {
+        expect(r.psk).toMatchObject({ source: 'file', fingerprint: '0123456789abcdef' });
+        expect(r.psk!.readError!.length).toBeLessThanOrEqual(300);
+      },
+    },
+    {
       name: 'long untrusted strings are clipped',
       input: input({ lastError: 'x'.repeat(5000) }),
       check: (r) => expect(r.lastError!.length).toBeLessThanOrEqual(300),

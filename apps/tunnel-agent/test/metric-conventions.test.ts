@@ -21,7 +21,7 @@ describe('tunnel-agent metrics follow the Prometheus conventions', () => {
     const health = new HealthServer('raven_tunnel');
     kube.instrument(health.registry, 'raven_tunnel');
     new TunnelAgent({
-      kube, log, registry: health.registry, exec, psk: new PresharedKey(kube, log, 'kube-system'),
+      kube, log, registry: health.registry, exec, psk: new PresharedKey({ kind: 'secret', kube, namespace: 'kube-system' }, log),
       driver: new WireguardDriver({ exec, log, stateDir: join(scratch, 'state'), device: 'raven-wg0', implementation: 'kernel' }),
       nodeName: 'n1', namespace: 'kube-system', forwardNodeIP: false, keepaliveSeconds: 5, resyncMs: 30_000, probeIntervalMs: 5_000,
       heartbeat: { intervalMs: 500 },

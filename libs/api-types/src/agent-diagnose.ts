@@ -29,6 +29,14 @@ export const agentDiagnoseSchema = z.object({
   l3Enabled: z.boolean(),
   ready: z.boolean(),
   lastError: text.optional(),
+  /** The PSK in use, by its one-way fingerprint (pskFingerprint): never the value. Absent from older agents. */
+  psk: z.object({
+    source: z.enum(['secret', 'file']),
+    /** No fingerprint: this agent has no PSK at all. */
+    fingerprint: z.string().regex(/^[0-9a-f]{16}$/).optional(),
+    /** Why the last read failed (the agent keeps the PSK it had). */
+    readError: text.optional(),
+  }).optional(),
   plan: z.object({
     at: z.iso.datetime(),
     role: z.object({ kind: z.enum(['none', 'member', 'gateway']), gateway: text.optional(), gatewayNode: text.optional(), central: z.boolean().optional(), reason: text.optional() }),

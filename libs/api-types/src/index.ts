@@ -9,3 +9,4 @@ export * from './heartbeat.ts';
 export * from './proxy.ts';
 export * from './node.ts';
 export * from './agent-diagnose.ts';
+export * from './psk.ts';
