@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENVTEST_TARGETS, planBinaries } from './envtest-assets.mjs';
+import { ensureImageNode } from './image-node.mjs';
 import { preflight } from './preflight.mjs';
 import { runWithProgress } from './progress.mjs';
 
@@ -74,4 +75,6 @@ if (args.has('--binaries')) {
   const plan = planBinaries(targets, { assets, built });
   if (plan.message) say(plan.message);
   for (const target of plan.build) await runWithProgress(target, goBinaries, [target], { cwd: root, say });
+  // The app bundles run in the tests on the Node the images ship, not on the one running npm.
+  ensureImageNode(root, say);
 }

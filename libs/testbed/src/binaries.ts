@@ -13,7 +13,8 @@ export type Binary =
   | 'kubelet' | 'kube-proxy' | 'kube-scheduler'
   | 'konnectivity-server' | 'konnectivity-agent' | 'helm' | 'promtool' | 'wireguard-go' | 'coredns';
 
-const cacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
+export const binCacheRoot = () => process.env.RAVEN_BIN_CACHE ?? join(homedir(), '.cache/raven-ts/bin');
+const cacheRoot = binCacheRoot;
 
 const locations: Record<Binary, [dir: () => string, file: string, envtest: boolean]> = {
   'kube-apiserver': [() => join(cacheRoot(), `kubernetes-${VERSIONS.kubernetes}`), 'kube-apiserver', true],
