@@ -1,4 +1,4 @@
-import { ENDPOINT_CONFIG_KEYS, cidrContains, parseCidr, parseIp, parseWireguardKey, type Endpoint, type Gateway, type NodeInfo } from '@raven/api-types';
+import { AddressIndex, ENDPOINT_CONFIG_KEYS, parseCidr, parseIp, parseWireguardKey, type Endpoint, type Gateway, type NodeInfo } from '@raven/api-types';
 
 /** Prefixes shorter than this are never routed into a tunnel, whatever a Gateway's status says. */
 export const MIN_PREFIX_LENGTH = 8;
@@ -18,13 +18,13 @@ export interface Screened {
 export function screenGateways(gateways: readonly Gateway[], protectedIPs: readonly string[]): Screened {
   const dropped: string[] = [];
   const publicIPs = gateways.flatMap((g) => [...(g.spec?.endpoints ?? []), ...(g.status?.activeEndpoints ?? [])].map((e) => e.publicIP).filter((ip): ip is string => !!parseIp(ip)));
-  const guarded = [...new Set([...protectedIPs.filter((ip) => !!parseIp(ip)), ...publicIPs])];
+  const guarded = new AddressIndex(new Set([...protectedIPs.filter((ip) => !!parseIp(ip)), ...publicIPs]));
 
   const subnetProblem = (subnet: string): string | undefined => {
     const parsed = parseCidr(subnet);
     if (!parsed) return 'is not a CIDR without host bits';
     if (parsed.prefixLength < MIN_PREFIX_LENGTH) return `is wider than /${MIN_PREFIX_LENGTH}`;
-    const hit = guarded.find((ip) => cidrContains(parsed, ip));
+    const hit = guarded.firstIn(parsed);
     return hit ? `contains the protected address ${hit}` : undefined;
   };
 

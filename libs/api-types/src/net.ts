@@ -103,6 +103,38 @@ export function cidrContains(cidr: ParsedCidr, ip: string): boolean {
   return addr.value >> shift === cidr.network >> shift;
 }
 
+/**
+ * Addresses parsed once and sorted, for "which of them lies in this CIDR" in O(log n) per question: screening 5,000
+ * subnets against 1,000 protected addresses one by one re-parsed every address 5 million times.
+ */
+export class AddressIndex {
+  private readonly sorted: { family: 4 | 6; value: bigint; ip: string }[];
+
+  constructor(ips: Iterable<string>) {
+    this.sorted = [...ips].flatMap((ip) => {
+      const parsed = ipToBigInt(ip);
+      return parsed ? [{ ...parsed, ip }] : [];
+    }).sort((a, b) => a.family - b.family || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  }
+
+  /** The lowest indexed address inside `cidr`, if any. */
+  firstIn(cidr: ParsedCidr): string | undefined {
+    const hostBits = BigInt(bits(cidr.family) - cidr.prefixLength);
+    const start = (cidr.network >> hostBits) << hostBits;
+    const end = start + (1n << hostBits) - 1n;
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const a = this.sorted[mid]!;
+      if (a.family < cidr.family || (a.family === cidr.family && a.value < start)) lo = mid + 1;
+      else hi = mid;
+    }
+    const hit = this.sorted[lo];
+    return hit && hit.family === cidr.family && hit.value <= end ? hit.ip : undefined;
+  }
+}
+
 /** An `ip:port` (IPv6 bracketed) as formatEndpoint writes it, from untrusted text; undefined when it is anything else. */
 export function parseEndpoint(s: string | undefined): { ip: IpAddress; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s ?? '');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  cidrContains, cidrProblem, cidrsOverlap, gatewayV1beta1Schema, isDnsSubdomain, isValidPortList, parseCidr, parseIp, parseWireguardKey,
+  AddressIndex, cidrContains, cidrProblem, cidrsOverlap, gatewayV1beta1Schema, isDnsSubdomain, isValidPortList, parseCidr, parseIp, parseWireguardKey,
 } from '../src/index.ts';
 
 const key = Buffer.alloc(32, 7).toString('base64');
@@ -71,5 +71,50 @@ describe('the Gateway schema applies the same checks as the CRD', () => {
     const result = parse(spec);
     expect(result.success).toBe(message === undefined);
     if (message) expect(result.error!.issues[0]!.message).toContain(message);
+  });
+});
+
+describe('AddressIndex', () => {
+  const index = new AddressIndex(['10.0.0.5', '10.0.1.255', '192.168.1.1', 'fd00::1', '2001:db8::ffff', 'not-an-ip', '']);
+  it.each<[string, string | undefined]>([
+    ['10.0.0.0/24', '10.0.0.5'],
+    ['10.0.0.0/31', undefined],
+    ['10.0.0.4/31', '10.0.0.5'],
+    ['10.0.0.0/16', '10.0.0.5'],
+    ['10.0.1.0/24', '10.0.1.255'],
+    ['10.0.2.0/24', undefined],
+    ['192.168.1.1/32', '192.168.1.1'],
+    ['0.0.0.0/0', '10.0.0.5'],
+    ['fd00::/64', 'fd00::1'],
+    ['2001:db8::/112', '2001:db8::ffff'],
+    ['2001:db8:1::/48', undefined],
+    ['::/0', '2001:db8::ffff'],
+  ])('%s holds %s', (cidr, want) => {
+    expect(index.firstIn(parseCidr(cidr)!)).toBe(want);
+  });
+
+  it('answers as a scan with cidrContains does, on many addresses and subnets', () => {
+    const ips = Array.from({ length: 600 }, (_, i) => `10.${(i * 7) % 256}.${(i * 13) % 256}.${(i * 29) % 256}`);
+    const idx = new AddressIndex(ips);
+    // The subnet of length `len` around an address: masked, so parseCidr accepts it.
+    const around = (n: number, len: number) => {
+      const base = Math.floor(n / 2 ** (32 - len)) * 2 ** (32 - len);
+      return `${[24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256).join('.')}/${len}`;
+    };
+    let hits = 0;
+    let misses = 0;
+    for (let i = 0; i < 500; i++) {
+      const n = 10 * 2 ** 24 + ((i * 2_654_435_761) % 2 ** 24);
+      const cidr = parseCidr(around(n, 8 + (i % 23)))!;
+      const scan = ips.filter((ip) => cidrContains(cidr, ip));
+      const hit = idx.firstIn(cidr);
+      expect(hit === undefined, cidr.cidr).toBe(scan.length === 0);
+      if (hit) expect(scan, cidr.cidr).toContain(hit);
+      if (hit) hits++;
+      else misses++;
+    }
+    // Both answers occur, so the comparison says something.
+    expect(hits).toBeGreaterThan(50);
+    expect(misses).toBeGreaterThan(50);
   });
 });
